@@ -1,0 +1,107 @@
+"""Reductions: sum mean max, with ``axis`` (int, tuple or None) and ``keepdims``.
+
+Backward of a reduction broadcasts the gradient back over the reduced axes; for that, the axes are
+first restored as size-1 axes (``_expand``), whether or not keepdims dropped them.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import numpy as np
+
+from ..backend import get_array_module
+from ..function import Function
+from ..registry import GradCase, register_gradcheck, tie_free
+
+
+def _normalize_axis(axis: Any, ndim: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
+    for a in axes:
+        if not -ndim <= a < builtins.max(ndim, 1):
+            raise ValueError(f"axis must be in [{-ndim}, {ndim}) for a {ndim}-d tensor, got {a}")
+    return tuple(sorted(a % builtins.max(ndim, 1) for a in axes))
+
+
+def _expand(g: Any, in_shape: tuple[int, ...], axes: tuple[int, ...]) -> Any:
+    """Reshape a reduced gradient so it broadcasts against the input: reduced axes -> size 1."""
+    shape = [1 if i in axes else n for i, n in enumerate(in_shape)]
+    return g.reshape(shape)
+
+
+class Sum(Function):
+    """y = sum of x over ``axis``;  dx = gy broadcast back over the summed axes."""
+
+    def __init__(self, axis: Any = None, keepdims: bool = False):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        self.axes = _normalize_axis(self.axis, x.ndim)
+        return x.sum(axis=self.axes, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        return xp.broadcast_to(_expand(gy, self.in_shape, self.axes), self.in_shape)
+
+
+class Mean(Sum):
+    """y = sum(x) / n over ``axis``;  dx = gy / n broadcast back."""
+
+    def forward(self, x):
+        y = super().forward(x)
+        self.n = int(np.prod([x.shape[a] for a in self.axes]))
+        return (y / self.n).astype(x.dtype, copy=False)
+
+    def backward(self, gy):
+        return super().backward(gy / self.n)
+
+
+class Max(Function):
+    """y = max of x over ``axis``;  dx = gy where x is the maximum, else 0.
+
+    Ties share the gradient equally (this is a subgradient; PyTorch's ``amax`` does the same).
+    """
+
+    def __init__(self, axis: Any = None, keepdims: bool = False):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, x):
+        self.x = x
+        self.axes = _normalize_axis(self.axis, x.ndim)
+        self.y = x.max(axis=self.axes, keepdims=True)
+        return self.y if self.keepdims else self.y.reshape(
+            [n for i, n in enumerate(x.shape) if i not in self.axes]
+        )
+
+    def backward(self, gy):
+        mask = self.x == self.y
+        count = mask.sum(axis=self.axes, keepdims=True)
+        return mask * (_expand(gy, self.x.shape, self.axes) / count)
+
+
+def sum(x, axis=None, keepdims: bool = False):
+    return Sum(axis, keepdims)(x)
+
+
+def mean(x, axis=None, keepdims: bool = False):
+    return Mean(axis, keepdims)(x)
+
+
+def max(x, axis=None, keepdims: bool = False):
+    return Max(axis, keepdims)(x)
+
+
+def _reduction_cases(rng, fn, make):
+    yield GradCase("all", lambda x: fn(x), [make((3, 4))])
+    yield GradCase("axis=1", lambda x: fn(x, axis=1), [make((2, 3, 4))])
+    yield GradCase("axis=(0,2) keepdims", lambda x: fn(x, (0, 2), True), [make((2, 3, 4))])
+    yield GradCase("axis=-1 large", lambda x: fn(x, axis=-1), [make((6, 7, 8))])
+
+
+register_gradcheck("sum")(lambda rng: _reduction_cases(rng, sum, rng.standard_normal))
+register_gradcheck("mean")(lambda rng: _reduction_cases(rng, mean, rng.standard_normal))
+register_gradcheck("max")(lambda rng: _reduction_cases(rng, max, lambda s: tie_free(rng, s)))
