@@ -42,7 +42,9 @@ def import_cupy() -> ModuleType:
     try:
         import cupy
     except ImportError as e:
-        raise RuntimeError(f"device 'cuda' needs CuPy, which is not installed: {_INSTALL_HINT}") from e
+        raise RuntimeError(
+            f"device 'cuda' needs CuPy, which is not installed: {_INSTALL_HINT}"
+        ) from e
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as e:  # CUDA driver missing or broken

@@ -90,4 +90,3 @@ def _check_same_device(op: str, tensors: tuple) -> None:
         raise ValueError(
             f"{op}: all inputs must be on the same device, got {listed}; move them with .to(device)"
         )
-

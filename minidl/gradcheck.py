@@ -7,9 +7,9 @@ product that backward computes. Numerically, per element:
     dL/dx_i ~ (L(x + eps e_i) - L(x - eps e_i)) / (2 eps)        (error O(eps^2))
 
 That needs two evaluations per element, so inputs up to ``full_limit`` elements get the full check;
-larger ones are checked along random directions v: (L(x + eps v) - L(x - eps v)) / (2 eps) must equal
-sum(dL/dx * v). Always in float64: in float32 the rounding error eps_machine * |L| / eps swamps the
-derivative.
+larger ones are checked along random directions v: (L(x + eps v) - L(x - eps v)) / (2 eps) must
+equal sum(dL/dx * v). Always in float64: in float32 the rounding error eps_machine * |L| / eps
+swamps the derivative.
 
 ``python -m minidl.gradcheck`` runs every case the ops registered and prints a table.
 """
@@ -84,7 +84,9 @@ def _directional(fn, inputs, upstream, index, direction, eps):
 def _rel_error(analytic: np.ndarray, numeric: np.ndarray) -> np.ndarray:
     # a floor tied to the gradient's overall scale keeps near-zero elements from dividing by ~0
     floor = 1e-7 * max(1.0, float(np.abs(numeric).max(initial=0.0)))
-    return np.abs(analytic - numeric) / np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), floor)
+    return np.abs(analytic - numeric) / np.maximum(
+        np.maximum(np.abs(analytic), np.abs(numeric)), floor
+    )
 
 
 def check_grad(
@@ -127,10 +129,11 @@ def check_grad(
             k = int(err.argmax()) if err.size else 0
             where = np.unravel_index(k, a.shape) if a.ndim else ()
             e = float(err.reshape(-1)[k]) if err.size else 0.0
+            worst_a, worst_n = analytic.reshape(-1)[k], numeric.reshape(-1)[k]
             lines.append(
-                f"input {i} {a.shape} (full Jacobian): worst element {tuple(int(j) for j in where)}: "
-                f"analytic {analytic.reshape(-1)[k]:.10g}, numerical {numeric.reshape(-1)[k]:.10g}, "
-                f"relative error {e:.3g}"
+                f"input {i} {a.shape} (full Jacobian): worst element "
+                f"{tuple(int(j) for j in where)}: analytic {worst_a:.10g}, "
+                f"numerical {worst_n:.10g}, relative error {e:.3g}"
             )
         else:
             e = 0.0
@@ -156,7 +159,9 @@ def check_grad(
     return GradCheckResult(ok, worst, tol, report)
 
 
-def run_all(device: str = "cpu", stream: Any = sys.stdout, ops: Sequence[str] | None = None) -> bool:
+def run_all(
+    device: str = "cpu", stream: Any = sys.stdout, ops: Sequence[str] | None = None
+) -> bool:
     """Check every registered case on ``device``; print a table; True when all pass."""
     xp = module_for(device)
     cases = [c for c in gradcheck_cases() if ops is None or c.op in ops]
@@ -175,8 +180,11 @@ def run_all(device: str = "cpu", stream: Any = sys.stdout, ops: Sequence[str] | 
         )
         if not res.ok:
             print("    " + res.report.replace("\n", "\n    "), file=stream)
-    print(f"\n{len(cases) - failures}/{len(cases)} checks passed over "
-          f"{len({c.op for c in cases})} ops on {device}", file=stream)
+    print(
+        f"\n{len(cases) - failures}/{len(cases)} checks passed over "
+        f"{len({c.op for c in cases})} ops on {device}",
+        file=stream,
+    )
     return failures == 0
 
 

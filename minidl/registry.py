@@ -75,5 +75,4 @@ def tie_free(rng: np.random.Generator, shape: tuple[int, ...], gap: float = 0.1)
     return (rng.permutation(n).reshape(shape) - n / 2) * gap + gap / 2
 
 
-
 __all__ = ["GradCase", "register_gradcheck", "registered_ops", "gradcheck_cases", "tie_free"]

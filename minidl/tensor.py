@@ -163,7 +163,9 @@ class Tensor:
         else:
             grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.dtype)
             if tuple(grad.shape) != self.shape:
-                raise ValueError(f"grad must have the output's shape {self.shape}, got {grad.shape}")
+                raise ValueError(
+                    f"grad must have the output's shape {self.shape}, got {grad.shape}"
+                )
         _run_backward(self, grad)
 
     # ----------------------------------------------------------------- operators

@@ -1,4 +1,4 @@
-"""Shared fixtures: ``xp`` runs a test body on every available backend (numpy, and cupy on a GPU)."""
+"""Shared fixtures: ``xp`` runs a test body on every backend (numpy; cupy on a GPU)."""
 
 from __future__ import annotations
 

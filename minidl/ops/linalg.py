@@ -21,7 +21,8 @@ class MatMul(Function):
     def forward(self, a, b):
         if a.ndim < 2 or b.ndim < 2:
             raise ValueError(
-                f"matmul: both operands need at least 2 dimensions, got shapes {a.shape} and {b.shape}"
+                f"matmul: both operands need at least 2 dimensions, got shapes {a.shape} and "
+                f"{b.shape}"
             )
         if a.shape[-1] != b.shape[-2]:
             raise ValueError(
@@ -76,7 +77,9 @@ def linear(x, weight, bias=None):
 def _matmul_cases(rng):
     yield GradCase("2-D", matmul, [rng.standard_normal((3, 4)), rng.standard_normal((4, 5))])
     yield GradCase(
-        "batched, broadcast b", matmul, [rng.standard_normal((2, 3, 4)), rng.standard_normal((4, 2))]
+        "batched, broadcast b",
+        matmul,
+        [rng.standard_normal((2, 3, 4)), rng.standard_normal((4, 2))],
     )
     yield GradCase(
         "batched both", matmul, [rng.standard_normal((2, 1, 3, 4)), rng.standard_normal((3, 4, 2))]
@@ -90,4 +93,6 @@ def _linear_cases(rng):
         linear,
         [rng.standard_normal((5, 4)), rng.standard_normal((3, 4)), rng.standard_normal(3)],
     )
-    yield GradCase("no bias, 3-D input", linear, [rng.standard_normal((2, 5, 4)), rng.standard_normal((3, 4))])
+    yield GradCase(
+        "no bias, 3-D input", linear, [rng.standard_normal((2, 5, 4)), rng.standard_normal((3, 4))]
+    )

@@ -73,8 +73,10 @@ class Max(Function):
         self.x = x
         self.axes = _normalize_axis(self.axis, x.ndim)
         self.y = x.max(axis=self.axes, keepdims=True)
-        return self.y if self.keepdims else self.y.reshape(
-            [n for i, n in enumerate(x.shape) if i not in self.axes]
+        return (
+            self.y
+            if self.keepdims
+            else self.y.reshape([n for i, n in enumerate(x.shape) if i not in self.axes])
         )
 
     def backward(self, gy):

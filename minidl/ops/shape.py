@@ -144,15 +144,21 @@ def _reshape_cases(rng):
 @register_gradcheck("transpose")
 def _transpose_cases(rng):
     yield GradCase("reverse", lambda x: x.T, [rng.standard_normal((3, 4))])
-    yield GradCase("(0,2,3,1)", lambda x: transpose(x, 0, 2, 3, 1), [rng.standard_normal((2, 3, 2, 4))])
+    yield GradCase(
+        "(0,2,3,1)", lambda x: transpose(x, 0, 2, 3, 1), [rng.standard_normal((2, 3, 2, 4))]
+    )
 
 
 @register_gradcheck("getitem")
 def _getitem_cases(rng):
     yield GradCase("slice", lambda x: x[1:, ::2], [rng.standard_normal((3, 5))])
-    yield GradCase("int array, repeats", lambda x: x[np.array([0, 2, 0])], [rng.standard_normal((3, 4))])
     yield GradCase(
-        "pairs (rows, cols)", lambda x: x[np.arange(3), np.array([1, 0, 1])], [rng.standard_normal((3, 2))]
+        "int array, repeats", lambda x: x[np.array([0, 2, 0])], [rng.standard_normal((3, 4))]
+    )
+    yield GradCase(
+        "pairs (rows, cols)",
+        lambda x: x[np.arange(3), np.array([1, 0, 1])],
+        [rng.standard_normal((3, 2))],
     )
 
 
@@ -161,5 +167,9 @@ def _concat_cases(rng):
     yield GradCase(
         "axis=1, three inputs",
         lambda a, b, c: concat([a, b, c], axis=1),
-        [rng.standard_normal((2, 3, 2)), rng.standard_normal((2, 1, 2)), rng.standard_normal((2, 4, 2))],
+        [
+            rng.standard_normal((2, 3, 2)),
+            rng.standard_normal((2, 1, 2)),
+            rng.standard_normal((2, 4, 2)),
+        ],
     )

@@ -1,0 +1,76 @@
+"""Forward values of the elementwise, reduction, shape, linear-algebra and activation ops,
+against NumPy written out independently."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minidl as md
+from minidl.backend import to_numpy
+
+RNG = np.random.default_rng(7)
+A = RNG.standard_normal((2, 3, 4))
+B = RNG.standard_normal((3, 4))
+P = np.abs(RNG.standard_normal((2, 3, 4))) + 0.1
+
+
+def _softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+CASES = {
+    "add": (lambda a, b: a + b, lambda a, b: a + b, (A, B)),
+    "sub": (lambda a, b: a - b, lambda a, b: a - b, (A, B)),
+    "mul": (lambda a, b: a * b, lambda a, b: a * b, (A, B)),
+    "div": (lambda a, b: a / b, lambda a, b: a / b, (A, P)),
+    "neg": (lambda a: -a, lambda a: -a, (A,)),
+    "pow": (lambda a: a**1.5, lambda a: a**1.5, (P,)),
+    "exp": (lambda a: a.exp(), np.exp, (A,)),
+    "log": (lambda a: a.log(), np.log, (P,)),
+    "sum": (lambda a: a.sum(axis=(0, 2)), lambda a: a.sum(axis=(0, 2)), (A,)),
+    "mean keepdims": (lambda a: a.mean(1, True), lambda a: a.mean(1, keepdims=True), (A,)),
+    "max": (lambda a: a.max(axis=-1), lambda a: a.max(axis=-1), (A,)),
+    "reshape": (lambda a: a.reshape(4, 6), lambda a: a.reshape(4, 6), (A,)),
+    "transpose": (lambda a: a.transpose(2, 0, 1), lambda a: a.transpose(2, 0, 1), (A,)),
+    "getitem": (lambda a: a[1, ::2, [0, 3]], lambda a: a[1, ::2, [0, 3]], (A,)),
+    "concat": (lambda a, b: md.concat([a, b], 2), lambda a, b: np.concatenate([a, b], 2), (A, A)),
+    "matmul": (lambda a, b: a @ b.T, lambda a, b: np.einsum("ijk,lk->ijl", a, b), (A, B)),
+    "linear": (
+        lambda a, b: md.F.linear(a, b, b[:, 0]),
+        lambda a, b: np.einsum("ijk,lk->ijl", a, b) + b[:, 0],
+        (A, B),
+    ),
+    "relu": (md.F.relu, lambda a: np.where(a > 0, a, 0.0), (A,)),
+    "sigmoid": (md.F.sigmoid, lambda a: 1 / (1 + np.exp(-a)), (A,)),
+    "tanh": (md.F.tanh, np.tanh, (A,)),
+    "softmax": (lambda a: md.F.softmax(a, axis=1), lambda a: _softmax(a, 1), (A,)),
+    "log_softmax": (
+        lambda a: md.F.log_softmax(a, axis=-1),
+        lambda a: np.log(_softmax(a, -1)),
+        (A,),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_forward_matches_numpy(name, xp):
+    fn, reference, inputs = CASES[name]
+    tensors = [md.Tensor(xp.asarray(a)) for a in inputs]
+    np.testing.assert_allclose(
+        to_numpy(fn(*tensors).data), reference(*inputs), rtol=1e-12, atol=1e-12
+    )
+
+
+def test_softmax_and_log_softmax_are_stable_for_huge_logits(xp):
+    x = md.Tensor(xp.asarray([[1e4, 0.0, -1e4]], dtype=np.float32))
+    assert np.isfinite(md.F.log_softmax(x).numpy()).all()
+    np.testing.assert_allclose(md.F.softmax(x).numpy(), [[1.0, 0.0, 0.0]])
+    np.testing.assert_allclose(md.F.sigmoid(md.Tensor(xp.asarray([-1e4, 1e4]))).numpy(), [0, 1])
+
+
+def test_max_ties_share_the_gradient(xp):
+    x = md.Tensor(xp.asarray([1.0, 3.0, 3.0]), requires_grad=True)
+    x.max().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [0.0, 0.5, 0.5])

@@ -1,0 +1,198 @@
+"""Autograd engine: graph recording, backward order and accumulation, no_grad, dtypes, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import minidl as md
+from minidl.function import Function
+
+
+def leaf(xp, values, dtype=np.float64):
+    return md.Tensor(xp.asarray(values, dtype=dtype), requires_grad=True)
+
+
+def test_scalar_chain_rule_by_hand(xp):
+    x, w, b = (leaf(xp, v) for v in (2.0, 3.0, 1.0))
+    y = (x * w + b) ** 2  # y = (xw + b)^2 = 49
+    y.backward()
+    # dy/dx = 2(xw+b) w = 42, dy/dw = 2(xw+b) x = 28, dy/db = 2(xw+b) = 14
+    assert float(y.item()) == 49.0
+    assert (x.grad.item(), w.grad.item(), b.grad.item()) == (42.0, 28.0, 14.0)
+
+
+def test_backward_twice_accumulates_into_leaves(xp):
+    a = leaf(xp, [1.0, 2.0])
+    y = (a * a).sum()
+    y.backward()
+    y.backward()
+    np.testing.assert_allclose(md.backend.to_numpy(a.grad.data), [4.0, 8.0])
+
+
+def test_shared_subexpression(xp):
+    a = leaf(xp, [3.0])
+    b = a + a
+    c = b * b  # c = 4a^2, dc/da = 8a = 24
+    c.backward(xp.ones(1))
+    assert a.grad.item() == 24.0
+
+
+def test_branch_used_twice_waits_for_all_gradients(xp):
+    # z = exp(x) * exp(x) + exp(x): exp(x)'s gradient has three contributions that must all
+    # arrive before Exp.backward runs, which the generation order guarantees.
+    x = leaf(xp, [0.5])
+    e = x.exp()
+    z = e * e + e
+    z.backward(xp.ones(1))
+    expected = 2 * np.exp(1.0) + np.exp(0.5)
+    np.testing.assert_allclose(x.grad.item(), expected, rtol=1e-12)
+
+
+def test_intermediate_grads_are_freed_unless_retained(xp):
+    x = leaf(xp, [1.0, 2.0])
+    h = x * 3
+    k = x * 4
+    k.retain_grad()
+    (h + k).sum().backward()
+    assert h.grad is None
+    np.testing.assert_allclose(md.backend.to_numpy(k.grad.data), [1.0, 1.0])
+    np.testing.assert_allclose(md.backend.to_numpy(x.grad.data), [7.0, 7.0])
+
+
+def test_no_grad_records_nothing(xp):
+    x = leaf(xp, [1.0])
+    with md.no_grad():
+        y = x * 2 + 1
+    assert y.creator is None and not y.requires_grad
+    assert md.is_grad_enabled()
+
+
+def test_graph_recorded_only_when_an_input_requires_grad(xp):
+    a = md.Tensor(xp.ones(3))
+    b = md.Tensor(xp.ones(3))
+    assert (a + b).creator is None
+    c = a + leaf(xp, np.ones(3))
+    assert c.requires_grad and c.creator is not None
+
+
+def test_detach_cuts_the_graph(xp):
+    x = leaf(xp, [2.0])
+    y = x * x
+    d = y.detach()
+    assert d.creator is None and not d.requires_grad
+    z = d * x
+    z.backward(xp.ones(1))
+    assert x.grad.item() == 4.0  # only through the second factor
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda a, b: a + b,
+        lambda a, b: a * b - b / (a * a + 1),
+        lambda a, b: (a @ b.T).sum(axis=1),
+        lambda a, b: md.F.softmax(a, axis=-1) * md.F.sigmoid(b),
+        lambda a, b: md.F.log_softmax(md.F.tanh(a) + md.F.relu(b), axis=0),
+        lambda a, b: md.concat([a, b], axis=0).max(axis=0),
+    ],
+)
+def test_float32_in_float32_out_and_grads(xp, fn):
+    rng = np.random.default_rng(0)
+    a = leaf(xp, rng.standard_normal((3, 4)), np.float32)
+    b = leaf(xp, rng.standard_normal((3, 4)), np.float32)
+    y = fn(a, b)
+    assert y.dtype == np.float32
+    y.backward(xp.ones(y.shape, np.float32))
+    assert a.grad.dtype == np.float32 and b.grad.dtype == np.float32
+
+
+def test_python_scalars_keep_the_tensor_dtype(xp):
+    a = leaf(xp, [1.0, 2.0], np.float32)
+    for y in (a + 1, 2 * a, 1 - a, a / 3, 3 / a, a**2):
+        assert y.dtype == np.float32
+
+
+def test_tensor_factory_defaults():
+    assert md.tensor([1.0, 2.0]).dtype == np.float32
+    assert md.tensor([1, 2]).dtype.kind == "i"
+    assert md.tensor(np.ones(2), dtype=np.float64).dtype == np.float64
+    t = md.tensor([[1.0, 2.0]], requires_grad=True)
+    assert t.shape == (1, 2) and t.ndim == 2 and t.device == "cpu" and t.is_leaf
+    assert isinstance(t.numpy(), np.ndarray)
+
+
+# ---------------------------------------------------------------------------- errors
+def test_backward_on_non_scalar_needs_grad():
+    y = md.tensor(np.ones((2, 3)), requires_grad=True) * 2
+    with pytest.raises(ValueError, match=r"scalar.*\(2, 3\)"):
+        y.backward()
+
+
+def test_backward_grad_shape_is_checked():
+    y = md.tensor(np.ones((2, 3)), requires_grad=True) * 2
+    with pytest.raises(ValueError, match=r"\(2, 3\).*\(3,\)"):
+        y.backward(np.ones(3))
+
+
+def test_backward_through_tensor_without_grad():
+    y = md.tensor([1.0]) * 2
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.backward()
+
+
+def test_matmul_inner_dimension_mismatch():
+    a, b = md.tensor(np.ones((2, 3))), md.tensor(np.ones((4, 5)))
+    with pytest.raises(ValueError, match=r"inner dimensions.*\(2, 3\).*\(4, 5\)"):
+        a @ b
+
+
+def test_concat_shape_mismatch():
+    a, b = md.tensor(np.ones((2, 3))), md.tensor(np.ones((2, 4)))
+    with pytest.raises(ValueError, match=r"axis=0.*\(2, 3\).*\(2, 4\)"):
+        md.concat([a, b], axis=0)
+
+
+def test_integer_tensor_cannot_require_grad():
+    with pytest.raises(TypeError, match="int"):
+        md.tensor([1, 2], requires_grad=True)
+
+
+def test_unknown_device_is_rejected():
+    with pytest.raises(ValueError, match="'tpu'"):
+        md.tensor([1.0], device="tpu")
+
+
+@pytest.mark.skipif(md.is_gpu_available(), reason="checks the message shown without a GPU")
+def test_cuda_without_cupy_or_gpu_says_what_is_missing():
+    with pytest.raises(RuntimeError, match=r"CuPy|GPU"):
+        md.tensor([1.0]).to("cuda")
+
+
+@pytest.mark.skipif(not md.is_gpu_available(), reason="needs CuPy and a GPU")
+def test_mixing_devices_names_both():
+    a = md.tensor([1.0], device="cuda")
+    b = md.tensor([1.0], device="cpu")
+    with pytest.raises(ValueError, match=r"'cuda'.*'cpu'"):
+        a + b
+
+
+@pytest.mark.skipif(not md.is_gpu_available(), reason="needs CuPy and a GPU")
+def test_to_cuda_and_back_round_trip():
+    a = md.tensor([1.0, 2.0], requires_grad=True)
+    b = a.to("cuda")
+    assert b.device == "cuda" and b.requires_grad
+    np.testing.assert_array_equal(b.to("cpu").numpy(), a.numpy())
+
+
+def test_backward_checks_shapes_returned_by_an_op():
+    class Broken(Function):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, gy):
+            return gy[:1]
+
+    x = md.tensor(np.ones(3), requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"Broken.*\(1,\).*\(3,\)"):
+        Broken()(x).sum().backward()
