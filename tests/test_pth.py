@@ -1,0 +1,211 @@
+"""The .pth reader, on zip archives built here opcode by opcode (no PyTorch needed).
+
+A tiny pickle writer emits exactly what ``torch.save`` writes for a state dict: an
+``OrderedDict`` whose values are ``torch._utils._rebuild_tensor_v2(<persistent storage id>,
+offset, size, stride, requires_grad, hooks)`` calls. When PyTorch is installed, a last test
+compares against a real ``torch.save``.
+"""
+
+from __future__ import annotations
+
+import collections
+import pickle
+import struct
+import zipfile
+
+import numpy as np
+import pytest
+
+from minidl.pth import load_pth, load_state_dict
+
+
+class PickleWriter:
+    """Pickle protocol 2 opcodes, enough for a torch state dict."""
+
+    def __init__(self):
+        self.out = bytearray(b"\x80\x02")  # PROTO 2
+
+    def glob(self, module: str, name: str):
+        self.out += b"c" + module.encode() + b"\n" + name.encode() + b"\n"  # GLOBAL
+
+    def int(self, n: int):
+        self.out += b"J" + struct.pack("<i", n)  # BININT
+
+    def str(self, s: str):
+        data = s.encode()
+        self.out += b"X" + struct.pack("<I", len(data)) + data  # BINUNICODE
+
+    def false(self):
+        self.out += b"\x89"  # NEWFALSE
+
+    def mark(self):
+        self.out += b"("
+
+    def tuple(self):
+        self.out += b"t"  # TUPLE from the last mark
+
+    def ints(self, values):
+        self.mark()
+        for v in values:
+            self.int(v)
+        self.tuple()
+
+    def storage_id(self, storage_class: str, key: str, numel: int, module: str = "torch"):
+        self.mark()
+        self.str("storage")
+        self.glob(module, storage_class)
+        self.str(key)
+        self.str("cpu")
+        self.int(numel)
+        self.tuple()
+        self.out += b"Q"  # BINPERSID
+
+    def tensor(self, storage_class, key, numel, offset, size, stride, dtype=None):
+        """``_rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())`` (or v3)."""
+        self.glob("torch._utils", "_rebuild_tensor_v3" if dtype else "_rebuild_tensor_v2")
+        self.mark()
+        self.storage_id(storage_class, key, numel)
+        self.int(offset)
+        self.ints(size)
+        self.ints(stride)
+        self.false()
+        self.ordered_dict_empty()
+        if dtype:
+            self.glob("torch", dtype)
+        self.tuple()
+        self.out += b"R"  # REDUCE
+
+    def ordered_dict_empty(self):
+        self.glob("collections", "OrderedDict")
+        self.out += b")R"  # EMPTY_TUPLE, REDUCE
+
+    def state_dict(self, items):
+        """``items``: (key, callable that writes the value)."""
+        self.ordered_dict_empty()
+        self.mark()
+        for key, write in items:
+            self.str(key)
+            write()
+        self.out += b"u."  # SETITEMS, STOP
+        return bytes(self.out)
+
+
+def write_archive(path, pkl: bytes, storages: dict, top="weights", byteorder="little"):
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{top}/data.pkl", pkl)
+        if byteorder is not None:
+            z.writestr(f"{top}/byteorder", byteorder)
+        for key, raw in storages.items():
+            z.writestr(f"{top}/data/{key}", raw)
+        z.writestr(f"{top}/version", "3\n")
+
+
+def test_state_dict_with_views_dtypes_and_shared_storage(tmp_path):
+    weight = np.arange(24, dtype=np.float32)  # storage 0, viewed by two tensors
+    halves = np.array([0.5, -2.0, 3.25], dtype=np.float16)
+    w = PickleWriter()
+    pkl = w.state_dict(
+        [
+            # a 2x3 block starting at element 2 of a (4 x 6) row-major layout: rows 0..1, cols 2..4
+            ("conv.weight", lambda: w.tensor("FloatStorage", "0", 24, 2, (2, 3), (6, 1))),
+            # the transpose of the first 3 x 4 elements: size (4, 3), stride (1, 4)
+            ("fc.weight", lambda: w.tensor("FloatStorage", "0", 24, 0, (4, 3), (1, 4))),
+            ("bn.num_batches_tracked", lambda: w.tensor("LongStorage", "1", 1, 0, (), ())),
+            ("half", lambda: w.tensor("HalfStorage", "2", 3, 0, (3,), (1,))),
+            ("empty", lambda: w.tensor("FloatStorage", "3", 0, 0, (0, 5), (5, 1))),
+        ]
+    )
+    path = tmp_path / "weights.pth"
+    storages = {"0": weight.tobytes(), "1": np.int64(7).tobytes(), "2": halves.tobytes(), "3": b""}
+    write_archive(path, pkl, storages)
+
+    sd = load_state_dict(path)
+    assert list(sd) == ["conv.weight", "fc.weight", "bn.num_batches_tracked", "half", "empty"]
+    np.testing.assert_array_equal(sd["conv.weight"], weight.reshape(4, 6)[:2, 2:5])
+    np.testing.assert_array_equal(sd["fc.weight"], weight[:12].reshape(3, 4).T)
+    assert sd["bn.num_batches_tracked"].dtype == np.int64 and sd["bn.num_batches_tracked"] == 7
+    assert sd["bn.num_batches_tracked"].shape == ()
+    np.testing.assert_array_equal(sd["half"], halves)
+    assert sd["half"].dtype == np.float16
+    assert sd["empty"].shape == (0, 5)
+    for v in sd.values():  # each array owns its memory: no view into the archive's bytes
+        assert v.flags.owndata and v.flags.writeable
+
+
+def test_untyped_storage_v3_bfloat16_and_big_endian(tmp_path):
+    values = np.array([1.5, -3.0, 0.15625], dtype=np.float32)
+    bf16 = (values.view(np.uint32) >> 16).astype("<u2")  # exact: these floats fit in bfloat16
+    w = PickleWriter()
+    pkl = w.state_dict(
+        [
+            ("u", lambda: w.tensor("UntypedStorage", "0", 12, 0, (3,), (1,), dtype="float32")),
+            ("b", lambda: w.tensor("BFloat16Storage", "1", 3, 0, (3,), (1,))),
+        ]
+    )
+    write_archive(tmp_path / "a.pth", pkl, {"0": values.tobytes(), "1": bf16.tobytes()})
+    sd = load_pth(tmp_path / "a.pth")
+    np.testing.assert_array_equal(sd["u"], values)
+    np.testing.assert_array_equal(sd["b"], values)
+    assert sd["b"].dtype == np.float32
+
+    big = PickleWriter()
+    pkl = big.state_dict([("x", lambda: big.tensor("DoubleStorage", "0", 2, 0, (2,), (1,)))])
+    raw = np.array([1.25, -7.0], dtype=">f8").tobytes()
+    write_archive(tmp_path / "big.pth", pkl, {"0": raw}, byteorder="big")
+    x = load_pth(tmp_path / "big.pth")["x"]
+    np.testing.assert_array_equal(x, [1.25, -7.0])
+    assert x.dtype == np.float64 and x.dtype.isnative
+
+
+def test_refuses_arbitrary_globals(tmp_path):
+    w = PickleWriter()
+    w.glob("os", "system")
+    w.mark()
+    w.str("echo pwned")
+    w.tuple()
+    w.out += b"R."
+    write_archive(tmp_path / "evil.pth", bytes(w.out), {})
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load os.system"):
+        load_pth(tmp_path / "evil.pth")
+
+
+def test_clear_errors(tmp_path):
+    not_zip = tmp_path / "old.pth"
+    not_zip.write_bytes(b"\x80\x02 legacy torch format")
+    with pytest.raises(ValueError, match="not a PyTorch zip archive"):
+        load_pth(not_zip)
+
+    w = PickleWriter()
+    pkl = w.state_dict([("x", lambda: w.tensor("FloatStorage", "9", 4, 0, (4,), (1,)))])
+    write_archive(tmp_path / "missing.pth", pkl, {})
+    with pytest.raises(pickle.UnpicklingError, match="storage '9' is missing"):
+        load_pth(tmp_path / "missing.pth")
+
+    w = PickleWriter()
+    pkl = w.state_dict([("x", lambda: w.tensor("FloatStorage", "0", 4, 2, (4,), (1,)))])
+    write_archive(tmp_path / "outside.pth", pkl, {"0": np.zeros(4, np.float32).tobytes()})
+    with pytest.raises(pickle.UnpicklingError, match="reaches outside its storage"):
+        load_pth(tmp_path / "outside.pth")
+
+
+def test_matches_torch_save(tmp_path):
+    torch = pytest.importorskip("torch")
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(6, 8, generator=g)
+    sd = collections.OrderedDict(
+        a=torch.randn(3, 4, 5, generator=g),
+        view=base[1:5, ::2],  # offset and strides into a larger storage
+        t=base.t(),  # shares the storage above
+        n=torch.tensor(12345678901, dtype=torch.int64),
+        h=torch.randn(7, generator=g).half(),
+        bf=torch.randn(5, generator=g).bfloat16(),
+        p=torch.nn.Parameter(torch.randn(2, 2, generator=g)),
+    )
+    path = tmp_path / "real.pth"
+    torch.save(sd, path)
+    ours = load_pth(path)
+    assert list(ours) == list(sd)
+    for key, value in sd.items():
+        expected = value.detach().float().numpy() if key == "bf" else value.detach().numpy()
+        np.testing.assert_array_equal(ours[key], expected, err_msg=key)
+        assert ours[key].dtype == expected.dtype, key
