@@ -22,6 +22,9 @@ from .backend import device_of
 
 _grad_enabled = True
 
+# Set by minidl.profiler.profile(): a callable (op, phase) -> context manager timing that phase.
+op_timer = None
+
 
 def is_grad_enabled() -> bool:
     return _grad_enabled
@@ -59,7 +62,11 @@ class Function:
         self.needs_input_grad = tuple(t.requires_grad for t in tensors)
         record = _grad_enabled and any(self.needs_input_grad)
 
-        ys = self.forward(*(t.data for t in tensors))
+        if op_timer is None:
+            ys = self.forward(*(t.data for t in tensors))
+        else:
+            with op_timer(self.name, "forward"):
+                ys = self.forward(*(t.data for t in tensors))
         ys = ys if isinstance(ys, tuple) else (ys,)
         outputs = tuple(Tensor(y, requires_grad=record) for y in ys)
         if record:

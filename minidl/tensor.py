@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import backend
+from . import backend, function
 from .backend import get_array_module
 
 
@@ -313,7 +313,11 @@ def _run_backward(root: Tensor, grad: Any) -> None:
             elif out._retain_grad and out is not root:
                 _accumulate_leaf(out, gy)
             gys.append(gy)
-        gxs = fn.backward(*gys)
+        if function.op_timer is None:
+            gxs = fn.backward(*gys)
+        else:
+            with function.op_timer(fn.name, "backward"):
+                gxs = fn.backward(*gys)
         gxs = gxs if isinstance(gxs, tuple) else (gxs,)
         for x, gx in zip(fn.inputs, gxs):
             if not x.requires_grad or gx is None:
