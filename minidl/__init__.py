@@ -7,17 +7,30 @@
 tensor([2., 4.], dtype=float32)
 """
 
-from . import backend, ops
-from . import functional
+from . import backend, functional, nn, ops
 from . import functional as F
 from .backend import is_gpu_available
 from .function import Function, is_grad_enabled, no_grad, set_grad_enabled
 from .ops.shape import concat
+from .serialization import load, save
 from .tensor import Tensor, tensor
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "F", "Function", "Tensor", "backend", "concat", "functional", "is_gpu_available",
-    "is_grad_enabled", "no_grad", "ops", "set_grad_enabled", "tensor",
+    "F",
+    "Function",
+    "Tensor",
+    "backend",
+    "concat",
+    "functional",
+    "is_gpu_available",
+    "is_grad_enabled",
+    "load",
+    "nn",
+    "no_grad",
+    "ops",
+    "save",
+    "set_grad_enabled",
+    "tensor",
 ]
