@@ -7,7 +7,7 @@
 tensor([2., 4.], dtype=float32)
 """
 
-from . import backend, functional, nn, ops
+from . import backend, functional, nn, ops, optim
 from . import functional as F
 from .backend import is_gpu_available
 from .function import Function, is_grad_enabled, no_grad, set_grad_enabled
@@ -30,6 +30,7 @@ __all__ = [
     "nn",
     "no_grad",
     "ops",
+    "optim",
     "save",
     "set_grad_enabled",
     "tensor",

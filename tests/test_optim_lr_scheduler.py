@@ -1,0 +1,99 @@
+"""Learning-rate schedules: closed forms, per-step use, state_dict resume, OneCycle momentum."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from minidl import nn, optim
+from minidl.optim import lr_scheduler as sched
+
+
+def _opt(lr=0.1, **kw):
+    return optim.SGD([nn.Parameter(np.zeros(1))], lr=lr, momentum=0.9, **kw)
+
+
+def _lrs(scheduler, n):
+    out = []
+    for _ in range(n):
+        out.append(scheduler.optimizer.param_groups[0]["lr"])
+        scheduler.step()
+    return out
+
+
+def test_step_lr_googlenet_schedule():
+    s = sched.StepLR(_opt(0.01), step_size=8, gamma=0.96)  # "4% every 8 epochs"
+    got = _lrs(s, 25)
+    assert got == pytest.approx([0.01 * 0.96 ** (e // 8) for e in range(25)])
+    assert s.get_last_lr() == pytest.approx([0.01 * 0.96**3])
+
+
+def test_cosine_annealing():
+    s = sched.CosineAnnealingLR(_opt(0.1), T_max=10, eta_min=0.001)
+    got = _lrs(s, 11)
+    want = [0.001 + 0.099 * (1 + math.cos(math.pi * t / 10)) / 2 for t in range(11)]
+    assert got == pytest.approx(want)
+    assert got[0] == pytest.approx(0.1) and got[10] == pytest.approx(0.001)
+
+
+def test_warmup_cosine():
+    s = sched.WarmupCosineLR(_opt(0.2), warmup_steps=4, total_steps=10)
+    got = _lrs(s, 12)
+    assert got[:4] == pytest.approx([0.05, 0.1, 0.15, 0.2])
+    assert got[4] == pytest.approx(0.2) and got[7] == pytest.approx(0.1)
+    assert got[10:] == pytest.approx([0.0, 0.0])
+    with pytest.raises(ValueError, match="warmup_steps"):
+        sched.WarmupCosineLR(_opt(), warmup_steps=10, total_steps=10)
+
+
+def test_one_cycle_shape_and_momentum():
+    opt = _opt(0.1)
+    s = sched.OneCycleLR(opt, max_lr=1.0, total_steps=100, pct_start=0.3)
+    lrs, moms = [], []
+    for _ in range(100):
+        lrs.append(opt.param_groups[0]["lr"])
+        moms.append(opt.param_groups[0]["momentum"])
+        s.step()
+    assert lrs[0] == pytest.approx(1.0 / 25)
+    assert max(lrs) == pytest.approx(1.0) and int(np.argmax(lrs)) == 29
+    assert lrs[-1] == pytest.approx(1.0 / 25 / 1e4)
+    assert moms[0] == pytest.approx(0.95) and moms[29] == pytest.approx(0.85)
+    assert moms[-1] == pytest.approx(0.95)
+    with pytest.raises(ValueError, match="total_steps"):
+        s.step()
+    adam = optim.Adam([nn.Parameter(np.zeros(1))])
+    sched.OneCycleLR(adam, max_lr=0.01, total_steps=10)
+    assert adam.param_groups[0]["betas"] == (0.95, 0.999)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda o: sched.StepLR(o, 3, 0.5),
+        lambda o: sched.CosineAnnealingLR(o, 20),
+        lambda o: sched.WarmupCosineLR(o, 5, 20),
+        lambda o: sched.OneCycleLR(o, max_lr=0.5, total_steps=20),
+    ],
+)
+def test_resume_from_state_dict(make):
+    ref = make(_opt())
+    want = _lrs(ref, 20)
+    first = make(_opt())
+    _lrs(first, 8)
+    saved_opt, saved_sched = first.optimizer.state_dict(), first.state_dict()
+    opt = _opt()
+    opt.load_state_dict(saved_opt)
+    resumed = make(opt)
+    resumed.load_state_dict(saved_sched)
+    opt.load_state_dict(saved_opt)  # the lr and momentum the schedule had set
+    assert _lrs(resumed, 12) == pytest.approx(want[8:])
+
+
+def test_schedules_leave_per_group_ratios():
+    a, b = nn.Parameter(np.zeros(1)), nn.Parameter(np.zeros(1))
+    opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": 1.0}], lr=0.1)
+    s = sched.StepLR(opt, 1, 0.5)
+    s.step()
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.05, 0.5])

@@ -1,0 +1,79 @@
+"""Optional yardstick: optimizers and schedules step for step against torch.optim (CPU).
+
+Skipped when PyTorch is not installed (``pip install torch`` to run it).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minidl import Tensor, nn, optim
+from minidl.optim import lr_scheduler as sched
+
+torch = pytest.importorskip("torch")
+
+CASES = {
+    "sgd": (optim.SGD, "SGD", dict(lr=0.05)),
+    "sgd momentum dampening wd": (
+        optim.SGD,
+        "SGD",
+        dict(lr=0.05, momentum=0.9, dampening=0.2, weight_decay=1e-2),
+    ),
+    "sgd nesterov": (optim.SGD, "SGD", dict(lr=0.05, momentum=0.9, nesterov=True)),
+    "adam": (optim.Adam, "Adam", dict(lr=0.01, betas=(0.8, 0.95), weight_decay=0.1)),
+    "adam amsgrad": (optim.Adam, "Adam", dict(lr=0.01, amsgrad=True)),
+    "adamw": (optim.AdamW, "AdamW", dict(lr=0.01, weight_decay=0.3)),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_optimizer_matches_torch(case):
+    ours_cls, torch_name, kw = CASES[case]
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((4, 3))
+    grads = rng.standard_normal((10, 4, 3))
+    p = nn.Parameter(w0.copy())
+    tp = torch.tensor(w0.copy(), requires_grad=True)
+    ours, theirs = ours_cls([p], **kw), getattr(torch.optim, torch_name)([tp], **kw)
+    for g in grads:
+        g = g + 0.5 * p.numpy()  # make the gradient depend on the weights
+        p.grad = Tensor(g.copy())
+        tp.grad = torch.tensor(g.copy())
+        ours.step()
+        theirs.step()
+        np.testing.assert_allclose(p.numpy(), tp.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+SCHEDULES = {
+    "step": (
+        lambda o: sched.StepLR(o, 3, 0.5),
+        lambda o: torch.optim.lr_scheduler.StepLR(o, 3, 0.5),
+    ),
+    "cosine": (
+        lambda o: sched.CosineAnnealingLR(o, 15, 0.001),
+        lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 15, 0.001),
+    ),
+    "one cycle": (
+        lambda o: sched.OneCycleLR(o, max_lr=0.3, total_steps=30, pct_start=0.25),
+        lambda o: torch.optim.lr_scheduler.OneCycleLR(
+            o, max_lr=0.3, total_steps=30, pct_start=0.25
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SCHEDULES))
+def test_schedule_matches_torch(case):
+    ours_make, theirs_make = SCHEDULES[case]
+    ours_opt = optim.SGD([nn.Parameter(np.zeros(1))], lr=0.1, momentum=0.9)
+    theirs_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1, momentum=0.9)
+    ours, theirs = ours_make(ours_opt), theirs_make(theirs_opt)
+    for _ in range(30):
+        for key in ("lr", "momentum"):
+            assert ours_opt.param_groups[0][key] == pytest.approx(
+                theirs_opt.param_groups[0][key], rel=1e-9, abs=1e-12
+            ), key
+        theirs_opt.step()
+        ours.step()
+        theirs.step()
