@@ -1,3 +1,14 @@
 """Differentiable primitives, one family per module; importing this registers their checks."""
 
-from . import activation, arithmetic, linalg, reduction, shape  # noqa: F401
+from . import (  # noqa: F401
+    activation,
+    arithmetic,
+    conv,
+    dropout,
+    linalg,
+    loss,
+    norm,
+    pool,
+    reduction,
+    shape,
+)

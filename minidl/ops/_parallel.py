@@ -1,0 +1,45 @@
+"""Split a memory-bound pass over the batch axis across a small thread pool.
+
+NumPy runs one copy or ufunc on one core, but it releases the GIL while doing so; two threads each
+working on half of the batch keep both cores of a small machine busy during the passes that
+dominate a convolutional network's time (im2col gathers, col2im scatters, layout transposes,
+pooling). BLAS calls are left alone: they are threaded already.
+
+On the GPU (CuPy) a kernel already uses the whole device, so ``parallel_batches`` simply calls the
+worker once over the whole range.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+_WORKERS = max(1, min(int(os.environ.get("MINIDL_THREADS", os.cpu_count() or 1)), 8))
+_MIN_ELEMENTS = 1 << 16  # below this, thread hand-off costs more than it saves
+_pool: ThreadPoolExecutor | None = None
+
+
+def _get_pool() -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="minidl")
+    return _pool
+
+
+def parallel_batches(xp, n: int, work: Callable[[int, int], None], elements: int = 0) -> None:
+    """Call ``work(lo, hi)`` on contiguous chunks covering ``range(n)``, in parallel on the CPU.
+
+    ``elements`` is the size of the pass (to skip threading for small ones). ``work`` must only
+    write to the rows ``lo:hi`` of its outputs, so chunks never race.
+    """
+    chunks = min(_WORKERS, n)
+    if xp is not np or chunks <= 1 or elements < _MIN_ELEMENTS:
+        work(0, n)
+        return
+    bounds = [n * k // chunks for k in range(chunks + 1)]
+    futures = [_get_pool().submit(work, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+    for f in futures:
+        f.result()

@@ -1,0 +1,278 @@
+"""2-D convolution by im2col + one matrix product, and its adjoint col2im.
+
+A convolution y = conv2d(x, W) + b with x (N, C, H, W), weight (O, C, kh, kw), stride s, zero
+padding p has outputs Ho = floor((H + 2p - kh) / s) + 1 (same for Wo) and
+
+    y[n, o, i, j] = b[o] + sum_{c, u, v} W[o, c, u, v] * xpad[n, c, i*s + u, j*s + v].
+
+im2col ("image to columns") copies every receptive field into one row of a matrix:
+
+    cols[n, i, j, u, v, c] = xpad[n, c, i*s + u, j*s + v]      cols: (N, Ho, Wo, kh, kw, C)
+
+so that, with cols viewed as (N*Ho*Wo, kh*kw*C) and the weight reordered to (O, kh*kw*C),
+
+    y (N*Ho*Wo, O) = cols @ Wm^T                               (one GEMM does all the arithmetic)
+
+The rows are in channels-last order (u, v, c): each row is kh*kw contiguous runs of C values, which
+copies faster than PyTorch-style (c, u, v) rows, and the product comes out as an N x Ho x Wo x O
+buffer; conv2d returns its NCHW *view* (see ``_layout``), so no transpose is ever paid.
+
+Backward, with gy viewed as (N*Ho*Wo, O):
+
+    dW (O, kh*kw*C) = gy^T @ cols        db = gy summed over rows
+    dcols           = gy @ Wm            dx = col2im(dcols)
+
+col2im is the adjoint of im2col: each element of dcols is *added* back to the pixel it was copied
+from (overlapping windows add up), and padding positions are dropped.
+
+A 1x1 convolution needs no im2col: every row of cols would be one pixel's C channels, i.e. the
+NHWC input itself, so it is a plain matrix product over channels.
+"""
+
+from __future__ import annotations
+
+from ..backend import get_array_module
+from ..function import Function, is_grad_enabled
+from ..registry import GradCase, register_gradcheck
+from ._layout import check_4d, check_float, nchw_view, nhwc, output_size, pair, valid_range
+from ._parallel import parallel_batches
+
+
+def _taps(kh, kw, sh, sw, ph, pw, H, W, Ho, Wo):
+    """For each kernel offset (u, v): the output rows/columns it touches inside the input."""
+    for u in range(kh):
+        i0, i1, hi = valid_range(Ho, u, sh, ph, H)
+        for v in range(kw):
+            j0, j1, wi = valid_range(Wo, v, sw, pw, W)
+            yield u, v, (i0, i1, hi), (j0, j1, wi)
+
+
+def _im2col_nhwc(xh, kernel_size, stride, padding, out_hw):
+    """cols (N, Ho, Wo, kh, kw, C) from a contiguous NHWC array; padding taps are zero.
+
+    One strided copy per kernel offset (no padded copy of x is made): the taps that fall inside the
+    input are copied, the few that fall into the padding are zeroed.
+    """
+    xp = get_array_module(xh)
+    N, H, W, C = xh.shape
+    (kh, kw), (sh, sw), (ph, pw), (Ho, Wo) = kernel_size, stride, padding, out_hw
+    cols = xp.empty((N, Ho, Wo, kh, kw, C), xh.dtype)
+    taps = list(_taps(kh, kw, sh, sw, ph, pw, H, W, Ho, Wo))
+
+    def work(lo, hi):
+        for u, v, (i0, i1, hs), (j0, j1, ws) in taps:
+            dst = cols[lo:hi, :, :, u, v, :]
+            if i0 > 0 or i1 < Ho or j0 > 0 or j1 < Wo:
+                dst[:, :i0] = 0
+                dst[:, i1:] = 0
+                dst[:, :, :j0] = 0
+                dst[:, :, j1:] = 0
+            dst[:, i0:i1, j0:j1] = xh[
+                lo:hi, hs : hs + sh * (i1 - i0 - 1) + 1 : sh, ws : ws + sw * (j1 - j0 - 1) + 1 : sw
+            ]
+
+    parallel_batches(xp, N, work, cols.size)
+    return cols
+
+
+def _col2im_nhwc(cols, in_hw, stride, padding):
+    """The adjoint of ``_im2col_nhwc``: sum cols (N, Ho, Wo, kh, kw, C) back into (N, H, W, C)."""
+    xp = get_array_module(cols)
+    N, Ho, Wo, kh, kw, C = cols.shape
+    (H, W), (sh, sw), (ph, pw) = in_hw, stride, padding
+    out = xp.zeros((N, H, W, C), cols.dtype)
+    taps = list(_taps(kh, kw, sh, sw, ph, pw, H, W, Ho, Wo))
+
+    def work(lo, hi):
+        for u, v, (i0, i1, hs), (j0, j1, ws) in taps:
+            out[
+                lo:hi, hs : hs + sh * (i1 - i0 - 1) + 1 : sh, ws : ws + sw * (j1 - j0 - 1) + 1 : sw
+            ] += cols[lo:hi, i0:i1, j0:j1, u, v, :]
+
+    parallel_batches(xp, N, work, cols.size)
+    return out
+
+
+def im2col(x, kernel_size, stride=1, padding=0):
+    """Receptive fields of the NCHW array ``x`` as rows: (N, Ho, Wo, kh, kw, C).
+
+    ``cols.reshape(N * Ho * Wo, kh * kw * C) @ w.transpose(0, 2, 3, 1).reshape(O, -1).T`` is the
+    convolution with weight ``w`` (O, C, kh, kw), as an (N*Ho*Wo, O) matrix.
+    """
+    check_4d(x, "x", "im2col")
+    k = pair(kernel_size, "kernel_size", "im2col", 1)
+    s, p = pair(stride, "stride", "im2col", 1), pair(padding, "padding", "im2col", 0)
+    H, W = x.shape[2:]
+    out_hw = (output_size(H, k[0], s[0], p[0]), output_size(W, k[1], s[1], p[1]))
+    return _im2col_nhwc(nhwc(x), k, s, p, out_hw)
+
+
+def col2im(cols, input_size, stride=1, padding=0):
+    """The adjoint of ``im2col``: cols (N, Ho, Wo, kh, kw, C) summed into an NCHW array of spatial
+    size ``input_size`` = (H, W) (a channels-last view); taps in the padding are dropped."""
+    s, p = pair(stride, "stride", "col2im", 1), pair(padding, "padding", "col2im", 0)
+    return nchw_view(_col2im_nhwc(cols, tuple(input_size), s, p))
+
+
+class Conv2d(Function):
+    """y = conv2d(x, W) + b, NCHW, weight (O, C, kh, kw); see the module docstring for the math.
+
+    Saved for backward: the im2col matrix (when the weight needs a gradient) and the weight. The
+    output is an NCHW view over an NHWC buffer (channels last).
+    """
+
+    def __init__(self, stride=1, padding=0):
+        self.stride = pair(stride, "stride", "conv2d", 1)
+        self.padding = pair(padding, "padding", "conv2d", 0)
+
+    def forward(self, x, w, b=None):
+        check_4d(x, "x", "conv2d")
+        check_float(x, "x", "conv2d")
+        if w.ndim != 4:
+            raise ValueError(
+                f"conv2d: weight must be 4-D (out_channels, in_channels, kh, kw), got shape "
+                f"{tuple(w.shape)}"
+            )
+        if w.shape[1] != x.shape[1]:
+            raise ValueError(
+                f"conv2d: weight expects {w.shape[1]} input channels (weight.shape[1]), but x has "
+                f"{x.shape[1]} channels (x.shape[1]); x {tuple(x.shape)}, weight {tuple(w.shape)}"
+            )
+        if b is not None and tuple(b.shape) != (w.shape[0],):
+            raise ValueError(f"conv2d: bias must have shape ({w.shape[0]},), got {tuple(b.shape)}")
+        if w.dtype != x.dtype or (b is not None and b.dtype != x.dtype):
+            raise TypeError(
+                f"conv2d: weight and bias must have the dtype of x ({x.dtype}), got weight "
+                f"{w.dtype}" + (f", bias {b.dtype}" if b is not None else "")
+            )
+        N, C, H, W = x.shape
+        O, _, kh, kw = w.shape
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        if kh > H + 2 * ph or kw > W + 2 * pw:
+            raise ValueError(
+                f"conv2d: kernel size ({kh}, {kw}) is larger than the padded input "
+                f"({H + 2 * ph}, {W + 2 * pw}) (input {H}x{W}, padding {self.padding})"
+            )
+        Ho, Wo = output_size(H, kh, sh, ph), output_size(W, kw, sw, pw)
+        self.in_hw, self.kernel = (H, W), (kh, kw)
+        saving = is_grad_enabled() and any(self.needs_input_grad)
+        xh = nhwc(x)
+        if kh == kw == 1:
+            # 1x1: a matrix product over channels; stride and padding only select/extend pixels
+            if ph or pw:
+                xp = get_array_module(x)
+                padded = xp.zeros((N, H + 2 * ph, W + 2 * pw, C), x.dtype)
+                padded[:, ph : ph + H, pw : pw + W] = xh
+                xh = padded
+            if sh > 1 or sw > 1:
+                xh = xh[:, ::sh, ::sw][:, :Ho, :Wo]
+            cols = xh.reshape(N * Ho * Wo, C) if xh.flags.c_contiguous else None
+            if cols is None:
+                cols = get_array_module(x).ascontiguousarray(xh).reshape(N * Ho * Wo, C)
+        else:
+            cols = _im2col_nhwc(xh, (kh, kw), self.stride, self.padding, (Ho, Wo))
+            cols = cols.reshape(N * Ho * Wo, kh * kw * C)
+        wm = w.transpose(0, 2, 3, 1).reshape(O, kh * kw * C)  # rows in (u, v, c) order, as cols
+        y = cols @ wm.T
+        if b is not None:
+            y += b
+        if saving:
+            self.cols = cols if self.needs_input_grad[1] else None
+            self.wm, self.w_shape = wm, w.shape
+        return nchw_view(y.reshape(N, Ho, Wo, O))
+
+    def backward(self, gy):
+        N, O, Ho, Wo = gy.shape
+        g = nhwc(gy).reshape(N * Ho * Wo, O)
+        need = self.needs_input_grad
+        gx = gw = gb = None
+        if need[1]:
+            O_, C, kh, kw = self.w_shape
+            gw = (g.T @ self.cols).reshape(O, kh, kw, C).transpose(0, 3, 1, 2).copy()
+        self.cols = None  # the largest buffer: free it as soon as it is used
+        if len(need) > 2 and need[2]:
+            gb = g.sum(axis=0)
+        if need[0]:
+            gx = self._input_grad(g.reshape(N, Ho, Wo, O))
+        return gx, gw, gb
+
+    def _input_grad(self, g):
+        """dx from g (N, Ho, Wo, O), a contiguous NHWC array; returns an NCHW view.
+
+        Stride 1: dx is itself a convolution, of g zero-padded by k-1-p with the weight flipped
+        in space and with in/out channels swapped (each input pixel collects the outputs it fed):
+        a gather (im2col of g) and a GEMM, much cheaper than col2im's scatter-add. Otherwise:
+        dcols = g @ Wm, then col2im.
+        """
+        N, Ho, Wo, O = g.shape
+        _, C, kh, kw = self.w_shape
+        H, W = self.in_hw
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        if kh == kw == 1:
+            return _scatter_1x1(
+                (g.reshape(-1, O) @ self.wm).reshape(N, Ho, Wo, C),
+                (H, W),
+                self.stride,
+                self.padding,
+            )
+        if (sh, sw) == (1, 1) and ph < kh and pw < kw:
+            gcols = _im2col_nhwc(g, (kh, kw), (1, 1), (kh - 1 - ph, kw - 1 - pw), (H, W))
+            w = self.wm.reshape(O, kh, kw, C)[:, ::-1, ::-1, :]  # (O, u', v', C), flipped
+            wflip = w.transpose(1, 2, 0, 3).reshape(kh * kw * O, C)  # rows (u', v', o)
+            return nchw_view((gcols.reshape(N * H * W, kh * kw * O) @ wflip).reshape(N, H, W, C))
+        gcols = (g.reshape(-1, O) @ self.wm).reshape(N, Ho, Wo, kh, kw, C)
+        return nchw_view(_col2im_nhwc(gcols, (H, W), self.stride, self.padding))
+
+
+def _scatter_1x1(g, in_hw, stride, padding):
+    """dx of a 1x1 convolution: g (N, Ho, Wo, C) placed back at the pixels it came from."""
+    N, Ho, Wo, C = g.shape
+    (H, W), (sh, sw), (ph, pw) = in_hw, stride, padding
+    if (sh, sw, ph, pw) == (1, 1, 0, 0):
+        return nchw_view(g)
+    xp = get_array_module(g)
+    padded = xp.zeros((N, H + 2 * ph, W + 2 * pw, C), g.dtype)
+    padded[:, : sh * Ho : sh, : sw * Wo : sw] = g
+    return nchw_view(padded[:, ph : ph + H, pw : pw + W])
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0):
+    """2-D convolution (PyTorch's F.conv2d): x (N, C, H, W), weight (O, C, kh, kw), bias (O,)."""
+    f = Conv2d(stride, padding)
+    return f(x, weight) if bias is None else f(x, weight, bias)
+
+
+@register_gradcheck("conv2d")
+def _conv2d_cases(rng):
+    def r(*shape):
+        return rng.standard_normal(shape)
+
+    yield GradCase(
+        "3x3 pad 1, bias",
+        lambda x, w, b: conv2d(x, w, b, padding=1),
+        [r(2, 2, 4, 4), r(3, 2, 3, 3), r(3)],
+    )
+    yield GradCase(
+        "2x3 stride (2,1) pad (1,0)",
+        lambda x, w: conv2d(x, w, stride=(2, 1), padding=(1, 0)),
+        [r(1, 2, 5, 4), r(2, 2, 2, 3)],
+    )
+    yield GradCase(
+        "1x1, bias", lambda x, w, b: conv2d(x, w, b), [r(2, 3, 3, 2), r(2, 3, 1, 1), r(2)]
+    )
+    yield GradCase(
+        "1x1 stride 2 pad 1",
+        lambda x, w: conv2d(x, w, stride=2, padding=1),
+        [r(1, 2, 4, 3), r(2, 2, 1, 1)],
+    )
+    yield GradCase(
+        "5x5 stride 3 pad 2",
+        lambda x, w, b: conv2d(x, w, b, stride=3, padding=2),
+        [r(1, 1, 7, 8), r(2, 1, 5, 5), r(2)],
+    )
+    yield GradCase(
+        "3x3 (directional)",
+        lambda x, w, b: conv2d(x, w, b, padding=1),
+        [r(2, 4, 8, 8), r(5, 4, 3, 3), r(5)],
+        tol=1e-5,
+    )

@@ -1,0 +1,239 @@
+"""Normalization: batch_norm and local_response_norm.
+
+Batch normalization (Ioffe & Szegedy 2015), per channel c over the batch and spatial axes
+(m = N*H*W values each):
+
+    mean_c = (1/m) sum x,   var_c = (1/m) sum (x - mean_c)^2      (biased, used to normalise)
+    xhat = (x - mean_c) / sqrt(var_c + eps),   y = gamma_c * xhat + beta_c
+
+In training the batch statistics are used and the running ones updated in place, as PyTorch:
+running_mean = (1 - momentum) running_mean + momentum mean_c, and likewise running_var with the
+*unbiased* variance var_c * m / (m - 1). In eval the running statistics normalise instead.
+
+Backward in training mode (mean and var depend on x; the classic closed form):
+
+    dbeta = sum gy,   dgamma = sum gy * xhat,
+    dx = gamma / sqrt(var + eps) * (gy - dbeta / m - xhat * dgamma / m)
+
+In eval mode mean and var are constants: dx = gy * gamma / sqrt(running_var + eps).
+
+Local response normalization (Krizhevsky et al. 2012; used in GoogLeNet's stem) divides each
+activation by a power of the energy of its ``size`` neighbouring channels:
+
+    y_c = x_c / (k + alpha / size * sum_{c' in window(c)} x_{c'}^2) ^ beta
+
+with the window c - size//2 ... c + (size-1)//2, clipped to the valid channels.
+
+Convention: like PyTorch (and Caffe, whose LRN layer GoogLeNet used), ``alpha`` is divided by
+``size``. The AlexNet paper's formula, TensorFlow's ``tf.nn.lrn`` and Chainer's
+``local_response_normalization`` use alpha *undivided* (k + alpha * sum): an alpha taken from those
+must be multiplied by ``size`` here. (TensorFlow also counts ``depth_radius`` = size // 2.)
+"""
+
+from __future__ import annotations
+
+from ..backend import get_array_module
+from ..function import Function
+from ..registry import GradCase, register_gradcheck
+from ._layout import check_float
+
+
+def _raw(a):
+    """The backend array of a running-statistics buffer (a Tensor or an array)."""
+    from ..tensor import Tensor
+
+    return a.data if isinstance(a, Tensor) else a
+
+
+class BatchNorm(Function):
+    """y = gamma * (x - mean) / sqrt(var + eps) + beta per channel (axis 1); see module docstring.
+
+    Works for (N, C) and (N, C, H, W) inputs (any strides). The running statistics are plain
+    (non-differentiable) arrays updated in place.
+    """
+
+    def __init__(self, running_mean=None, running_var=None, training=False, momentum=0.1, eps=1e-5):
+        self.running_mean, self.running_var = _raw(running_mean), _raw(running_var)
+        self.training, self.momentum, self.eps = training, momentum, eps
+
+    def forward(self, x, gamma=None, beta=None):
+        check_float(x, "x", "batch_norm")
+        if x.ndim < 2:
+            raise ValueError(f"batch_norm: x must be at least 2-D (N, C, ...), got shape {x.shape}")
+        xp = get_array_module(x)
+        C = x.shape[1]
+        for name, a in (
+            ("weight", gamma),
+            ("bias", beta),
+            ("running_mean", self.running_mean),
+            ("running_var", self.running_var),
+        ):
+            if a is not None and tuple(a.shape) != (C,):
+                raise ValueError(
+                    f"batch_norm: {name} must have shape ({C},) for x of shape {tuple(x.shape)}, "
+                    f"got {tuple(a.shape)}"
+                )
+        axes = (0,) + tuple(range(2, x.ndim))
+        bshape = (1, C) + (1,) * (x.ndim - 2)
+        m = x.size // C
+        if self.training:
+            if m < 2:
+                raise ValueError(
+                    f"batch_norm: training needs more than 1 value per channel, got x of shape "
+                    f"{tuple(x.shape)}"
+                )
+            mean = x.mean(axis=axes)
+            var = xp.square(x - mean.reshape(bshape)).mean(axis=axes)
+            if self.running_mean is not None:
+                self.running_mean *= 1 - self.momentum
+                self.running_mean += self.momentum * mean.astype(self.running_mean.dtype)
+            if self.running_var is not None:
+                self.running_var *= 1 - self.momentum
+                self.running_var += self.momentum * (var * (m / (m - 1))).astype(
+                    self.running_var.dtype
+                )
+        else:
+            if self.running_mean is None or self.running_var is None:
+                raise ValueError(
+                    "batch_norm: eval mode (training=False) needs running_mean and "
+                    "running_var, got None"
+                )
+            mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
+        invstd = (1 / xp.sqrt(var + self.eps)).astype(x.dtype)
+        scale = invstd if gamma is None else gamma * invstd
+        shift = -mean * scale if beta is None else beta - mean * scale
+        # one pass over x: y = x * scale + shift, scale and shift per channel
+        y = x * scale.reshape(bshape)
+        y += shift.reshape(bshape)
+        self.x, self.mean, self.invstd, self.gamma = x, mean, invstd, gamma
+        self.axes, self.bshape, self.m = axes, bshape, m
+        return y
+
+    def backward(self, gy):
+        axes, bshape = self.axes, self.bshape
+        need = self.needs_input_grad + (False, False)  # (x, gamma, beta); affine may be absent
+
+        def xhat():
+            return (self.x - self.mean.reshape(bshape)) * self.invstd.reshape(bshape)
+
+        dbeta = gy.sum(axis=axes)
+        dgamma = (gy * xhat()).sum(axis=axes) if need[1] or (need[0] and self.training) else None
+        gx = None
+        if need[0]:
+            scale = self.invstd if self.gamma is None else self.gamma * self.invstd
+            if self.training:
+                gx = gy - (dbeta / self.m).reshape(bshape)
+                gx -= xhat() * (dgamma / self.m).reshape(bshape)
+                gx *= scale.reshape(bshape)
+            else:
+                gx = gy * scale.reshape(bshape)
+        return gx, dgamma if need[1] else None, dbeta if need[2] else None
+
+
+def batch_norm(
+    x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5
+):
+    """PyTorch's F.batch_norm; ``running_mean``/``running_var`` (arrays or tensors, or None in
+    training) are updated in place when ``training``."""
+    if isinstance(momentum, bool) or not 0 <= momentum <= 1:
+        raise ValueError(f"batch_norm: momentum must be in [0, 1], got {momentum!r}")
+    if eps <= 0:
+        raise ValueError(f"batch_norm: eps must be > 0, got {eps!r}")
+    f = BatchNorm(running_mean, running_var, training, momentum, eps)
+    if weight is None and bias is None:
+        return f(x)
+    if weight is None or bias is None:
+        raise ValueError("batch_norm: give both weight and bias, or neither")
+    return f(x, weight, bias)
+
+
+def _channel_window_sum(a, lo, hi):
+    """s[:, c] = sum of a[:, c + d] for d in [-lo, hi], channels outside [0, C) skipped."""
+    s = a.copy()
+    C = a.shape[1]
+    for d in range(1, max(lo, hi) + 1):
+        if d <= lo and d < C:
+            s[:, d:] += a[:, : C - d]
+        if d <= hi and d < C:
+            s[:, : C - d] += a[:, d:]
+    return s
+
+
+class LocalResponseNorm(Function):
+    """y_c = x_c * s_c^-beta, s_c = k + alpha/size * sum_{c' in window(c)} x_{c'}^2.
+
+    dx_c = gy_c s_c^-beta
+           - (2 alpha beta / size) x_c sum_{c': c in window(c')} gy_c' x_c' s_c'^(-beta-1)
+
+    (the window of c' contains c exactly when c' lies in the mirrored window c - (size-1)//2 ...
+    c + size//2).
+    """
+
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"local_response_norm: size must be a positive int, got {size!r}")
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x):
+        check_float(x, "x", "local_response_norm")
+        if x.ndim < 3:
+            raise ValueError(
+                f"local_response_norm: x must be at least 3-D (N, C, ...), got shape {x.shape}"
+            )
+        n = self.size
+        s = _channel_window_sum(x * x, n // 2, (n - 1) // 2)
+        s *= self.alpha / n
+        s += self.k
+        self.x, self.s = x, s
+        return x * s ** (-self.beta)
+
+    def backward(self, gy):
+        n, x, s = self.size, self.x, self.s
+        t = gy * x * s ** (-self.beta - 1)
+        back = _channel_window_sum(t, (n - 1) // 2, n // 2)
+        return gy * s ** (-self.beta) - (2 * self.alpha * self.beta / n) * x * back
+
+
+def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
+    """PyTorch's F.local_response_norm across channels (alpha divided by size; see module doc)."""
+    return LocalResponseNorm(size, alpha, beta, k)(x)
+
+
+@register_gradcheck("batch_norm")
+def _bn_cases(rng):
+    def r(*shape):
+        return rng.standard_normal(shape)
+
+    def train(x, g, b):
+        return batch_norm(x, None, None, g, b, training=True)
+
+    def evaluate(x, g, b):
+        return batch_norm(x, rm, rv, g, b, training=False)
+
+    rm, rv = r(3), rng.uniform(0.5, 2, 3)
+    yield GradCase("train 4-D, gamma, beta", train, [r(2, 3, 2, 3), r(3), r(3)])
+    yield GradCase("train 2-D, gamma, beta", train, [r(4, 3), r(3), r(3)])
+    yield GradCase(
+        "train, no affine", lambda x: batch_norm(x, None, None, training=True), [r(3, 2, 2, 2)]
+    )
+    yield GradCase("eval 4-D, gamma, beta", evaluate, [r(2, 3, 2, 2), r(3), r(3)])
+    yield GradCase("train (directional)", train, [r(4, 3, 6, 6), r(3), r(3)])
+
+
+@register_gradcheck("local_response_norm")
+def _lrn_cases(rng):
+    yield GradCase(
+        "size 5",
+        lambda x: local_response_norm(x, 5, alpha=0.1, beta=0.75, k=2.0),
+        [rng.standard_normal((2, 7, 2, 2))],
+    )
+    yield GradCase(
+        "size 4 (even)",
+        lambda x: local_response_norm(x, 4, alpha=0.5, beta=0.6),
+        [rng.standard_normal((1, 6, 3, 2))],
+    )
+    yield GradCase(
+        "size 3, 3-D",
+        lambda x: local_response_norm(x, 3, alpha=0.3),
+        [rng.standard_normal((2, 5, 4))],
+    )

@@ -1,0 +1,116 @@
+"""batch_norm, local_response_norm and dropout: closed forms, running statistics, modes, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import reference as ref
+
+import minidl as md
+import minidl.functional as F
+from minidl.backend import to_numpy
+from minidl.ops._layout import nchw_view
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (8, 3)])
+def test_batch_norm_training_and_running_stats(xp, shape):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape) * 2 + 1
+    gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
+    rm, rv = xp.asarray(rng.standard_normal(3)), xp.asarray(rng.uniform(0.5, 2, 3))
+    rm0, rv0 = to_numpy(rm).copy(), to_numpy(rv).copy()
+    y = F.batch_norm(
+        md.Tensor(xp.asarray(x)),
+        rm,
+        rv,
+        md.Tensor(xp.asarray(gamma)),
+        md.Tensor(xp.asarray(beta)),
+        training=True,
+        momentum=0.3,
+        eps=1e-3,
+    )
+    axes = (0,) + tuple(range(2, len(shape)))
+    b = (1, 3) + (1,) * (len(shape) - 2)
+    mean, var = x.mean(axis=axes), x.var(axis=axes)
+    expected = (x - mean.reshape(b)) / np.sqrt(var.reshape(b) + 1e-3) * gamma.reshape(b)
+    np.testing.assert_allclose(y.numpy(), expected + beta.reshape(b), rtol=1e-10, atol=1e-12)
+    m = x.size // 3  # running variance: the unbiased estimate, as PyTorch
+    np.testing.assert_allclose(to_numpy(rm), 0.7 * rm0 + 0.3 * mean, rtol=1e-12)
+    np.testing.assert_allclose(to_numpy(rv), 0.7 * rv0 + 0.3 * var * m / (m - 1), rtol=1e-12)
+
+
+def test_batch_norm_eval_uses_running_stats_and_leaves_them(xp):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 4, 4))
+    rm, rv = xp.asarray([0.5, -1.0, 2.0]), xp.asarray([1.0, 4.0, 0.25])
+    y = F.batch_norm(md.Tensor(xp.asarray(x)), md.Tensor(rm), md.Tensor(rv), training=False)
+    expected = (x - to_numpy(rm)[:, None, None]) / np.sqrt(to_numpy(rv)[:, None, None] + 1e-5)
+    np.testing.assert_allclose(y.numpy(), expected, rtol=1e-10)
+    np.testing.assert_array_equal(to_numpy(rm), [0.5, -1.0, 2.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_norm_dtype_and_channels_last(xp, dtype):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((4, 3, 5, 5)).astype(dtype)
+    x_cl = nchw_view(xp.ascontiguousarray(xp.asarray(x).transpose(0, 2, 3, 1)))
+    g, b = xp.ones(3, dtype), xp.zeros(3, dtype)
+    ys = []
+    for data in (xp.asarray(x), x_cl):
+        t = md.Tensor(data, requires_grad=True)
+        y = F.batch_norm(t, None, None, md.Tensor(g), md.Tensor(b), training=True)
+        assert y.dtype == dtype
+        (y * y).sum().backward()
+        assert t.grad.dtype == dtype
+        ys.append((y.numpy(), t.grad.numpy()))
+    np.testing.assert_allclose(ys[0][0], ys[1][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ys[0][1], ys[1][1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 9])
+def test_local_response_norm_matches_loops(xp, size):
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal((2, 7, 3, 4)) * 3
+    y = F.local_response_norm(md.Tensor(xp.asarray(x)), size, alpha=0.2, beta=0.75, k=2.0)
+    np.testing.assert_allclose(
+        y.numpy(), ref.local_response_norm(x, size, 0.2, 0.75, 2.0), rtol=1e-12
+    )
+
+
+def test_local_response_norm_alpha_is_divided_by_size():
+    """PyTorch's (and Caffe's) convention; TensorFlow/Chainer's alpha equals ours / size."""
+    x = np.zeros((1, 5, 1, 1))
+    x[0, 2] = 2.0
+    y = F.local_response_norm(md.tensor(x, dtype=np.float64), 5, alpha=1.0, beta=1.0, k=1.0)
+    assert y.numpy()[0, 2, 0, 0] == pytest.approx(2.0 / (1.0 + 4.0 / 5))
+
+
+def test_dropout_train_and_eval(xp):
+    xp.random.seed(0)
+    x = md.Tensor(xp.ones((200, 500), dtype=np.float32), requires_grad=True)
+    y = F.dropout(x, p=0.4, training=True)
+    values = y.numpy()
+    assert y.dtype == np.float32
+    assert set(np.unique(values)) <= {0.0, np.float32(1 / 0.6)}
+    assert abs((values == 0).mean() - 0.4) < 0.01
+    assert abs(values.mean() - 1.0) < 0.02  # inverted dropout keeps the expectation
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), values)  # dx = mask
+    assert F.dropout(x, p=0.4, training=False) is x
+    assert F.dropout(x, p=0.0) is x
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.0, 1.5])
+def test_dropout_bad_p(p):
+    with pytest.raises(ValueError, match=r"p must be a probability in \[0, 1\), got"):
+        F.dropout(md.tensor(np.ones(3)), p=p)
+
+
+def test_batch_norm_bad_input():
+    x = md.tensor(np.zeros((2, 3, 4, 4)))
+    with pytest.raises(ValueError, match=r"weight must have shape \(3,\).*got \(4,\)"):
+        F.batch_norm(x, None, None, md.tensor(np.ones(4)), md.tensor(np.ones(4)), training=True)
+    with pytest.raises(ValueError, match="running_mean must have shape"):
+        F.batch_norm(x, np.zeros(2), np.ones(3))
+    with pytest.raises(ValueError, match="eval mode"):
+        F.batch_norm(x, None, None, training=False)
