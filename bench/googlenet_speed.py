@@ -1,0 +1,279 @@
+"""Training and inference speed of the CIFAR GoogLeNet: minidl vs PyTorch, side by side.
+
+    python bench/googlenet_speed.py                      # widths 0.25 and 0.5, batch 128, CPU
+    python bench/googlenet_speed.py --widths 0.25 --json out.json
+    python bench/googlenet_speed.py --device cuda --widths 0.25 0.5 1.0   # CuPy vs PyTorch cuDNN
+
+Both frameworks build the same network (``googlenet_cifar``: 3x3 stem, inception 3a-5b, true 5x5
+by default) and are timed in one process, alternating round by round after a warm-up, so the
+shared machine's noise hits both alike: a training step is forward, cross-entropy, backward and
+SGD with momentum; inference is a forward pass in eval mode without a graph. PyTorch runs in its
+default NCHW layout and with ``channels_last``. Peak memory of a training step is measured in a
+fresh subprocess per configuration (peak resident set size minus the size before the first step
+on the CPU; the allocator's peak on the GPU). Without PyTorch only minidl's figures are printed.
+After the table comes minidl's per-op profile of one training step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+# ----------------------------------------------------------------------------- PyTorch model
+def torch_googlenet_cifar(width: float, kernel5: int, num_classes: int = 10):
+    """The same network as googlenet.googlenet_cifar, written in PyTorch for the comparison."""
+    import torch.nn as tnn
+
+    from googlenet import INCEPTION_CHANNELS, scale_channels
+
+    def block(cin, cout, k, pad=0):
+        return tnn.Sequential(
+            tnn.Conv2d(cin, cout, k, padding=pad, bias=False),
+            tnn.BatchNorm2d(cout, eps=1e-3),
+            tnn.ReLU(inplace=True),
+        )
+
+    class Inception(tnn.Module):
+        def __init__(self, cin, c1, c3r, c3, c5r, c5, cp):
+            super().__init__()
+            self.b1 = block(cin, c1, 1)
+            self.b2 = tnn.Sequential(block(cin, c3r, 1), block(c3r, c3, 3, 1))
+            self.b3 = tnn.Sequential(block(cin, c5r, 1), block(c5r, c5, kernel5, kernel5 // 2))
+            self.b4 = tnn.Sequential(tnn.MaxPool2d(3, 1, 1), block(cin, cp, 1))
+
+        def forward(self, x):
+            import torch
+
+            return torch.cat([self.b1(x), self.b2(x), self.b3(x), self.b4(x)], 1)
+
+    def inc(name):
+        return Inception(*(scale_channels(n, width) for n in INCEPTION_CHANNELS[name]))
+
+    c5b = INCEPTION_CHANNELS["5b"]
+    out_channels = sum(scale_channels(c5b[i], width) for i in (1, 3, 5, 6))
+    return tnn.Sequential(
+        block(3, scale_channels(192, width), 3, 1),
+        inc("3a"), inc("3b"), tnn.MaxPool2d(3, 2, 1),
+        inc("4a"), inc("4b"), inc("4c"), inc("4d"), inc("4e"), tnn.MaxPool2d(3, 2, 1),
+        inc("5a"), inc("5b"),
+        tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Dropout(0.2),
+        tnn.Linear(out_channels, num_classes),
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- one config
+class Runner:
+    """Builds one framework's model and optimizer and runs a training step or an inference."""
+
+    def __init__(self, framework: str, width: float, kernel5: int, batch: int, device: str):
+        self.framework, self.device = framework, device
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+        y = rng.integers(0, 10, batch)
+        if framework == "minidl":
+            import minidl as md
+            from googlenet import googlenet_cifar
+
+            self.md = md
+            self.model = googlenet_cifar(width=width, kernel5=kernel5).to(device)
+            self.opt = md.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
+            self.x = md.tensor(x, device=device)
+            self.y = md.tensor(y, device=device)
+        else:
+            import torch
+
+            self.torch = torch
+            dev = "cuda" if device == "cuda" else "cpu"
+            self.model = torch_googlenet_cifar(width, kernel5).to(dev)
+            self.x = torch.from_numpy(x).to(dev)
+            self.y = torch.from_numpy(y).to(dev)
+            if framework == "torch_cl":
+                self.model = self.model.to(memory_format=torch.channels_last)
+                self.x = self.x.contiguous(memory_format=torch.channels_last)
+            self.opt = torch.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
+
+    def sync(self) -> None:
+        if self.device != "cuda":
+            return
+        if self.framework == "minidl":
+            import cupy
+
+            cupy.cuda.get_current_stream().synchronize()
+        else:
+            self.torch.cuda.synchronize()
+
+    def train_step(self) -> None:
+        self.model.train()
+        if self.framework == "minidl":
+            F = self.md.functional
+            self.opt.zero_grad()
+            loss = F.cross_entropy(self.model(self.x), self.y)
+            loss.backward()
+            self.opt.step()
+        else:
+            self.opt.zero_grad(set_to_none=True)
+            loss = self.torch.nn.functional.cross_entropy(self.model(self.x), self.y)
+            loss.backward()
+            self.opt.step()
+        self.sync()
+
+    def infer(self) -> None:
+        self.model.eval()
+        if self.framework == "minidl":
+            with self.md.no_grad():
+                self.model(self.x)
+        else:
+            with self.torch.no_grad():
+                self.model(self.x)
+        self.sync()
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def measure_memory(framework: str, width: float, kernel5: int, batch: int, device: str) -> float:
+    """Peak MB of training steps in a fresh process (CPU: peak RSS - RSS before the first step)."""
+    spec = json.dumps([framework, width, kernel5, batch, device])
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", spec]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _memory_child(framework, width, kernel5, batch, device) -> float:
+    runner = Runner(framework, width, kernel5, batch, device)
+    if device == "cuda":
+        runner.train_step()
+        if framework == "minidl":
+            import cupy
+
+            pool = cupy.get_default_memory_pool()
+            pool.free_all_blocks()
+            runner.train_step()
+            return pool.total_bytes() / 2**20
+        runner.torch.cuda.reset_peak_memory_stats()
+        runner.train_step()
+        return runner.torch.cuda.max_memory_allocated() / 2**20
+    before = _rss_mb()
+    for _ in range(2):
+        runner.train_step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return peak - before
+
+
+# ----------------------------------------------------------------------------- main
+def time_alternating(runners: dict, mode: str, rounds: int, batch: int) -> dict[str, float]:
+    """Median images/s per framework, rounds interleaved so noise hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for r in runners.values():  # warm-up: allocations, BLAS threads, caches
+        for _ in range(2):
+            getattr(r, mode)()
+    for _ in range(rounds):
+        for name, r in runners.items():
+            start = time.perf_counter()
+            getattr(r, mode)()
+            times[name].append(time.perf_counter() - start)
+    return {name: batch / statistics.median(t) for name, t in times.items()}
+
+
+def profile_step(width: float, kernel5: int, batch: int, device: str) -> str:
+    from minidl.profiler import profile
+
+    runner = Runner("minidl", width, kernel5, batch, device)
+    runner.train_step()
+    with profile() as prof:
+        runner.train_step()
+    return prof.table(top=15)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.5])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--kernel5", type=int, default=5, choices=[3, 5])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.memory_child:  # a fresh process measuring one configuration's peak memory
+        print(json.dumps(_memory_child(*json.loads(args.memory_child))))
+        return 0
+
+    try:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        frameworks = ["minidl", "torch", "torch_cl"]
+        torch_version = torch.__version__
+    except ImportError:
+        frameworks, torch_version = ["minidl"], None
+        print("PyTorch is not installed: minidl's own figures only")
+
+    records = []
+    for width in args.widths:
+        runners = {f: Runner(f, width, args.kernel5, args.batch, args.device) for f in frameworks}
+        train = time_alternating(runners, "train_step", args.rounds, args.batch)
+        infer = time_alternating(runners, "infer", args.rounds, args.batch)
+        del runners
+        memory = {}
+        if not args.no_memory:
+            for f in frameworks:
+                memory[f] = measure_memory(f, width, args.kernel5, args.batch, args.device)
+        records.append(dict(width=width, train=train, infer=infer, memory_mb=memory))
+
+    print(
+        f"\nCIFAR GoogLeNet, batch {args.batch}, float32, kernel5={args.kernel5}, "
+        f"device {args.device}, {os.cpu_count()} cores, PyTorch {torch_version}"
+    )
+    header = f"{'width':>6} {'mode':<10} {'minidl img/s':>13}"
+    if torch_version:
+        header += f" {'torch img/s':>12} {'torch CL':>9} {'vs torch':>9} {'vs CL':>7}"
+    print(header)
+    for r in records:
+        for mode in ("train", "infer"):
+            v = r[mode]
+            line = f"{r['width']:>6} {mode:<10} {v['minidl']:>13.1f}"
+            if torch_version:
+                line += (
+                    f" {v['torch']:>12.1f} {v['torch_cl']:>9.1f} "
+                    f"{v['minidl'] / v['torch']:>8.2f}x {v['minidl'] / v['torch_cl']:>6.2f}x"
+                )
+            print(line)
+        if r["memory_mb"]:
+            m = r["memory_mb"]
+            line = f"{r['width']:>6} {'peak MB':<10} {m['minidl']:>13.0f}"
+            if torch_version:
+                line += (
+                    f" {m['torch']:>12.0f} {m['torch_cl']:>9.0f} "
+                    f"{m['minidl'] / m['torch']:>8.2f}x {m['minidl'] / m['torch_cl']:>6.2f}x"
+                )
+            print(line)
+    if not args.no_profile:
+        print(f"\nminidl per-op profile of one training step (width {args.widths[0]}):")
+        print(profile_step(args.widths[0], args.kernel5, args.batch, args.device))
+    if args.json:
+        meta = dict(batch=args.batch, kernel5=args.kernel5, device=args.device,
+                    cores=os.cpu_count(), torch=torch_version)  # fmt: skip
+        with open(args.json, "w") as f:
+            json.dump(dict(meta=meta, records=records), f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
