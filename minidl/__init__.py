@@ -7,7 +7,7 @@
 tensor([2., 4.], dtype=float32)
 """
 
-from . import backend, functional, nn, ops, optim
+from . import backend, data, functional, nn, ops, optim
 from . import functional as F
 from .backend import is_gpu_available
 from .function import Function, is_grad_enabled, no_grad, set_grad_enabled
@@ -23,6 +23,7 @@ __all__ = [
     "Tensor",
     "backend",
     "concat",
+    "data",
     "functional",
     "is_gpu_available",
     "is_grad_enabled",

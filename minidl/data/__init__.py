@@ -1,0 +1,29 @@
+"""``minidl.data``: the CIFAR-10 data set, a DataLoader and batch-level transforms."""
+
+from . import transforms
+from .cifar10 import CIFAR10
+from .loader import DataLoader
+from .transforms import (
+    Compose,
+    Cutout,
+    Normalize,
+    RandomCrop,
+    RandomHorizontalFlip,
+    ToFloat,
+    cifar10_test_transform,
+    cifar10_train_transform,
+)
+
+__all__ = [
+    "CIFAR10",
+    "Compose",
+    "Cutout",
+    "DataLoader",
+    "Normalize",
+    "RandomCrop",
+    "RandomHorizontalFlip",
+    "ToFloat",
+    "cifar10_test_transform",
+    "cifar10_train_transform",
+    "transforms",
+]

@@ -1,0 +1,156 @@
+"""CIFAR10 on a tiny data set written in the official format (pickled batches, tar.gz)."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+
+from minidl.data import CIFAR10
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+PER_BATCH, TEST = 4, 6
+
+
+def _batch(rng, n, name):
+    # as the official Python-2 pickles read with encoding="bytes": bytes keys, uint8 rows of
+    # 3072 values (R plane, G plane, B plane), labels a list of ints
+    return {
+        b"batch_label": name.encode(),
+        b"labels": [int(v) for v in rng.integers(0, 10, n)],
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"filenames": [f"img_{i}.png".encode() for i in range(n)],
+    }
+
+
+def tiny_cifar_files(seed: int = 0) -> dict[str, bytes]:
+    """The files of a tiny ``cifar-10-batches-py`` folder: name -> pickled bytes."""
+    rng = np.random.default_rng(seed)
+    files = {
+        f"data_batch_{i}": _batch(rng, PER_BATCH, f"training batch {i} of 5") for i in range(1, 6)
+    }
+    files["test_batch"] = _batch(rng, TEST, "testing batch 1 of 1")
+    files["batches.meta"] = {
+        b"label_names": [c.encode() for c in CLASSES],
+        b"num_cases_per_batch": PER_BATCH,
+        b"num_vis": 3072,
+    }
+    return {name: pickle.dumps(obj, protocol=2) for name, obj in files.items()}
+
+
+def write_folder(root, files=None) -> str:
+    folder = os.path.join(root, "cifar-10-batches-py")
+    os.makedirs(folder, exist_ok=True)
+    for name, raw in (files or tiny_cifar_files()).items():
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(raw)
+    return folder
+
+
+def tiny_archive_bytes(files=None) -> bytes:
+    """A tiny ``cifar-10-python.tar.gz`` (same member layout as the official archive)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, raw in (files or tiny_cifar_files()).items():
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return buf.getvalue()
+
+
+def _expected(files, names):
+    rows = [pickle.loads(files[n], encoding="bytes") for n in names]
+    data = np.concatenate([r[b"data"] for r in rows])
+    labels = np.concatenate([r[b"labels"] for r in rows])
+    return data, labels
+
+
+def _check(ds, files, train):
+    names = [f"data_batch_{i}" for i in range(1, 6)] if train else ["test_batch"]
+    rows, labels = _expected(files, names)
+    n = len(rows)
+    assert len(ds) == n == (5 * PER_BATCH if train else TEST)
+    assert ds.data.shape == (n, 32, 32, 3) and ds.data.dtype == np.uint8
+    assert ds.data.flags.c_contiguous
+    assert ds.targets.dtype == np.int64
+    np.testing.assert_array_equal(ds.targets, labels)
+    # pixel (y, x) of channel c is row[c * 1024 + y * 32 + x]
+    for i, c, y, x in [(0, 0, 0, 0), (1, 2, 31, 5), (n - 1, 1, 7, 30)]:
+        assert ds.data[i, y, x, c] == rows[i, c * 1024 + y * 32 + x]
+    nchw = ds.nchw()
+    assert nchw.shape == (n, 3, 32, 32) and np.shares_memory(nchw, ds.data)
+    np.testing.assert_array_equal(nchw.reshape(n, 3072), rows)
+    assert ds.classes == CLASSES
+    image, label = ds[1]
+    assert image.shape == (32, 32, 3) and label == labels[1] and isinstance(label, int)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_reads_the_batches_folder(tmp_path, train):
+    files = tiny_cifar_files()
+    folder = write_folder(tmp_path, files)
+    _check(CIFAR10(tmp_path, train=train), files, train)
+    _check(CIFAR10(folder, train=train), files, train)  # the folder itself works too
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_reads_the_archive_in_place(tmp_path, train):
+    files = tiny_cifar_files()
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(tiny_archive_bytes(files))
+    _check(CIFAR10(tmp_path, train=train), files, train)
+    _check(CIFAR10(archive, train=train), files, train)
+    assert os.listdir(tmp_path) == ["cifar-10-python.tar.gz"]  # nothing extracted
+
+
+def test_missing_directory_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist.*download=True"):
+        CIFAR10(tmp_path / "nowhere")
+    (tmp_path / "other.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match=r"other\.txt.*cifar-10-batches-py"):
+        CIFAR10(tmp_path)
+
+
+def test_missing_batch_file_lists_what_is_there(tmp_path):
+    folder = write_folder(tmp_path)
+    os.remove(os.path.join(folder, "data_batch_3"))
+    with pytest.raises(FileNotFoundError, match=r"data_batch_3.*data_batch_2"):
+        CIFAR10(tmp_path)
+    CIFAR10(tmp_path, train=False)  # the test split is complete
+
+
+def test_truncated_batch_names_the_file(tmp_path):
+    folder = write_folder(tmp_path)
+    path = os.path.join(folder, "data_batch_2")
+    raw = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="data_batch_2.*truncated or corrupt"):
+        CIFAR10(tmp_path)
+
+
+def test_pickle_cannot_run_code(tmp_path):
+    files = tiny_cifar_files()
+    files["test_batch"] = pickle.dumps({b"data": os.getcwd}, protocol=2)  # a global call
+    write_folder(tmp_path, files)
+    with pytest.raises(ValueError, match="refusing"):
+        CIFAR10(tmp_path, train=False)
+
+
+def test_truncated_archive_names_the_file(tmp_path):
+    raw = tiny_archive_bytes()
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="cifar-10-python.tar.gz.*truncated or corrupt"):
+        CIFAR10(tmp_path)
+
+
+def test_archive_without_batches(tmp_path):
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    archive.write_bytes(tiny_archive_bytes({"readme.txt": b"hello"}))
+    with pytest.raises(FileNotFoundError, match="official"):
+        CIFAR10(tmp_path)
