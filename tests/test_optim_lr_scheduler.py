@@ -77,18 +77,26 @@ def test_one_cycle_shape_and_momentum():
         lambda o: sched.OneCycleLR(o, max_lr=0.5, total_steps=20),
     ],
 )
-def test_resume_from_state_dict(make):
+@pytest.mark.parametrize("optimizer_first", [True, False])
+def test_resume_from_state_dict(make, optimizer_first):
     ref = make(_opt())
     want = _lrs(ref, 20)
     first = make(_opt())
     _lrs(first, 8)
     saved_opt, saved_sched = first.optimizer.state_dict(), first.state_dict()
     opt = _opt()
-    opt.load_state_dict(saved_opt)
-    resumed = make(opt)
+    # either order works: loading the schedule re-applies its lr (and momentum)
+    if optimizer_first:
+        opt.load_state_dict(saved_opt)
+        resumed = make(opt)
+    else:
+        resumed = make(opt)
+        opt.load_state_dict(saved_opt)
     resumed.load_state_dict(saved_sched)
-    opt.load_state_dict(saved_opt)  # the lr and momentum the schedule had set
     assert _lrs(resumed, 12) == pytest.approx(want[8:])
+    assert opt.param_groups[0]["initial_lr"] == pytest.approx(
+        first.optimizer.param_groups[0]["initial_lr"]
+    )
 
 
 def test_schedules_leave_per_group_ratios():

@@ -36,6 +36,10 @@ class LRScheduler:
     def step(self) -> None:
         """Advance one step (epoch or batch) and set each group's lr."""
         self.last_epoch += 1
+        self._apply()
+
+    def _apply(self) -> None:
+        """Set the groups' hyper-parameters for step ``last_epoch``."""
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = self.lr_at(base, self.last_epoch)
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
@@ -47,7 +51,13 @@ class LRScheduler:
         return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the schedule and re-apply its current lr to the optimizer, so resuming does
+        not depend on whether the optimizer's state was loaded before or after (unlike
+        PyTorch, where a schedule built after ``optimizer.load_state_dict`` resets the lr)."""
         self.__dict__.update(state_dict)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["initial_lr"] = base
+        self._apply()
 
 
 class StepLR(LRScheduler):
@@ -190,8 +200,8 @@ class OneCycleLR(LRScheduler):
             else self._anneal(top, self.max_lr / self.min_div, pct)
         )
 
-    def step(self) -> None:
-        super().step()
+    def _apply(self) -> None:
+        super()._apply()
         if not self.cycle_momentum:
             return
         phase, pct = self._progress(self.last_epoch)
