@@ -273,8 +273,13 @@ class GoogLeNet(nn.Module):
         self.lrn1 = nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0) if paper else None
         self.lrn2 = nn.LocalResponseNorm(5, 1e-4, 0.75, 1.0) if paper else None
 
+        channels = [c(192)]  # what the stem hands on; each module then takes its predecessor's
+
         def inception(name: str) -> Inception:
-            return Inception(*(c(n) for n in INCEPTION_CHANNELS[name]), kernel5, bn_eps)
+            _, *widths = INCEPTION_CHANNELS[name]  # (the table's input count is the unscaled sum)
+            block = Inception(channels[-1], *(c(n) for n in widths), kernel5, bn_eps)
+            channels.append(block.out_channels)
+            return block
 
         def pool(torchvision_kernel: int = 3) -> nn.Module:
             if cifar:

@@ -1,0 +1,360 @@
+"""GoogLeNet: shapes, exact parameter counts, Table 1 multiply-adds, aux heads, gradients,
+learning, and the torchvision weight import (against PyTorch when it is installed)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import googlenet as G
+import minidl as md
+import minidl.functional as F
+from minidl import optim
+from minidl.summary import profile
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def paper_rows():
+    return {r["name"]: r for r in G.table1(G.GoogLeNet(variant="paper", aux_logits=False), 224)}
+
+
+def stage_shapes(model, size, batch=1):
+    """Output shape of every top-level stage of an eval-mode forward pass, by name."""
+    model.eval()
+    x = md.tensor(np.zeros((batch, 3, size, size), np.float32))
+    stats = profile(model, x)
+    return {name: s.output_shape for name, s in stats.items() if name and "." not in name}
+
+
+# ---------------------------------------------------------------------------- parameters
+
+
+def test_paper_parameter_counts():
+    assert G.GoogLeNet(variant="paper", aux_logits=False).num_parameters() == 6_998_552
+    model = G.GoogLeNet(variant="paper", aux_logits=True)
+    assert model.aux1.num_parameters() == 3_188_840
+    assert model.aux2.num_parameters() == 3_190_888
+    assert model.num_parameters() == 6_998_552 + 6_379_728
+
+
+def test_torchvision_parameter_counts():
+    assert G.GoogLeNet(variant="torchvision", aux_logits=False).num_parameters() == 6_624_904
+    assert G.GoogLeNet(variant="torchvision", aux_logits=True).num_parameters() == 13_004_888
+
+
+@pytest.mark.parametrize(
+    "width, kernel5, params",
+    [(1, 5, 5_871_914), (1, 3, 5_490_986), (0.5, 5, 1_475_418), (0.25, 5, 372_578),
+     (0.25, 3, 348_770)],
+)  # fmt: skip
+def test_cifar_parameter_counts(width, kernel5, params):
+    assert G.googlenet_cifar(width, kernel5=kernel5).num_parameters() == params
+
+
+def test_width_rounds_channels_and_keeps_at_least_one():
+    assert G.scale_channels(24, 0.25) == 6
+    assert G.scale_channels(16, 0.01) == 1
+    model = G.googlenet_cifar(0.01)
+    assert model.inception3a.ch5x5red == 1
+    assert model(md.tensor(np.zeros((1, 3, 32, 32), np.float32))).shape == (1, 10)
+
+
+# ---------------------------------------------------------------------------- shapes
+
+
+def test_paper_stage_shapes():
+    shapes = stage_shapes(G.GoogLeNet(variant="paper", aux_logits=False), 224)
+    assert shapes == {
+        "conv1": (1, 64, 112, 112),
+        "maxpool1": (1, 64, 56, 56),
+        "lrn1": (1, 64, 56, 56),
+        "conv2": (1, 64, 56, 56),
+        "conv3": (1, 192, 56, 56),
+        "lrn2": (1, 192, 56, 56),
+        "maxpool2": (1, 192, 28, 28),
+        "inception3a": (1, 256, 28, 28),
+        "inception3b": (1, 480, 28, 28),
+        "maxpool3": (1, 480, 14, 14),
+        "inception4a": (1, 512, 14, 14),
+        "inception4b": (1, 512, 14, 14),
+        "inception4c": (1, 512, 14, 14),
+        "inception4d": (1, 528, 14, 14),
+        "inception4e": (1, 832, 14, 14),
+        "maxpool4": (1, 832, 7, 7),
+        "inception5a": (1, 832, 7, 7),
+        "inception5b": (1, 1024, 7, 7),
+        "avgpool": (1, 1024, 1, 1),
+        "dropout": (1, 1024),
+        "fc": (1, 1000),
+    }
+
+
+def test_torchvision_stage_shapes():
+    shapes = stage_shapes(G.GoogLeNet(variant="torchvision", aux_logits=False), 224)
+    assert "lrn1" not in shapes
+    assert shapes["maxpool2"] == (1, 192, 28, 28)
+    assert shapes["maxpool4"] == (1, 832, 7, 7)  # a 2x2/2 pool here, 3x3/2 in the paper
+    assert shapes["inception5b"] == (1, 1024, 7, 7)
+    assert shapes["fc"] == (1, 1000)
+
+
+def test_cifar_stage_shapes():
+    shapes = stage_shapes(G.googlenet_cifar(0.25), 32, batch=2)
+    assert shapes == {
+        "conv1": (2, 48, 32, 32),
+        "inception3a": (2, 64, 32, 32),
+        "inception3b": (2, 120, 32, 32),
+        "maxpool3": (2, 120, 16, 16),
+        "inception4a": (2, 128, 16, 16),
+        "inception4b": (2, 128, 16, 16),
+        "inception4c": (2, 128, 16, 16),
+        "inception4d": (2, 132, 16, 16),
+        "inception4e": (2, 208, 16, 16),
+        "maxpool4": (2, 208, 8, 8),
+        "inception5a": (2, 208, 8, 8),
+        "inception5b": (2, 256, 8, 8),
+        "avgpool": (2, 256, 1, 1),
+        "dropout": (2, 256),
+        "fc": (2, 10),
+    }
+
+
+def test_inception_branches_concatenate_in_order():
+    block = G.Inception(8, 2, 3, 4, 1, 5, 6)
+    x = md.tensor(np.random.default_rng(0).standard_normal((2, 8, 5, 5)).astype(np.float32))
+    y = block(x)
+    assert y.shape == (2, 2 + 4 + 5 + 6, 5, 5) and block.out_channels == 17
+    np.testing.assert_allclose(y.numpy()[:, :2], block.branch1(x).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(y.numpy()[:, 11:], block.branch4(x).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="kernel5 must be 3 or 5"):
+        G.Inception(8, 2, 3, 4, 1, 5, 6, kernel5=7)
+
+
+def test_naive_inception_passes_the_input_channels_through():
+    block = G.NaiveInception(6, 2, 3, 4)
+    y = block(md.tensor(np.ones((1, 6, 7, 7), np.float32)))
+    assert y.shape == (1, 2 + 3 + 4 + 6, 7, 7) and block.out_channels == 15
+    assert block.branch3.conv.kernel_size == (5, 5)
+
+
+def test_bad_arguments_name_themselves():
+    with pytest.raises(ValueError, match="variant must be one of"):
+        G.GoogLeNet(variant="resnet")
+    with pytest.raises(ValueError, match="width must be a positive number"):
+        G.googlenet_cifar(0)
+    with pytest.raises(ValueError, match="transform_input"):
+        G.GoogLeNet(variant="paper", transform_input=True)
+
+
+# ---------------------------------------------------------------------------- Table 1
+
+
+def test_paper_multiply_adds_match_the_recount(paper_rows):
+    rows = paper_rows
+    assert sum(r["macs"] for r in rows.values()) == 1_582_671_872
+    recount = {
+        "conv1": (9_472, 118_013_952),
+        "conv2+conv3": (114_944, 359_661_568),
+        "inception3a": (163_696, 128_049_152),
+        "inception3b": (388_736, 304_267_264),
+        "inception4a": (376_176, 73_608_192),
+        "inception4b": (449_160, 87_908_352),
+        "inception4c": (510_104, 99_850_240),
+        "inception4d": (605_376, 118_515_712),
+        "inception4e": (868_352, 169_996_288),
+        "inception5a": (1_043_456, 51_079_168),
+        "inception5b": (1_444_080, 70_697_984),
+        "fc": (1_025_000, 1_024_000),
+    }
+    for name, (params, macs) in recount.items():
+        assert (rows[name]["params"], rows[name]["macs"]) == (params, macs), name
+
+
+def test_inception_ops_within_one_percent_of_table1(paper_rows):
+    table1_ops = {"3a": 128e6, "3b": 304e6, "4a": 73e6, "4b": 88e6, "4c": 100e6, "4d": 119e6,
+                  "4e": 170e6, "5b": 71e6}  # fmt: skip
+    for name, ops in table1_ops.items():
+        assert paper_rows[f"inception{name}"]["macs"] == pytest.approx(ops, rel=0.01), name
+
+
+def test_table1_rows_read_the_live_model(paper_rows):
+    row = paper_rows["inception4e"]
+    assert row["type"] == "inception (4e)" and row["output"] == "14x14x832" and row["depth"] == 2
+    columns = ("#1x1", "#3x3 reduce", "#3x3", "#5x5 reduce", "#5x5", "pool proj")
+    assert [row[c] for c in columns] == [256, 160, 320, 32, 128, 128]
+    stem = paper_rows["conv2+conv3"]  # the paper's "convolution 3x3/1" row: 1x1 reduce + 3x3
+    assert (stem["patch/stride"], stem["#3x3 reduce"], stem["#3x3"]) == ("3x3/1", 64, 192)
+    assert paper_rows["conv1"]["patch/stride"] == "7x7/2"
+    assert paper_rows["avgpool"]["patch/stride"] == "7x7/1"
+
+
+def test_summary_text_shows_totals_and_the_papers_figures():
+    text = G.summary(G.GoogLeNet(variant="paper", aux_logits=True), 224)
+    assert "6,998,552 parameters" in text and "1,582,671,872 multiply-adds" in text
+    assert "6,379,728 more parameters" in text
+    assert "paper ops" in text and "34M *" in text  # conv1's figure cannot be reproduced
+    cifar = G.summary(G.googlenet_cifar(0.25), 32)
+    assert "372,578 parameters" in cifar and "91,449,856 multiply-adds" in cifar
+
+
+# ---------------------------------------------------------------------------- aux heads, grads
+
+
+def test_aux_heads_only_in_train_mode():
+    model = G.googlenet_cifar(0.125, aux_logits=True)
+    x = md.tensor(np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32))
+    out = model.train()(x)
+    assert isinstance(out, G.GoogLeNetOutputs)
+    assert out.logits.shape == out.aux1.shape == out.aux2.shape == (2, 10)
+    with md.no_grad():
+        logits = model.eval()(x)
+    assert isinstance(logits, md.Tensor) and logits.shape == (2, 10)
+    no_aux = G.googlenet_cifar(0.125, aux_logits=False).train()
+    assert isinstance(no_aux(x), md.Tensor)
+
+
+@pytest.mark.parametrize("aux", [False, True])
+def test_gradients_reach_the_stem(aux):
+    md.nn.init.manual_seed(0)
+    model = G.googlenet_cifar(0.125, aux_logits=aux).train()
+    x = md.tensor(np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32))
+    y = md.tensor(np.array([0, 1, 2, 3]))
+    out = model(x)
+    if aux:
+        loss = F.cross_entropy(out.logits, y)
+        loss = loss + 0.3 * (F.cross_entropy(out.aux1, y) + F.cross_entropy(out.aux2, y))
+    else:
+        loss = F.cross_entropy(out, y)
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, f"{name} got no gradient"
+    assert np.abs(model.conv1.conv.weight.grad.numpy()).max() > 0
+    if aux:
+        assert np.abs(model.aux1.fc2.weight.grad.numpy()).max() > 0
+
+
+def test_aux_loss_alone_reaches_the_stem():
+    model = G.GoogLeNet(variant="paper", aux_logits=True, num_classes=10).train()
+    x = md.tensor(np.random.default_rng(2).standard_normal((1, 3, 224, 224)).astype(np.float32))
+    out = model(x)
+    F.cross_entropy(out.aux1, md.tensor(np.array([3]))).backward()
+    assert np.abs(model.conv1.conv.weight.grad.numpy()).max() > 0
+    assert model.inception4b.branch1.conv.weight.grad is None  # after aux1's tap: untouched
+
+
+def test_tiny_cifar_model_overfits_64_images():
+    md.nn.init.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = md.tensor(rng.standard_normal((64, 3, 16, 16)).astype(np.float32))
+    y = md.tensor(rng.integers(0, 10, 64))
+    model = G.googlenet_cifar(0.0625, dropout=0.0).train()
+    optimizer = optim.Adam(list(model.parameters()), lr=0.01)
+    accuracy = 0.0
+    for _ in range(200):
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        accuracy = float((logits.numpy().argmax(axis=1) == y.numpy()).mean())
+        if accuracy > 0.95:
+            break
+    assert accuracy > 0.95, f"train accuracy {accuracy:.2%} after 200 steps"
+
+
+# ---------------------------------------------------------------------------- torchvision
+
+
+def test_import_torchvision_from_a_hand_built_pth(tmp_path):
+    """No PyTorch: write our own model's weights in torch.save's format, convert, compare."""
+    from test_pth import PickleWriter, write_archive
+
+    md.nn.init.manual_seed(5)
+    source = G.GoogLeNet(variant="torchvision", num_classes=10, aux_logits=True).eval()
+    rng = np.random.default_rng(5)
+    for name, buf in source.named_buffers():  # non-trivial running statistics
+        if name.endswith("running_mean"):
+            buf.data[...] = rng.standard_normal(buf.shape) * 0.1
+        elif name.endswith("running_var"):
+            buf.data[...] = rng.uniform(0.5, 1.5, buf.shape)
+    state = {k: v.numpy() for k, v in source.state_dict().items()}
+    w, storages = PickleWriter(), {}
+
+    def writer(key, value, index):
+        kind = "LongStorage" if value.dtype == np.int64 else "FloatStorage"
+        value = np.array(value, order="C")  # (np.ascontiguousarray would make a 0-d array 1-d)
+        storages[str(index)] = value.tobytes()
+        strides = tuple(s // value.itemsize for s in value.strides)
+        return lambda: w.tensor(kind, str(index), value.size, 0, value.shape, strides)
+
+    pkl = w.state_dict([(k, writer(k, v, i)) for i, (k, v) in enumerate(state.items())])
+    write_archive(tmp_path / "googlenet.pth", pkl, storages, top="googlenet")
+
+    G.import_torchvision(str(tmp_path / "googlenet.pth"), str(tmp_path / "googlenet.npz"))
+    model = G.load_model(str(tmp_path / "googlenet.npz")).eval()
+    assert model.variant == "torchvision" and model.aux_logits and model.num_classes == 10
+    assert model.transform_input
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value.numpy(), state[key], err_msg=key)
+    x = md.tensor(rng.standard_normal((1, 3, 64, 64)).astype(np.float32))
+    source.transform_input = True
+    with md.no_grad():
+        np.testing.assert_allclose(model(x).numpy(), source(x).numpy(), rtol=1e-6)
+
+
+def test_import_torchvision_rejects_other_models(tmp_path):
+    from test_pth import PickleWriter, write_archive
+
+    w = PickleWriter()
+    pkl = w.state_dict([("fc.weight", lambda: w.tensor("FloatStorage", "0", 6, 0, (2, 3), (3, 1)))])
+    write_archive(tmp_path / "other.pth", pkl, {"0": np.zeros(6, np.float32).tobytes()})
+    with pytest.raises(G.CLIError, match="does not match torchvision's GoogLeNet"):
+        G.import_torchvision(str(tmp_path / "other.pth"), str(tmp_path / "out.npz"))
+    assert not (tmp_path / "out.npz").exists()
+
+
+def _torchvision():
+    torch = pytest.importorskip("torch")
+    register_fake = torch.library.register_fake
+    torch.library.register_fake = lambda *a, **k: lambda f: f  # its C++ ops need no fakes here
+    try:
+        models = pytest.importorskip("torchvision.models")
+    finally:
+        torch.library.register_fake = register_fake
+    return torch, models
+
+
+@pytest.mark.parametrize("aux", [False, True])
+def test_keys_and_shapes_equal_torchvisions(aux):
+    torch, models = _torchvision()
+    theirs = models.googlenet(weights=None, aux_logits=aux, init_weights=False).state_dict()
+    ours = G.GoogLeNet(variant="torchvision", aux_logits=aux).state_dict()
+    assert list(ours) == list(theirs)
+    for key, value in theirs.items():
+        assert ours[key].shape == tuple(value.shape), key
+
+
+def test_logits_agree_with_torchvision(tmp_path):
+    torch, models = _torchvision()
+    torch.manual_seed(0)
+    theirs = models.googlenet(weights=None, aux_logits=False, init_weights=True,
+                              transform_input=True).eval()  # fmt: skip
+    with torch.no_grad():
+        for module in theirs.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.normal_(0, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0, 0.1)
+    torch.save(theirs.state_dict(), tmp_path / "tv.pth")
+    G.import_torchvision(str(tmp_path / "tv.pth"), str(tmp_path / "tv.npz"))
+    ours = G.load_model(str(tmp_path / "tv.npz")).eval()
+    x = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)
+    with torch.no_grad():
+        expected = theirs(torch.from_numpy(x)).numpy()
+    with md.no_grad():
+        got = ours(md.tensor(x)).numpy()
+    scale = np.abs(expected).max()
+    assert np.abs(got - expected).max() <= 1e-4 * scale
