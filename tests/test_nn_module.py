@@ -207,6 +207,26 @@ def test_to_cpu_round_trip_keeps_objects(device, rng):
     np.testing.assert_array_equal(net(x).numpy(), ref)
 
 
+def test_double_casts_floating_state_only(rng):
+    block = Block(3)
+    assert block.double() is block
+    assert block.fc.weight.dtype == np.float64 and block.calls.dtype == np.int64
+    x = md.tensor(rng.standard_normal((2, 3)), dtype=np.float64)
+    assert block(x).dtype == np.float64
+    block.float()
+    assert block.fc.weight.dtype == np.float32
+
+
+def test_deepcopy_gives_an_independent_module():
+    import copy
+
+    net = Net()
+    twin = copy.deepcopy(net)
+    twin.stem.weight.data += 1
+    assert not np.array_equal(twin.stem.weight.numpy(), net.stem.weight.numpy())
+    assert [n for n, _ in twin.named_parameters()] == [n for n, _ in net.named_parameters()]
+
+
 def test_sequential_and_modulelist_containers():
     layers = [nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)]
     seq = nn.Sequential(*layers)

@@ -125,6 +125,20 @@ def test_params_without_grad_are_skipped_and_zero_grad():
     assert a.grad is None
 
 
+def test_frozen_parameters_are_accepted_and_left_alone():
+    net = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    for p in net[0].parameters():
+        p.requires_grad = False
+    frozen = net[0].weight.numpy().copy()
+    opt = optim.SGD(net.parameters(), lr=0.5, momentum=0.9)
+    net(md.tensor(np.ones((3, 2)))).sum().backward()
+    opt.step()
+    np.testing.assert_array_equal(net[0].weight.numpy(), frozen)
+    assert net[0].weight.grad is None and net[1].weight.grad is not None
+    opt.zero_grad(set_to_none=False)
+    np.testing.assert_array_equal(net[1].weight.grad.numpy(), 0)
+
+
 def test_param_groups_have_their_own_lr():
     a, b = nn.Parameter(np.ones(1)), nn.Parameter(np.ones(1))
     opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1, momentum=0.9)
@@ -201,5 +215,6 @@ def test_argument_errors():
         optim.Adam(p, betas=(0.9, 1.0))
     with pytest.raises(ValueError, match="empty"):
         optim.SGD([], lr=0.1)
-    with pytest.raises(ValueError, match="needs no grad"):
-        optim.SGD([md.tensor([1.0])], lr=0.1)
+    x = md.tensor([1.0], requires_grad=True)
+    with pytest.raises(ValueError, match="non-leaf"):
+        optim.SGD([x * 2], lr=0.1)

@@ -1,4 +1,17 @@
-"""``minidl.nn``: modules, parameters, layers and weight initialisation (PyTorch's torch.nn)."""
+"""``minidl.nn``: modules, parameters, layers and weight initialisation (PyTorch's torch.nn).
+
+Default initialisation, as PyTorch (override with ``minidl.nn.init`` after construction):
+
+=================  ============================================  =========================
+layer              weight                                        bias
+=================  ============================================  =========================
+Linear, Conv2d     kaiming_uniform_(a=sqrt(5)): U(-1/sqrt(fan_in),  U(-1/sqrt(fan_in),
+                   1/sqrt(fan_in)), fan_in = in * kh * kw          1/sqrt(fan_in))
+BatchNorm2d        ones; running_var ones                        zeros; running_mean zeros
+=================  ============================================  =========================
+
+Parameters are float32; ``init.manual_seed(s)`` makes construction reproducible.
+"""
 
 from . import init
 from .activation import ReLU

@@ -19,6 +19,8 @@ import numpy as np
 from ..backend import get_array_module
 from ..tensor import Tensor
 
+Generator = np.random.Generator | None  # None: the module's generator (see manual_seed)
+
 _generator = np.random.default_rng()
 
 
@@ -28,7 +30,7 @@ def manual_seed(seed: int) -> None:
     _generator = np.random.default_rng(seed)
 
 
-def _rng(generator: np.random.Generator | None) -> np.random.Generator:
+def _rng(generator: Generator) -> np.random.Generator:
     return _generator if generator is None else generator
 
 
@@ -71,18 +73,23 @@ def _fan(shape: tuple[int, ...], mode: str) -> int:
     return fan_in if mode == "fan_in" else fan_out
 
 
-def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0, generator=None) -> Tensor:
+def uniform_(t: Tensor, a: float = 0.0, b: float = 1.0, generator: Generator = None) -> Tensor:
     """U(a, b)."""
     return _fill(t, _rng(generator).uniform(a, b, t.shape))
 
 
-def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0, generator=None) -> Tensor:
+def normal_(t: Tensor, mean: float = 0.0, std: float = 1.0, generator: Generator = None) -> Tensor:
     """N(mean, std^2)."""
     return _fill(t, _rng(generator).normal(mean, std, t.shape))
 
 
 def trunc_normal_(
-    t: Tensor, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0, generator=None
+    t: Tensor,
+    mean: float = 0.0,
+    std: float = 1.0,
+    a: float = -2.0,
+    b: float = 2.0,
+    generator: Generator = None,
 ) -> Tensor:
     """N(mean, std^2) restricted to [a, b] (absolute bounds, as PyTorch), by redrawing outliers."""
     if not a < b:
@@ -108,14 +115,14 @@ def ones_(t: Tensor) -> Tensor:
     return _fill(t, 1)
 
 
-def xavier_uniform_(t: Tensor, gain: float = 1.0, generator=None) -> Tensor:
+def xavier_uniform_(t: Tensor, gain: float = 1.0, generator: Generator = None) -> Tensor:
     """Glorot: U(-bound, bound), bound = gain * sqrt(6 / (fan_in + fan_out))."""
     fan_in, fan_out = calculate_fans(t.shape)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(t, -bound, bound, generator)
 
 
-def xavier_normal_(t: Tensor, gain: float = 1.0, generator=None) -> Tensor:
+def xavier_normal_(t: Tensor, gain: float = 1.0, generator: Generator = None) -> Tensor:
     """Glorot: N(0, std^2), std = gain * sqrt(2 / (fan_in + fan_out))."""
     fan_in, fan_out = calculate_fans(t.shape)
     return normal_(t, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
@@ -126,7 +133,7 @@ def kaiming_uniform_(
     a: float = 0.0,
     mode: str = "fan_in",
     nonlinearity: str = "leaky_relu",
-    generator=None,
+    generator: Generator = None,
 ) -> Tensor:
     """He: U(-bound, bound), bound = gain * sqrt(3 / fan), gain = calculate_gain(nonlinearity, a).
 
@@ -143,7 +150,7 @@ def kaiming_normal_(
     a: float = 0.0,
     mode: str = "fan_in",
     nonlinearity: str = "leaky_relu",
-    generator=None,
+    generator: Generator = None,
 ) -> Tensor:
     """He: N(0, std^2), std = gain / sqrt(fan); ``mode="fan_out", nonlinearity="relu"`` is the
     usual choice for ReLU convolution stacks (torchvision's ResNet)."""

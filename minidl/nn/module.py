@@ -238,18 +238,31 @@ class Module:
         """Evaluation mode (``train(False)``): dropout off, batch norm uses running statistics."""
         return self.train(False)
 
-    def to(self, device: str) -> Module:
-        """Move every parameter, gradient and buffer to ``device`` in place; returns self.
+    def to(self, device: str | None = None, dtype: Any = None) -> Module:
+        """Move every parameter, gradient and buffer to ``device`` and/or cast the floating ones
+        to ``dtype`` (integer buffers such as ``num_batches_tracked`` keep theirs); returns self.
 
-        The Parameter objects stay the same (only their ``.data`` moves), so an optimizer built
+        The Parameter objects stay the same (only their ``.data`` changes), so an optimizer built
         before the move still holds them.
         """
-        device = backend.check_device(device)
+        device = None if device is None else backend.check_device(device)
         for t in list(self.parameters()) + list(self.buffers()):
-            t.data = backend.to_device(t.data, device)
-            if t.grad is not None:
-                t.grad.data = backend.to_device(t.grad.data, device)
+            for holder in (t, t.grad):
+                if holder is None:
+                    continue
+                if device is not None:
+                    holder.data = backend.to_device(holder.data, device)
+                if dtype is not None and holder.data.dtype.kind == "f":
+                    holder.data = holder.data.astype(dtype)
         return self
+
+    def float(self) -> Module:
+        """Floating parameters and buffers to float32 (the default)."""
+        return self.to(dtype=np.float32)
+
+    def double(self) -> Module:
+        """Floating parameters and buffers to float64 (for gradient checks of whole models)."""
+        return self.to(dtype=np.float64)
 
     def cpu(self) -> Module:
         return self.to("cpu")
@@ -257,10 +270,14 @@ class Module:
     def cuda(self) -> Module:
         return self.to("cuda")
 
-    def zero_grad(self) -> None:
-        """Drop every parameter's gradient (``.grad = None``, PyTorch's default)."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop every parameter's gradient (``.grad = None``, PyTorch's default), or fill it
+        with zeros in place when ``set_to_none=False``."""
         for p in self.parameters():
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad.data[...] = 0
 
     # ----------------------------------------------------------------- state dict
     def state_dict(self, prefix: str = "", keep_vars: bool = False) -> OrderedDict[str, Tensor]:

@@ -13,7 +13,9 @@ class MaxPool2d(Module):
     """Max over windows: x (N, C, H, W) -> (N, C, H', W'); ``stride`` defaults to the kernel
     size, padding counts as -inf, ``ceil_mode`` as PyTorch (GoogLeNet's pools use it)."""
 
-    def __init__(self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode=False):
+    def __init__(
+        self, kernel_size: Any, stride: Any = None, padding: Any = 0, ceil_mode: bool = False
+    ):
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode = ceil_mode

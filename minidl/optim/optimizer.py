@@ -38,8 +38,11 @@ class Optimizer:
         for p in group["params"]:
             if not isinstance(p, Tensor):
                 raise TypeError(f"optimizer params must be Tensors, got {type(p).__name__}")
-            if not p.requires_grad:
-                raise ValueError(f"optimizer got a tensor of shape {p.shape} that needs no grad")
+            if not p.is_leaf:
+                raise ValueError(
+                    f"optimizer got a non-leaf tensor of shape {p.shape} (the result of an op); "
+                    f"pass parameters, e.g. model.parameters()"
+                )
         known = {id(p) for g in self.param_groups for p in g["params"]}
         if any(id(p) in known for p in group["params"]):
             raise ValueError("a parameter appears in more than one parameter group")
@@ -47,11 +50,15 @@ class Optimizer:
             group.setdefault(name, default)
         self.param_groups.append(group)
 
-    def zero_grad(self) -> None:
-        """Drop the gradients (``p.grad = None``) of every parameter."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Drop the gradients (``p.grad = None``) of every parameter, or zero them in place when
+        ``set_to_none=False``. Frozen parameters (requires_grad=False) never get one."""
         for group in self.param_groups:
             for p in group["params"]:
-                p.grad = None
+                if set_to_none or p.grad is None:
+                    p.grad = None
+                else:
+                    p.grad.data[...] = 0
 
     def step(self) -> None:
         """One update of every parameter that has a gradient (in place, recording no graph)."""
