@@ -2,13 +2,10 @@
 
 Default initialisation, as PyTorch (override with ``minidl.nn.init`` after construction):
 
-=================  ============================================  =========================
-layer              weight                                        bias
-=================  ============================================  =========================
-Linear, Conv2d     kaiming_uniform_(a=sqrt(5)): U(-1/sqrt(fan_in),  U(-1/sqrt(fan_in),
-                   1/sqrt(fan_in)), fan_in = in * kh * kw          1/sqrt(fan_in))
-BatchNorm2d        ones; running_var ones                        zeros; running_mean zeros
-=================  ============================================  =========================
+- Linear, Conv2d: weight ``kaiming_uniform_(a=sqrt(5))``, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+  with fan_in = in_features or in_channels * kh * kw; bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+- BatchNorm2d: weight ones, bias zeros; running_mean zeros, running_var ones.
+- LocalResponseNorm, pooling, Dropout, ReLU, Flatten: no parameters.
 
 Parameters are float32; ``init.manual_seed(s)`` makes construction reproducible.
 """
