@@ -84,3 +84,12 @@ def test_existing_archive_with_bad_checksum_is_reported(tmp_path, server):
     (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"junk")
     with pytest.raises(ValueError, match="delete it and download again"):
         CIFAR10(tmp_path, download=True, url=f"{server}/cifar.tar.gz", md5=MD5)
+
+
+def test_incomplete_folder_is_reported_before_downloading(tmp_path, server):
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    (tmp_path / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"x")
+    before = len(Handler.requests)
+    with pytest.raises(FileExistsError, match="Delete it"):
+        CIFAR10(tmp_path, download=True, url=f"{server}/cifar.tar.gz", md5=MD5)
+    assert len(Handler.requests) == before

@@ -111,6 +111,12 @@ def _find(root: str) -> str | None:
 
 
 def _fetch(root: str, url: str, md5: str | None) -> str:
+    folder = os.path.join(root, FOLDER)
+    if os.path.exists(folder):
+        raise FileExistsError(
+            f"{folder} exists but has no {META_FILE} (an interrupted extraction?); it holds "
+            f"{sorted(os.listdir(folder))[:10]}. Delete it and run again to download afresh"
+        )
     os.makedirs(root, exist_ok=True)
     archive = _download(url, os.path.join(root, ARCHIVE), md5)
     return _extract(archive, root)
