@@ -10,6 +10,7 @@ augmentation on the CPU and on the GPU. The usual CIFAR-10 training pipeline is
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,7 +68,9 @@ class RandomCrop(Transform):
         oy = xp.asarray(rng.integers(0, ny, n))
         ox = xp.asarray(rng.integers(0, nx, n))
         sn, sc, sh, sw = padded.strides
-        windows = xp.lib.stride_tricks.as_strided(
+        # numpy.lib.stride_tricks or cupy.lib.stride_tricks, imported explicitly
+        stride_tricks = importlib.import_module(f"{xp.__name__}.lib.stride_tricks")
+        windows = stride_tricks.as_strided(
             padded, shape=(n, c, ny, nx, s, s), strides=(sn, sc, sh, sw, sh, sw)
         )
         # advanced indices on axes 0, 2, 3 around the slice: result (N, C, s, s)
