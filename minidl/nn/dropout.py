@@ -13,8 +13,8 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5):
         super().__init__()
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p}")
+        if not 0.0 <= p < 1.0:  # as F.dropout: p = 1 would scale by 1 / 0
+            raise ValueError(f"Dropout: p must be a probability in [0, 1), got {p}")
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
