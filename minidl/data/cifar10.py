@@ -55,11 +55,13 @@ class CIFAR10:
         source = _find(self.root)
         if source is None and download:
             source = _fetch(self.root, url, md5)
-        elif download and md5 is not None and os.path.isfile(source) and md5sum(source) != md5:
-            raise ValueError(
-                f"{source} exists but its MD5 is {md5sum(source)}, not {md5} (truncated or "
-                f"corrupt?); delete it and download again"
-            )
+        elif download and md5 is not None and os.path.isfile(source):
+            found = md5sum(source)  # an archive already there: check it as a download would be
+            if found != md5:
+                raise ValueError(
+                    f"{source} exists but its MD5 is {found}, not {md5} (truncated or corrupt?); "
+                    f"delete it and download again"
+                )
         if source is None:
             raise FileNotFoundError(_not_found_message(self.root))
         names = TRAIN_FILES if train else TEST_FILES
