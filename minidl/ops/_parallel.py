@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-_WORKERS = max(1, min(int(os.environ.get("MINIDL_THREADS", os.cpu_count() or 1)), 8))
+WORKERS = max(1, min(int(os.environ.get("MINIDL_THREADS", os.cpu_count() or 1)), 8))
 _MIN_ELEMENTS = 1 << 16  # below this, thread hand-off costs more than it saves
 _pool: ThreadPoolExecutor | None = None
 
@@ -25,7 +25,7 @@ _pool: ThreadPoolExecutor | None = None
 def _get_pool() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:
-        _pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="minidl")
+        _pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="minidl")
     return _pool
 
 
@@ -35,7 +35,7 @@ def parallel_batches(xp, n: int, work: Callable[[int, int], None], elements: int
     ``elements`` is the size of the pass (to skip threading for small ones). ``work`` must only
     write to the rows ``lo:hi`` of its outputs, so chunks never race.
     """
-    chunks = min(_WORKERS, n)
+    chunks = min(WORKERS, n)
     if xp is not np or chunks <= 1 or elements < _MIN_ELEMENTS:
         work(0, n)
         return

@@ -31,11 +31,13 @@ NHWC input itself, so it is a plain matrix product over channels.
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import get_array_module
 from ..function import Function, is_grad_enabled
 from ..registry import GradCase, register_gradcheck
 from ._layout import check_4d, check_float, nchw_view, nhwc, output_size, pair, valid_range
-from ._parallel import parallel_batches
+from ._parallel import WORKERS, parallel_batches
 
 
 def _taps(kh, kw, sh, sw, ph, pw, H, W, Ho, Wo):
@@ -114,11 +116,29 @@ def col2im(cols, input_size, stride=1, padding=0):
     return nchw_view(_col2im_nhwc(cols, tuple(input_size), s, p))
 
 
+_CHUNK_BYTES = 4 << 20
+
+
+def _chunks(xp, n, bytes_per_item):
+    """Batch ranges whose im2col matrices stay cache-sized (a few MB) on the CPU.
+
+    Working chunk by chunk, im2col writes and the GEMM reads the columns while they are still in
+    the L3 cache, instead of streaming one huge matrix through DRAM twice; and the full matrix is
+    never held, so backward can afford to rebuild it instead of keeping it. On the GPU one chunk.
+    """
+    if xp is not np:
+        return [(0, n)]
+    step = max(WORKERS, _CHUNK_BYTES // max(1, bytes_per_item))  # >= 1 image per thread
+    return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
+
+
 class Conv2d(Function):
     """y = conv2d(x, W) + b, NCHW, weight (O, C, kh, kw); see the module docstring for the math.
 
-    Saved for backward: the im2col matrix (when the weight needs a gradient) and the weight. The
-    output is an NCHW view over an NHWC buffer (channels last).
+    The batch is processed in cache-sized chunks: NHWC copy (free for a channels-last x) and
+    im2col of a chunk, then its GEMM. Saved for backward: the NHWC input and the weight; backward
+    rebuilds each chunk's columns rather than keeping the whole im2col matrix, which is kh*kw
+    times the input. The output is an NCHW view over an NHWC buffer (channels last).
     """
 
     def __init__(self, stride=1, padding=0):
@@ -126,102 +146,121 @@ class Conv2d(Function):
         self.padding = pair(padding, "padding", "conv2d", 0)
 
     def forward(self, x, w, b=None):
-        check_4d(x, "x", "conv2d")
-        check_float(x, "x", "conv2d")
-        if w.ndim != 4:
-            raise ValueError(
-                f"conv2d: weight must be 4-D (out_channels, in_channels, kh, kw), got shape "
-                f"{tuple(w.shape)}"
-            )
-        if w.shape[1] != x.shape[1]:
-            raise ValueError(
-                f"conv2d: weight expects {w.shape[1]} input channels (weight.shape[1]), but x has "
-                f"{x.shape[1]} channels (x.shape[1]); x {tuple(x.shape)}, weight {tuple(w.shape)}"
-            )
-        if b is not None and tuple(b.shape) != (w.shape[0],):
-            raise ValueError(f"conv2d: bias must have shape ({w.shape[0]},), got {tuple(b.shape)}")
-        if w.dtype != x.dtype or (b is not None and b.dtype != x.dtype):
-            raise TypeError(
-                f"conv2d: weight and bias must have the dtype of x ({x.dtype}), got weight "
-                f"{w.dtype}" + (f", bias {b.dtype}" if b is not None else "")
-            )
+        _check_conv_args(x, w, b, self.padding)
+        xp = get_array_module(x)
         N, C, H, W = x.shape
         O, _, kh, kw = w.shape
         (sh, sw), (ph, pw) = self.stride, self.padding
-        if kh > H + 2 * ph or kw > W + 2 * pw:
-            raise ValueError(
-                f"conv2d: kernel size ({kh}, {kw}) is larger than the padded input "
-                f"({H + 2 * ph}, {W + 2 * pw}) (input {H}x{W}, padding {self.padding})"
-            )
         Ho, Wo = output_size(H, kh, sh, ph), output_size(W, kw, sw, pw)
-        self.in_hw, self.kernel = (H, W), (kh, kw)
-        saving = is_grad_enabled() and any(self.needs_input_grad)
-        xh = nhwc(x)
+        self.in_hw, self.w_shape, self.out_hw = (H, W), w.shape, (Ho, Wo)
+        wm = w.transpose(0, 2, 3, 1).reshape(O, kh * kw * C)  # rows in (u, v, c) order, as cols
         if kh == kw == 1:
+            xh = nhwc(x)
             # 1x1: a matrix product over channels; stride and padding only select/extend pixels
             if ph or pw:
-                xp = get_array_module(x)
                 padded = xp.zeros((N, H + 2 * ph, W + 2 * pw, C), x.dtype)
                 padded[:, ph : ph + H, pw : pw + W] = xh
                 xh = padded
             if sh > 1 or sw > 1:
-                xh = xh[:, ::sh, ::sw][:, :Ho, :Wo]
-            cols = xh.reshape(N * Ho * Wo, C) if xh.flags.c_contiguous else None
-            if cols is None:
-                cols = get_array_module(x).ascontiguousarray(xh).reshape(N * Ho * Wo, C)
+                xh = xp.ascontiguousarray(xh[:, ::sh, ::sw][:, :Ho, :Wo])
+            y = xh.reshape(N * Ho * Wo, C) @ wm.T
+            if b is not None:
+                y += b
         else:
-            cols = _im2col_nhwc(xh, (kh, kw), self.stride, self.padding, (Ho, Wo))
-            cols = cols.reshape(N * Ho * Wo, kh * kw * C)
-        wm = w.transpose(0, 2, 3, 1).reshape(O, kh * kw * C)  # rows in (u, v, c) order, as cols
-        y = cols @ wm.T
-        if b is not None:
-            y += b
-        if saving:
-            self.cols = cols if self.needs_input_grad[1] else None
-            self.wm, self.w_shape = wm, w.shape
+            # NHWC order, chunk by chunk while cache-hot (a view when x is channels-last already)
+            xh = x.transpose(0, 2, 3, 1)
+            copy = not xh.flags.c_contiguous
+            if copy:
+                xh = xp.empty(xh.shape, x.dtype)
+            y = xp.empty((N, Ho, Wo, O), x.dtype)
+            for lo, hi in _chunks(xp, N, Ho * Wo * kh * kw * C * x.itemsize):
+                if copy:
+                    xh[lo:hi] = nhwc(x[lo:hi])
+                cols = _im2col_nhwc(xh[lo:hi], (kh, kw), self.stride, self.padding, (Ho, Wo))
+                out = y[lo:hi].reshape(-1, O)
+                xp.matmul(cols.reshape(-1, kh * kw * C), wm.T, out=out)
+                if b is not None:
+                    out += b
+        if is_grad_enabled() and any(self.needs_input_grad):
+            self.xh = xh if self.needs_input_grad[1] else None
+            self.wm = wm
         return nchw_view(y.reshape(N, Ho, Wo, O))
 
     def backward(self, gy):
+        xp = get_array_module(gy)
         N, O, Ho, Wo = gy.shape
-        g = nhwc(gy).reshape(N * Ho * Wo, O)
-        need = self.needs_input_grad
-        gx = gw = gb = None
-        if need[1]:
-            O_, C, kh, kw = self.w_shape
-            gw = (g.T @ self.cols).reshape(O, kh, kw, C).transpose(0, 3, 1, 2).copy()
-        self.cols = None  # the largest buffer: free it as soon as it is used
-        if len(need) > 2 and need[2]:
-            gb = g.sum(axis=0)
-        if need[0]:
-            gx = self._input_grad(g.reshape(N, Ho, Wo, O))
-        return gx, gw, gb
-
-    def _input_grad(self, g):
-        """dx from g (N, Ho, Wo, O), a contiguous NHWC array; returns an NCHW view.
-
-        Stride 1: dx is itself a convolution, of g zero-padded by k-1-p with the weight flipped
-        in space and with in/out channels swapped (each input pixel collects the outputs it fed):
-        a gather (im2col of g) and a GEMM, much cheaper than col2im's scatter-add. Otherwise:
-        dcols = g @ Wm, then col2im.
-        """
-        N, Ho, Wo, O = g.shape
         _, C, kh, kw = self.w_shape
-        H, W = self.in_hw
-        (sh, sw), (ph, pw) = self.stride, self.padding
+        (H, W), (sh, sw), (ph, pw) = self.in_hw, self.stride, self.padding
+        need = self.needs_input_grad + (False,)  # (x, weight, bias); bias may be absent
         if kh == kw == 1:
-            return _scatter_1x1(
-                (g.reshape(-1, O) @ self.wm).reshape(N, Ho, Wo, C),
-                (H, W),
-                self.stride,
-                self.padding,
+            gm = nhwc(gy).reshape(-1, O)
+            gb = gm.sum(axis=0) if need[2] else None
+            gw = (gm.T @ self.xh.reshape(-1, C)).reshape(O, C, 1, 1) if need[1] else None
+            gx = (
+                _scatter_1x1(
+                    (gm @ self.wm).reshape(N, Ho, Wo, C), (H, W), self.stride, self.padding
+                )
+                if need[0]
+                else None
             )
-        if (sh, sw) == (1, 1) and ph < kh and pw < kw:
-            gcols = _im2col_nhwc(g, (kh, kw), (1, 1), (kh - 1 - ph, kw - 1 - pw), (H, W))
-            w = self.wm.reshape(O, kh, kw, C)[:, ::-1, ::-1, :]  # (O, u', v', C), flipped
-            wflip = w.transpose(1, 2, 0, 3).reshape(kh * kw * O, C)  # rows (u', v', o)
-            return nchw_view((gcols.reshape(N * H * W, kh * kw * O) @ wflip).reshape(N, H, W, C))
-        gcols = (g.reshape(-1, O) @ self.wm).reshape(N, Ho, Wo, kh, kw, C)
-        return nchw_view(_col2im_nhwc(gcols, (H, W), self.stride, self.padding))
+            self.xh = None
+            return gx, gw, gb
+        # stride 1: dx is itself a convolution, of g zero-padded by k-1-p with the kernel flipped
+        # in space and in/out channels swapped (each input pixel collects the outputs it fed):
+        # a gather (im2col of g) and a GEMM, much cheaper than col2im's scatter-add
+        as_conv = (sh, sw) == (1, 1) and ph < kh and pw < kw
+        if need[0] and as_conv:
+            flipped = self.wm.reshape(O, kh, kw, C)[:, ::-1, ::-1, :]  # (O, u', v', C)
+            wflip = flipped.transpose(1, 2, 0, 3).reshape(kh * kw * O, C)  # rows (u', v', o)
+        gb = xp.zeros(O, gy.dtype) if need[2] else None
+        gwm = xp.zeros((O, kh * kw * C), gy.dtype) if need[1] else None
+        gx = (xp.empty if as_conv else xp.zeros)((N, H, W, C), gy.dtype) if need[0] else None
+        per_image = max(Ho * Wo * kh * kw * C, H * W * kh * kw * O) * gy.itemsize
+        for lo, hi in _chunks(xp, N, per_image):
+            g = nhwc(gy[lo:hi])  # chunk x Ho x Wo x O
+            gc = g.reshape(-1, O)
+            if need[2]:
+                gb += gc.sum(axis=0)
+            if need[1]:
+                cols = _im2col_nhwc(self.xh[lo:hi], (kh, kw), self.stride, self.padding, (Ho, Wo))
+                gwm += gc.T @ cols.reshape(-1, kh * kw * C)
+            if need[0] and as_conv:
+                gcols = _im2col_nhwc(g, (kh, kw), (1, 1), (kh - 1 - ph, kw - 1 - pw), (H, W))
+                xp.matmul(gcols.reshape(-1, kh * kw * O), wflip, out=gx[lo:hi].reshape(-1, C))
+            elif need[0]:
+                dcols = (gc @ self.wm).reshape(hi - lo, Ho, Wo, kh, kw, C)
+                gx[lo:hi] = _col2im_nhwc(dcols, (H, W), self.stride, self.padding)
+        self.xh = None
+        gw = gwm.reshape(O, kh, kw, C).transpose(0, 3, 1, 2).copy() if need[1] else None
+        return (nchw_view(gx) if need[0] else None), gw, gb
+
+
+def _check_conv_args(x, w, b, padding):
+    check_4d(x, "x", "conv2d")
+    check_float(x, "x", "conv2d")
+    if w.ndim != 4:
+        raise ValueError(
+            f"conv2d: weight must be 4-D (out_channels, in_channels, kh, kw), got shape "
+            f"{tuple(w.shape)}"
+        )
+    if w.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"conv2d: weight expects {w.shape[1]} input channels (weight.shape[1]), but x has "
+            f"{x.shape[1]} channels (x.shape[1]); x {tuple(x.shape)}, weight {tuple(w.shape)}"
+        )
+    if b is not None and tuple(b.shape) != (w.shape[0],):
+        raise ValueError(f"conv2d: bias must have shape ({w.shape[0]},), got {tuple(b.shape)}")
+    if w.dtype != x.dtype or (b is not None and b.dtype != x.dtype):
+        raise TypeError(
+            f"conv2d: weight and bias must have the dtype of x ({x.dtype}), got weight "
+            f"{w.dtype}" + (f", bias {b.dtype}" if b is not None else "")
+        )
+    (H, W), (kh, kw), (ph, pw) = x.shape[2:], w.shape[2:], padding
+    if kh > H + 2 * ph or kw > W + 2 * pw:
+        raise ValueError(
+            f"conv2d: kernel size ({kh}, {kw}) is larger than the padded input "
+            f"({H + 2 * ph}, {W + 2 * pw}) (input {H}x{W}, padding {padding})"
+        )
 
 
 def _scatter_1x1(g, in_hw, stride, padding):
