@@ -77,6 +77,17 @@ def test_local_response_norm_matches_loops(xp, size):
     )
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_local_response_norm_dtype(xp, dtype):
+    x = md.Tensor(
+        xp.asarray(np.random.default_rng(0).standard_normal((2, 6, 3, 3)), dtype=dtype),
+        requires_grad=True,
+    )
+    y = F.local_response_norm(x, 5)
+    y.sum().backward()
+    assert y.dtype == x.grad.dtype == dtype
+
+
 def test_local_response_norm_alpha_is_divided_by_size():
     """PyTorch's (and Caffe's) convention; TensorFlow/Chainer's alpha equals ours / size."""
     x = np.zeros((1, 5, 1, 1))

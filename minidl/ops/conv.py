@@ -23,7 +23,13 @@ Backward, with gy viewed as (N*Ho*Wo, O):
     dcols           = gy @ Wm            dx = col2im(dcols)
 
 col2im is the adjoint of im2col: each element of dcols is *added* back to the pixel it was copied
-from (overlapping windows add up), and padding positions are dropped.
+from (overlapping windows add up), and padding positions are dropped. With stride 1 a cheaper
+route gives the same dx: it is the convolution of gy (padded by k-1-p) with the kernel flipped in
+space and its in/out channels swapped, i.e. a gather (im2col of gy) and a GEMM, no scatter-add.
+
+For speed on the CPU the batch is processed in chunks of a few images, so that each chunk's
+columns are still in the cache when the GEMM reads them, and the full im2col matrix (kh*kw times
+the input) never exists: backward rebuilds a chunk's columns instead of keeping them.
 
 A 1x1 convolution needs no im2col: every row of cols would be one pixel's C channels, i.e. the
 NHWC input itself, so it is a plain matrix product over channels.
@@ -152,7 +158,7 @@ class Conv2d(Function):
         O, _, kh, kw = w.shape
         (sh, sw), (ph, pw) = self.stride, self.padding
         Ho, Wo = output_size(H, kh, sh, ph), output_size(W, kw, sw, pw)
-        self.in_hw, self.w_shape, self.out_hw = (H, W), w.shape, (Ho, Wo)
+        self.in_hw, self.w_shape = (H, W), w.shape
         wm = w.transpose(0, 2, 3, 1).reshape(O, kh * kw * C)  # rows in (u, v, c) order, as cols
         if kh == kw == 1:
             xh = nhwc(x)
@@ -214,7 +220,7 @@ class Conv2d(Function):
             wflip = flipped.transpose(1, 2, 0, 3).reshape(kh * kw * O, C)  # rows (u', v', o)
         gb = xp.zeros(O, gy.dtype) if need[2] else None
         gwm = xp.zeros((O, kh * kw * C), gy.dtype) if need[1] else None
-        gx = (xp.empty if as_conv else xp.zeros)((N, H, W, C), gy.dtype) if need[0] else None
+        gx = xp.empty((N, H, W, C), gy.dtype) if need[0] else None
         per_image = max(Ho * Wo * kh * kw * C, H * W * kh * kw * O) * gy.itemsize
         for lo, hi in _chunks(xp, N, per_image):
             g = nhwc(gy[lo:hi])  # chunk x Ho x Wo x O

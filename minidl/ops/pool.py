@@ -89,6 +89,7 @@ def _max_1d(x, axis, k, s, p, out_size, want_index):
             ys, xs = yb[o], xb[_axis_slice(axis, i0, i1, step)]
             if first:  # the first tap covers every window but those starting in the padding
                 yb[_axis_slice(axis, 0, o0)] = -xp.inf
+                yb[_axis_slice(axis, o1, None)] = -xp.inf
                 ys[...] = xs
                 if want_index:
                     ib[...] = t
