@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 if importlib.util.find_spec("minidl") is None:  # not installed: use the checkout next door
@@ -66,3 +67,57 @@ def render_graph(y, path: Path, verbose: bool = False) -> None:
         print(f"  graph drawn: {path}")
     except RuntimeError as err:
         print(f"  {err}")
+
+
+CIFAR10_CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+]  # fmt: skip
+
+
+def cifar10_candidates(explicit: str | None = None) -> list[Path]:
+    """Where the lessons look for CIFAR-10 ("python version"), first match wins: ``--data``,
+    ``$MINIDL_CIFAR10``, the cache ``python googlenet.py train`` downloads to, and a shared
+    ``data/`` folder next to the checkout."""
+    places = [explicit, os.environ.get("MINIDL_CIFAR10")]
+    places += [Path.home() / ".cache" / "minidl" / "cifar10", REPO.parent / "shared" / "data"]
+    return [Path(p) for p in places if p]
+
+
+def load_cifar10(explicit: str | None, n_train: int, n_test: int, seed: int = 0):
+    """``(train_x, train_y, test_x, test_y, classes, source)``: uint8 NHWC images and labels.
+
+    Real CIFAR-10 when found (a random subset of ``n_train`` training and ``n_test`` test
+    images); otherwise a small generated stand-in, so that the lesson still runs end to end.
+    """
+    from minidl.data import CIFAR10
+
+    rng = np.random.default_rng(seed)
+    for place in cifar10_candidates(explicit):
+        try:
+            train, test = CIFAR10(place, train=True), CIFAR10(place, train=False)
+        except (FileNotFoundError, ValueError):
+            continue
+        i = rng.permutation(len(train.targets))[:n_train]
+        j = rng.permutation(len(test.targets))[:n_test]
+        source = f"CIFAR-10 from {place}"
+        return train.data[i], train.targets[i], test.data[j], test.targets[j], train.classes, source
+    tx, ty = generated_images(n_train, rng)
+    vx, vy = generated_images(n_test, rng)
+    searched = ", ".join(str(p) for p in cifar10_candidates(explicit))
+    source = (
+        f"NO CIFAR-10 found (looked in {searched}); using generated stand-in images (a coloured "
+        "square per class on noise). For the real thing: python googlenet.py train downloads it, "
+        "or pass --data PATH"
+    )
+    return tx, ty, vx, vy, CIFAR10_CLASSES, source
+
+
+def generated_images(n: int, rng):
+    """A learnable stand-in for CIFAR-10: each class is a square of its own colour, at a random
+    place on a noisy background. uint8 (n, 32, 32, 3) and labels (n,)."""
+    labels = rng.integers(0, 10, n)
+    images = rng.integers(0, 120, (n, 32, 32, 3)).astype(np.uint8)
+    hues = plt.get_cmap("tab10")(np.arange(10))[:, :3] * 255
+    for k, (label, (r, c)) in enumerate(zip(labels, rng.integers(2, 18, (n, 2)))):
+        images[k, r : r + 12, c : c + 12] = hues[label].astype(np.uint8)
+    return images, labels
