@@ -774,7 +774,13 @@ def train(args: Any) -> float:
 
     from minidl import optim
     from minidl.data import DataLoader, cifar10_test_transform, cifar10_train_transform
-    from minidl.training import MetricsLog, Progress, plot_curves, save_checkpoint
+    from minidl.training import (
+        DeferredInterrupt,
+        MetricsLog,
+        Progress,
+        plot_curves,
+        save_checkpoint,
+    )
 
     device = _device(args.device)
     os.makedirs(args.out, exist_ok=True)
@@ -897,32 +903,36 @@ def train(args: Any) -> float:
             print(f"\ninterrupted: checkpoint saved to {path}; continue with --resume {path}")
             raise SystemExit(130) from None
         bar.close()
-        train_loss, train_acc = bar.loss_sum / bar.seen, bar.correct / bar.seen
-        test_loss, test_acc, _, _ = evaluate(model, test_loader)
-        is_best = test_acc > best
-        best = max(best, test_acc)
-        row = {
-            "epoch": epoch + 1,
-            "train_loss": round(train_loss, 5),
-            "train_acc": round(train_acc, 5),
-            "test_loss": round(test_loss, 5),
-            "test_acc": round(test_acc, 5),
-            "lr": optimizer.param_groups[0]["lr"],
-            "images_per_s": round(bar.images_per_s, 1),
-            "time_s": round(elapsed + time.perf_counter() - run_start, 1),
-        }
-        log.append(row)
-        fresh = {"loss_sum": 0.0, "correct": 0, "seen": 0}
-        next_rng = copy.deepcopy(loader.rng.bit_generator.state)
-        save_checkpoint(state(epoch + 1, 0, next_rng, fresh), args.out, best=is_best)
-        plot_curves(log.rows, os.path.join(args.out, "curves.png"))
-        print(
-            f"epoch {epoch + 1}: train loss {train_loss:.4f} acc {train_acc:.2%}, "
-            f"test loss {test_loss:.4f} acc {test_acc:.2%}, {bar.images_per_s:.0f} images/s"
-        )
+        with DeferredInterrupt() as interrupt:  # a Ctrl-C now waits until the files are written
+            train_loss, train_acc = bar.loss_sum / bar.seen, bar.correct / bar.seen
+            test_loss, test_acc, _, _ = evaluate(model, test_loader)
+            is_best = test_acc > best
+            best = max(best, test_acc)
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": round(train_loss, 5),
+                "train_acc": round(train_acc, 5),
+                "test_loss": round(test_loss, 5),
+                "test_acc": round(test_acc, 5),
+                "lr": optimizer.param_groups[0]["lr"],
+                "images_per_s": round(bar.images_per_s, 1),
+                "time_s": round(elapsed + time.perf_counter() - run_start, 1),
+            }
+            fresh = {"loss_sum": 0.0, "correct": 0, "seen": 0}
+            next_rng = copy.deepcopy(loader.rng.bit_generator.state)
+            log.rows.append(row)  # (in the checkpoint too)
+            path = save_checkpoint(state(epoch + 1, 0, next_rng, fresh), args.out, best=is_best)
+            log.write()
+            plot_curves(log.rows, os.path.join(args.out, "curves.png"))
+            print(
+                f"epoch {epoch + 1}: train loss {train_loss:.4f} acc {train_acc:.2%}, "
+                f"test loss {test_loss:.4f} acc {test_acc:.2%}, {bar.images_per_s:.0f} images/s"
+            )
+        if interrupt.hit:
+            print(f"interrupted after epoch {epoch + 1}: continue with --resume {path}")
+            raise SystemExit(130)
         if args.stop_after_epochs and epoch + 1 - start_epoch >= args.stop_after_epochs:
             if epoch + 1 < args.epochs:
-                path = os.path.join(args.out, "last.npz")
                 print(f"stopped after {epoch + 1} epochs; continue with --resume {path}")
                 return log.rows[-1]["test_acc"]
     wall = elapsed + time.perf_counter() - run_start
@@ -1099,6 +1109,9 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as e:
         print(f"googlenet.py {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # (train saves a checkpoint itself once its loop has started)
+        print(f"\ngooglenet.py {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

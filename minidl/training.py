@@ -12,8 +12,10 @@ import io
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -54,6 +56,25 @@ def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+class DeferredInterrupt:
+    """``with DeferredInterrupt() as d:`` notes Ctrl-C (SIGINT) instead of raising it, so that a
+    block writing a checkpoint and its metrics runs to the end; ``d.hit`` tells afterwards.
+    (Outside the main thread, where signals cannot be handled, it does nothing.)"""
+
+    def __enter__(self) -> DeferredInterrupt:
+        self.hit, self.previous = False, None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.hit = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 # ---------------------------------------------------------------------------- progress

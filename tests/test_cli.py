@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -101,6 +103,28 @@ def test_resume_continues_and_matches_an_uninterrupted_run(trained, tmp_path):
         # ids, so two uninterrupted runs differ in the last digits too.
         for key in ("train_loss", "test_loss"):
             assert got[key] == pytest.approx(want[key], rel=0.03), key
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
+    data = write_cifar(str(tmp_path / "data"), n_train=160)
+    out = tmp_path / "run"
+    args = ["train", "--data", data, "--out", out, *TINY[:-4], "--epochs", 4, "--seed", 1]
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "googlenet.py"), *map(str, args)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not (out / "metrics.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)  # wait for the first epoch's checkpoint
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stdout + stderr
+    assert "interrupted" in stdout + stderr and "Traceback" not in stderr
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]  # nothing half-written
+    resumed = run("train", "--resume", out / "last.npz", "--out", out, "--data", data)
+    assert "after 4 epochs" in resumed.stdout
+    rows = json.loads((out / "metrics.json").read_text())
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
 
 
 def test_eval_prints_accuracy_per_class_and_confusion(trained, tmp_path):
