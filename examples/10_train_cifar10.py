@@ -57,13 +57,13 @@ def options(parser):
     parser.add_argument("--epochs", type=int, default=None, help="passes over the subset (2)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=0.05, help="peak learning rate (one-cycle)")
-    parser.add_argument("--budget", type=float, default=None, help="stop training after S s (90)")
+    parser.add_argument("--budget", type=float, default=None, help="stop training after S s (80)")
 
 
 args = parse_args(__doc__.splitlines()[0], quick=True, extra=options)
 out = args.output
 quick_defaults = dict(width=1 / 16, train_images=256, test_images=128, epochs=1, budget=20)
-full_defaults = dict(width=1 / 8, train_images=4000, test_images=1000, epochs=2, budget=90)
+full_defaults = dict(width=1 / 8, train_images=4000, test_images=1000, epochs=2, budget=80)
 for key, value in (quick_defaults if args.quick else full_defaults).items():
     if getattr(args, key) is None:
         setattr(args, key, value)
