@@ -221,6 +221,8 @@ def load_pth(path: str | os.PathLike) -> Any:
     and ``pickle.UnpicklingError`` for content it will not or cannot rebuild.
     """
     path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such file {path!r}")
     if not zipfile.is_zipfile(path):
         raise ValueError(
             f"{path!r} is not a PyTorch zip archive (torch.save since PyTorch 1.6); "

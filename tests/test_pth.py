@@ -170,6 +170,8 @@ def test_refuses_arbitrary_globals(tmp_path):
 
 
 def test_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_pth(tmp_path / "absent.pth")
     not_zip = tmp_path / "old.pth"
     not_zip.write_bytes(b"\x80\x02 legacy torch format")
     with pytest.raises(ValueError, match="not a PyTorch zip archive"):
