@@ -33,7 +33,7 @@ from _lesson import REPO, load_cifar10, parse_args, save
 
 import minidl as md
 import minidl.functional as F
-from minidl import nn, optim, viz
+from minidl import nn, optim
 from minidl.data import (
     Compose,
     DataLoader,
@@ -160,6 +160,7 @@ total_steps = args.epochs * len(train_loader)
 scheduler = optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps)
 eval_every = max(2, total_steps // 6)
 history = {"step": [], "train_loss": [], "train_acc": [], "test_loss": [], "test_acc": []}
+per_step = {"loss": [], "lr": []}  # every step's batch loss and learning rate
 print(
     f"{total_steps} steps of {args.batch_size} images ({args.epochs} epochs of "
     f"{len(train_loader)} steps), evaluating every {eval_every}; budget {args.budget:g} s"
@@ -174,8 +175,10 @@ for epoch in range(args.epochs):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        per_step["lr"].append(scheduler.get_last_lr()[0])
         scheduler.step()
         step += 1
+        per_step["loss"].append(loss.item())
         run_loss += loss.item() * len(labels)
         run_correct += int((logits.numpy().argmax(axis=1) == labels.numpy()).sum())
         run_n += len(labels)
@@ -204,17 +207,50 @@ for epoch in range(args.epochs):
 
 # %% [markdown]
 # ## 5. The curves
-# Training loss and accuracy are averaged over the steps since the previous point (in training
-# mode, with dropout and flipped images); test numbers are measured on the held-out subset.
+# Left: every step's batch loss (noisy: 64 images each), its average between evaluations, and the
+# test loss, starting from the untrained model at step 0. Middle: accuracy. Right: the one-cycle
+# learning-rate schedule that was followed.
 
 # %%
-viz.plot_curves(
-    history,
-    out / "10_curves.png",
-    x_key="step",
-    title=f"GoogLeNet-CIFAR (width {args.width:g}) on {len(train_x)} training images",
+steps = np.arange(1, len(per_step["loss"]) + 1)
+fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(16, 4.5))
+ax1.plot(steps, per_step["loss"], color="#1f77b4", alpha=0.3, lw=1, label="train, each batch")
+ax1.plot(history["step"], history["train_loss"], "o-", color="#1f77b4", label="train, averaged")
+ax1.plot([0, *history["step"]], [loss0, *history["test_loss"]], "s-", color="#ff7f0e", label="test")
+ax1.axhline(math.log(10), color="gray", ls="--", lw=1, label="log 10 (guessing)")
+ax1.set(xlabel="step", ylabel="cross-entropy loss", title="Loss")
+ax2.plot(
+    history["step"],
+    100 * np.array(history["train_acc"]),
+    "o-",
+    color="#1f77b4",
+    label="train (training mode)",
 )
-print(f"  picture saved: {out / '10_curves.png'}")
+ax2.plot(
+    [0, *history["step"]],
+    [100 * acc0, *(100 * np.array(history["test_acc"]))],
+    "s-",
+    color="#ff7f0e",
+    label="test",
+)
+ax2.axhline(10, color="gray", ls="--", lw=1, label="chance (10%)")
+ax2.set(xlabel="step", ylabel="accuracy (%)", title="Accuracy")
+ax3.plot(steps, per_step["lr"], color="#2ca02c")
+ax3.set(
+    xlabel="step",
+    ylabel="learning rate",
+    title=f"One-cycle schedule (planned {total_steps} steps)",
+    xlim=(0, total_steps),
+)
+for ax in (ax1, ax2, ax3):
+    ax.grid(alpha=0.3)
+ax1.legend()
+ax2.legend()
+fig.suptitle(
+    f"GoogLeNet-CIFAR (width {args.width:g}) on {len(train_x)} training images, {step} steps"
+)
+fig.tight_layout()
+save(fig, out / "10_curves.png")
 
 # %% [markdown]
 # ## 6. Test images with the predicted and true labels
@@ -258,7 +294,9 @@ print(f"  picture saved: {out / '10_confusion.png'}")
 # The stem's 3x3 kernels see the RGB pixels directly, so each can be shown as a tiny colour
 # image: grey is 0, and all filters of a row share one scale, so strong filters look vivid and
 # weak ones fade to grey. 3x3 is small, and a short training only starts to shape them: look for
-# colour-opponent filters (one colour against another) and light/dark edges.
+# colour-opponent filters (one colour against another) and light/dark edges. They also fade:
+# batch norm right after the convolution makes a filter's overall scale irrelevant to the
+# output, so nothing resists weight decay shrinking it.
 
 # %%
 filters_after = model.conv1.conv.weight.numpy()
