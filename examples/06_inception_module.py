@@ -214,5 +214,9 @@ print(f"each branch's weights got the same gradient from its slice alone: {same_
 # and the input, the leaves that receive gradients).
 
 # %%
+for name, param in module.named_parameters():
+    param.name = name  # label the parameter boxes with their state-dict keys
+x.name = "x (input)"
 y = module(x)
+y.name = "output"
 render_graph(y, out / "06_inception_graph.svg")
