@@ -184,7 +184,7 @@ for epoch in range(args.epochs):
         run_n += len(labels)
         out_of_time = time.perf_counter() - start > args.budget
         if step % eval_every == 0 or step == total_steps or out_of_time:
-            test_loss, test_acc, _ = evaluate(test_loader)
+            test_loss, test_acc, preds = evaluate(test_loader)
             model.train()
             for key, value in zip(
                 history, (step, run_loss / run_n, run_correct / run_n, test_loss, test_acc)
@@ -258,7 +258,7 @@ save(fig, out / "10_curves.png")
 # (cat vs dog, automobile vs truck).
 
 # %%
-test_loss, test_acc, preds = evaluate(test_loader)
+# (the loop evaluated the model once more right after its last step: those predictions)
 print(f"final test accuracy {test_acc:.1%} on {len(preds)} images (chance: 10%)")
 fig, axes = plt.subplots(4, 8, figsize=(14, 9.6))
 for k, ax in enumerate(axes.ravel()):
