@@ -127,6 +127,17 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
 
 
+def test_epochs_fit_the_time_budget(tmp_path):
+    data = write_cifar(str(tmp_path / "data"))
+    out = tmp_path / "run"
+    result = run("train", "--data", data, "--out", out, "--width", 0.0625, "--batch-size", 32,
+                 "--time-budget-min", 0.2)  # fmt: skip
+    assert "epochs fit the time budget of 0.2 minutes" in result.stdout
+    epochs = int(result.stdout.split(" epochs fit")[0].split()[-1])
+    rows = json.loads((out / "metrics.json").read_text())
+    assert len(rows) == epochs >= 1
+
+
 def test_eval_prints_accuracy_per_class_and_confusion(trained, tmp_path):
     data, out, _ = trained
     png = tmp_path / "confusion.png"
