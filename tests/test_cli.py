@@ -179,5 +179,7 @@ def test_summary_command():
     result = run("summary", "--variant", "paper")
     assert "6,998,552 parameters" in result.stdout and "1,582,671,872" in result.stdout
     assert "inception (3a)" in result.stdout
-    cifar = run("summary", "--variant", "cifar", "--width", 0.25)
-    assert "372,578 parameters" in cifar.stdout
+    cifar = run("summary", "--variant", "cifar", "--width", 0.25)  # train's default model
+    assert "348,770 parameters" in cifar.stdout
+    paper_kernel = run("summary", "--variant", "cifar", "--width", 0.25, "--kernel5", 5)
+    assert "372,578 parameters" in paper_kernel.stdout
