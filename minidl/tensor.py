@@ -295,9 +295,11 @@ def _run_backward(root: Tensor, grad: Any) -> None:
     seen: set[int] = set()
 
     def push(fn: Any) -> None:
+        # ties in generation are broken by discovery order (not id()), so gradients are summed
+        # in the same order on every run and training is reproducible bit for bit
         if id(fn) not in seen:
             seen.add(id(fn))
-            heapq.heappush(heap, (-fn.generation, id(fn), fn))
+            heapq.heappush(heap, (-fn.generation, len(seen), fn))
 
     if root._retain_grad:
         _accumulate_leaf(root, grad)
