@@ -93,7 +93,7 @@ class ConvBlock(nn.Module):
     def forward(self, x: md.Tensor) -> md.Tensor:
         x = self.conv(x)
         if self.bn is not None:
-            x = self.bn(x)
+            return self.bn(x, relu=True)  # batch norm and ReLU fused: one pass over memory
         return self.relu(x)
 
 

@@ -59,7 +59,8 @@ class BatchNorm2d(Module):
             init.ones_(self.weight)
             init.zeros_(self.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, relu: bool = False) -> Tensor:
+        """``relu=True`` returns relu(bn(x)) from one fused op (see ``F.batch_norm``)."""
         if x.ndim != 4 or x.shape[1] != self.num_features:
             raise ValueError(
                 f"BatchNorm2d({self.num_features}) expects input (N, {self.num_features}, H, W), "
@@ -81,6 +82,7 @@ class BatchNorm2d(Module):
             training=self.training or not track,
             momentum=momentum,
             eps=self.eps,
+            relu=relu,
         )
 
     def extra_repr(self) -> str:

@@ -35,7 +35,9 @@ from __future__ import annotations
 from ..backend import get_array_module
 from ..function import Function
 from ..registry import GradCase, register_gradcheck
+from . import _batchnorm_nhwc as nhwc_path
 from ._layout import check_float
+from .shape import transpose
 
 
 def _raw(a):
@@ -52,9 +54,11 @@ class BatchNorm(Function):
     (non-differentiable) arrays updated in place.
     """
 
-    def __init__(self, running_mean=None, running_var=None, training=False, momentum=0.1, eps=1e-5):
+    def __init__(
+        self, running_mean=None, running_var=None, training=False, momentum=0.1, eps=1e-5, relu=False
+    ):
         self.running_mean, self.running_var = _raw(running_mean), _raw(running_var)
-        self.training, self.momentum, self.eps = training, momentum, eps
+        self.training, self.momentum, self.eps, self.relu = training, momentum, eps, relu
 
     def forward(self, x, gamma=None, beta=None):
         check_float(x, "x", "batch_norm")
@@ -76,14 +80,18 @@ class BatchNorm(Function):
         axes = (0,) + tuple(range(2, x.ndim))
         bshape = (1, C) + (1,) * (x.ndim - 2)
         m = x.size // C
+        fast = nhwc_path.applies(x)  # channels-last NumPy data: the cache-blocked path
         if self.training:
             if m < 2:
                 raise ValueError(
                     f"batch_norm: training needs more than 1 value per channel, got x of shape "
                     f"{tuple(x.shape)}"
                 )
-            mean = x.mean(axis=axes)
-            var = xp.square(x - mean.reshape(bshape)).mean(axis=axes)
+            if fast:
+                mean, var = (a.astype(x.dtype) for a in nhwc_path.statistics(x))
+            else:
+                mean = x.mean(axis=axes)
+                var = xp.square(x - mean.reshape(bshape)).mean(axis=axes)
             if self.running_mean is not None:
                 self.running_mean *= 1 - self.momentum
                 self.running_mean += self.momentum * mean.astype(self.running_mean.dtype)
@@ -102,16 +110,30 @@ class BatchNorm(Function):
         invstd = (1 / xp.sqrt(var + self.eps)).astype(x.dtype)
         scale = invstd if gamma is None else gamma * invstd
         shift = -mean * scale if beta is None else beta - mean * scale
-        # one pass over x: y = x * scale + shift, scale and shift per channel
-        y = x * scale.reshape(bshape)
-        y += shift.reshape(bshape)
+        if fast:
+            y = nhwc_path.affine(x, scale, shift, self.relu)
+        else:
+            # one pass over x: y = x * scale + shift, scale and shift per channel
+            y = x * scale.reshape(bshape)
+            y += shift.reshape(bshape)
+            if self.relu:
+                xp.maximum(y, 0, out=y)
         self.x, self.mean, self.invstd, self.gamma = x, mean, invstd, gamma
-        self.axes, self.bshape, self.m = axes, bshape, m
+        self.y = y if self.relu else None  # the fused ReLU's mask is y > 0
+        self.axes, self.bshape, self.m, self.fast = axes, bshape, m, fast
         return y
 
     def backward(self, gy):
         axes, bshape = self.axes, self.bshape
         need = self.needs_input_grad + (False, False)  # (x, gamma, beta); affine may be absent
+        scale = self.invstd if self.gamma is None else self.gamma * self.invstd
+        if self.fast:
+            gx, dgamma, dbeta = nhwc_path.backward(
+                gy, self.x, self.y, self.mean, self.invstd, scale, self.training, self.relu
+            )
+            return gx if need[0] else None, dgamma if need[1] else None, dbeta if need[2] else None
+        if self.relu:
+            gy = gy * (self.y > 0)  # through the fused ReLU first
 
         def xhat():
             return (self.x - self.mean.reshape(bshape)) * self.invstd.reshape(bshape)
@@ -120,7 +142,6 @@ class BatchNorm(Function):
         dgamma = (gy * xhat()).sum(axis=axes) if need[1] or (need[0] and self.training) else None
         gx = None
         if need[0]:
-            scale = self.invstd if self.gamma is None else self.gamma * self.invstd
             if self.training:
                 gx = gy - (dbeta / self.m).reshape(bshape)
                 gx -= xhat() * (dgamma / self.m).reshape(bshape)
@@ -131,15 +152,24 @@ class BatchNorm(Function):
 
 
 def batch_norm(
-    x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5
+    x,
+    running_mean,
+    running_var,
+    weight=None,
+    bias=None,
+    training=False,
+    momentum=0.1,
+    eps=1e-5,
+    relu=False,
 ):
     """PyTorch's F.batch_norm; ``running_mean``/``running_var`` (arrays or tensors, or None in
-    training) are updated in place when ``training``."""
+    training) are updated in place when ``training``. ``relu=True`` fuses a ReLU after it (one
+    op, one pass over memory instead of two; the same values as ``relu(batch_norm(...))``)."""
     if isinstance(momentum, bool) or not 0 <= momentum <= 1:
         raise ValueError(f"batch_norm: momentum must be in [0, 1], got {momentum!r}")
     if eps <= 0:
         raise ValueError(f"batch_norm: eps must be > 0, got {eps!r}")
-    f = BatchNorm(running_mean, running_var, training, momentum, eps)
+    f = BatchNorm(running_mean, running_var, training, momentum, eps, relu)
     if weight is None and bias is None:
         return f(x)
     if weight is None or bias is None:
@@ -218,6 +248,32 @@ def _bn_cases(rng):
     )
     yield GradCase("eval 4-D, gamma, beta", evaluate, [r(2, 3, 2, 2), r(3), r(3)])
     yield GradCase("train (directional)", train, [r(4, 3, 6, 6), r(3), r(3)])
+
+    # channels-last input (an NHWC array viewed as NCHW) takes the cache-blocked path
+    def cl(x):
+        return transpose(x, 0, 3, 1, 2)
+
+    yield GradCase(
+        "train channels-last, relu",
+        lambda x, g, b: batch_norm(cl(x), None, None, g, b, training=True, relu=True),
+        [r(3, 4, 5, 3), r(3), r(3)],
+        eps=1e-5,  # dx sums to ~0 per channel: a larger step keeps rounding below its small entries
+    )
+    yield GradCase(
+        "train channels-last",
+        lambda x, g, b: batch_norm(cl(x), None, None, g, b, training=True),
+        [r(4, 3, 2, 4), r(4), r(4)],
+    )
+    yield GradCase(
+        "eval channels-last, relu",
+        lambda x, g, b: batch_norm(cl(x), rm, rv, g, b, relu=True),
+        [r(2, 2, 2, 3), r(3), r(3)],
+    )
+    yield GradCase(
+        "train NCHW, relu",
+        lambda x, g, b: batch_norm(x, None, None, g, b, training=True, relu=True),
+        [r(2, 3, 3, 2), r(3), r(3)],
+    )
 
 
 @register_gradcheck("local_response_norm")

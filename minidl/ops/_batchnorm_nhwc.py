@@ -1,0 +1,144 @@
+"""Batch norm (and an optional fused ReLU) on channels-last data: blocked for the cache, threaded.
+
+The same math as the reference path in ``norm.BatchNorm`` (read that first); only the order of the
+work differs. Channels-last data is an (M, C) matrix, one row per pixel (M = N*H*W), so per-channel
+statistics are column sums. The rows are walked in blocks of a few hundred KB, split over the
+thread pool, and everything a block needs is computed while it sits in the L2 cache; so one pass
+over memory does several of the reference path's whole-array steps:
+
+forward, training
+    pass 1, per block b: its row count n_b, mean mu_b and centred sum of squares S_b. The blocks
+    are combined in float64 with Chan et al.'s pairwise rule (exact, and stable in float32):
+        mean = sum n_b mu_b / m,    m * var = sum S_b + n_b (mu_b - mean)^2
+    pass 2: y = x * scale + shift, then max(y, 0) when the ReLU is fused.
+backward, training (g = gy, or gy * (y > 0) with the fused ReLU; xhat = (x - mean) invstd)
+    pass 1: dbeta = sum g,  dgamma = invstd * sum g (x - mean)
+    pass 2: dx = scale (g - dbeta/m - xhat dgamma/m) = g * scale + x * A + B, with
+            A = -scale invstd dgamma / m,   B = -scale dbeta / m - mean A
+eval: only pass 2 (y = x * scale + shift; dx = g * scale).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._layout import nchw_view
+from ._parallel import parallel_batches
+
+_BLOCK_ELEMENTS = 64 << 10  # 256 KB of float32 per operand: a few operands fit the L2 cache
+
+
+def as_rows(a):
+    """The (M, C) matrix of pixels x channels of a channels-last 4-D array or a 2-D array (a view
+    when the layout allows; a copy otherwise, e.g. for an NCHW-contiguous gradient)."""
+    if a.ndim == 2:
+        return a
+    return a.transpose(0, 2, 3, 1).reshape(-1, a.shape[1])
+
+
+def applies(x) -> bool:
+    """True for the NumPy arrays this path serves: 2-D (N, C) or channels-last 4-D."""
+    if type(x) is not np.ndarray or x.ndim not in (2, 4):
+        return False
+    return x.flags.c_contiguous if x.ndim == 2 else x.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def _for_blocks(rows: int, channels: int, work) -> int:
+    """Call ``work(k, r0, r1)`` for every block k of rows, blocks split over the thread pool."""
+    step = max(1, _BLOCK_ELEMENTS // channels)
+    starts = list(range(0, rows, step))
+
+    def run(lo, hi):
+        for k in range(lo, hi):
+            work(k, starts[k], min(rows, starts[k] + step))
+
+    parallel_batches(np, len(starts), run, rows * channels)
+    return len(starts)
+
+
+def _like(x, rows):
+    """``rows`` (M, C) reshaped back to the shape and channels-last layout of ``x``."""
+    if x.ndim == 2:
+        return rows
+    N, C, H, W = x.shape
+    return nchw_view(rows.reshape(N, H, W, C))
+
+
+def statistics(x):
+    """Per-channel mean and biased variance of ``x`` over all but axis 1, in float64."""
+    xr = as_rows(x)
+    M, C = xr.shape
+    nblocks = -(-M // max(1, _BLOCK_ELEMENTS // C))
+    counts = np.zeros(nblocks)
+    means, sq = np.zeros((nblocks, C)), np.zeros((nblocks, C))
+
+    def work(k, r0, r1):
+        xb = xr[r0:r1]
+        mu = np.einsum("ij->j", xb) / (r1 - r0)
+        d = xb - mu
+        counts[k], means[k], sq[k] = r1 - r0, mu, np.einsum("ij,ij->j", d, d)
+
+    _for_blocks(M, C, work)
+    mean = counts @ means / M
+    var = (sq.sum(axis=0) + counts @ np.square(means - mean)) / M
+    return mean, var
+
+
+def affine(x, scale, shift, relu: bool):
+    """y = x * scale + shift per channel (then max(y, 0) with ``relu``), in x's layout."""
+    xr = as_rows(x)
+    M, C = xr.shape
+    yr = np.empty_like(xr)
+
+    def work(k, r0, r1):
+        yb = yr[r0:r1]
+        np.multiply(xr[r0:r1], scale, out=yb)
+        yb += shift
+        if relu:
+            np.maximum(yb, 0, out=yb)
+
+    _for_blocks(M, C, work)
+    return _like(x, yr)
+
+
+def backward(gy, x, y, mean, invstd, scale, training: bool, relu: bool):
+    """(dx, dgamma, dbeta) of y = [relu](x * scale + shift); see the module docstring.
+
+    ``y`` (the forward output) is only read with ``relu``; mean/invstd/scale are per-channel."""
+    gr, xr = as_rows(gy), as_rows(x)
+    yr = as_rows(y) if relu else None
+    M, C = xr.shape
+    dtype = xr.dtype
+
+    def g_block(r0, r1):
+        return gr[r0:r1] * (yr[r0:r1] > 0) if relu else gr[r0:r1]
+
+    nblocks = -(-M // max(1, _BLOCK_ELEMENTS // C))
+    sums_g, sums_gd = np.zeros((nblocks, C)), np.zeros((nblocks, C))
+    mean32 = mean.astype(dtype)
+
+    def reduce_work(k, r0, r1):
+        g = g_block(r0, r1)
+        sums_g[k] = np.einsum("ij->j", g)
+        sums_gd[k] = np.einsum("ij,ij->j", g, xr[r0:r1] - mean32)
+
+    _for_blocks(M, C, reduce_work)
+    dbeta = sums_g.sum(axis=0)
+    dgamma = invstd * sums_gd.sum(axis=0)
+    if training:
+        a = -scale * invstd * dgamma / M
+        b = -scale * dbeta / M - mean * a
+    else:
+        a = b = np.zeros(C)
+    a32, b32, scale32 = a.astype(dtype), b.astype(dtype), scale.astype(dtype)
+    dxr = np.empty_like(xr)
+
+    def dx_work(k, r0, r1):
+        out = dxr[r0:r1]
+        np.multiply(g_block(r0, r1), scale32, out=out)
+        if training:
+            out += xr[r0:r1] * a32
+            out += b32
+
+    _for_blocks(M, C, dx_work)
+    return _like(x, dxr), dgamma.astype(dtype), dbeta.astype(dtype)
