@@ -55,7 +55,13 @@ class BatchNorm(Function):
     """
 
     def __init__(
-        self, running_mean=None, running_var=None, training=False, momentum=0.1, eps=1e-5, relu=False
+        self,
+        running_mean=None,
+        running_var=None,
+        training=False,
+        momentum=0.1,
+        eps=1e-5,
+        relu=False,
     ):
         self.running_mean, self.running_var = _raw(running_mean), _raw(running_var)
         self.training, self.momentum, self.eps, self.relu = training, momentum, eps, relu
