@@ -30,11 +30,17 @@ import sys
 from collections import namedtuple
 from typing import Any
 
+# OpenBLAS's worker threads spin for a while after each matrix product, taking the cores from the
+# element-wise passes (batch norm, pooling, im2col) that run between products: ~10% of a CPU
+# training step on 2 cores. A short spin must be asked for before NumPy loads OpenBLAS.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import numpy as np
 
 import minidl as md
 import minidl.functional as F
 from minidl import nn
+from minidl.backend import keep_freed_memory
 from minidl.summary import format_table, human, profile
 
 VARIANTS = ("paper", "torchvision", "cifar")
@@ -1107,6 +1113,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in ("train", "eval"):
+            keep_freed_memory()  # no page faults for each step's freshly allocated arrays
         if args.command == "train":
             train(args)
         elif args.command == "eval":

@@ -25,6 +25,9 @@ import subprocess
 import sys
 import time
 
+# as googlenet.py train does: a short spin for OpenBLAS's idle threads (set before NumPy loads it)
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -140,6 +143,9 @@ class Runner:
         self.sync()
 
 
+_MALLOC_DEFAULT = False
+
+
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
@@ -149,6 +155,7 @@ def measure_memory(framework: str, width: float, kernel5: int, batch: int, devic
     """Peak MB of training steps in a fresh process (CPU: peak RSS - RSS before the first step)."""
     spec = json.dumps([framework, width, kernel5, batch, device])
     cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", spec]
+    cmd += ["--malloc-default"] if _MALLOC_DEFAULT else []  # the child allocates as we do
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -210,7 +217,19 @@ def main(argv=None) -> int:
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--malloc-default",
+        action="store_true",
+        help="leave glibc's malloc as it is (by default both frameworks, in this one process, "
+        "run with minidl.backend.keep_freed_memory(), as googlenet.py train does)",
+    )
     args = parser.parse_args(argv)
+    global _MALLOC_DEFAULT
+    _MALLOC_DEFAULT = args.malloc_default
+    if not args.malloc_default:
+        from minidl.backend import keep_freed_memory
+
+        keep_freed_memory()
     if args.memory_child:  # a fresh process measuring one configuration's peak memory
         print(json.dumps(_memory_child(*json.loads(args.memory_child))))
         return 0

@@ -107,3 +107,23 @@ def scatter_add(target: Any, index: Any, values: Any) -> None:
         import cupyx
 
         cupyx.scatter_add(target, index, values)
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of handing it back to the OS.
+
+    A training step allocates and frees the same few hundred MB of activations and gradients every
+    step. By default glibc serves large blocks with mmap and unmaps them on free, so the next step
+    page-faults every page back in (and the kernel zero-fills it): 10-20% of a CPU training step
+    here. Called by programs (googlenet.py, the benchmarks), not on import: it changes the whole
+    process's allocator. Returns False where it does not apply (not glibc).
+    """
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4  # <malloc.h>
+    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 2**31 - 1))

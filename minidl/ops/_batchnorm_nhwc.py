@@ -25,7 +25,7 @@ import numpy as np
 from ._layout import nchw_view
 from ._parallel import parallel_batches
 
-_BLOCK_ELEMENTS = 64 << 10  # 256 KB of float32 per operand: a few operands fit the L2 cache
+_BLOCK_ELEMENTS = 256 << 10  # 1 MB of float32 per operand: fewer Python calls; blocks stay in L3
 
 
 def as_rows(a):

@@ -72,61 +72,62 @@ def _taps(k, s, p, size, out_size):
             yield t, (o0, o1), (i0, i0 + s * (o1 - o0 - 1) + 1, s)
 
 
-def _max_1d(x, axis, k, s, p, out_size, want_index):
-    """Max over windows along one axis; returns (max, arg-max offset as int8 or None)."""
+def _max_1d(x, axis, k, s, p, out_size, idx=None, out=None):
+    """Max over windows along one axis into ``out`` (allocated when None), and the arg-max
+    offsets (int8) into ``idx`` when given. Serial: the callers split the batch over threads."""
     xp = get_array_module(x)
-    y = empty_like_layout(x, _shape_along(x, axis, out_size))
-    idx = empty_like_layout(x, y.shape, np.int8) if want_index else None
+    y = empty_like_layout(x, _shape_along(x, axis, out_size)) if out is None else out
     taps = list(_taps(k, s, p, x.shape[axis], out_size))
-
-    def work(lo, hi):
-        yb, xb = y[lo:hi], x[lo:hi]
-        ib = idx[lo:hi] if want_index else None
-        better = empty_like_layout(yb, yb.shape, bool) if want_index and len(taps) > 1 else None
-        first = True
-        for t, (o0, o1), (i0, i1, step) in taps:
-            o = _axis_slice(axis, o0, o1)
-            ys, xs = yb[o], xb[_axis_slice(axis, i0, i1, step)]
-            if first:  # the first tap covers every window but those starting in the padding
-                yb[_axis_slice(axis, 0, o0)] = -xp.inf
-                yb[_axis_slice(axis, o1, None)] = -xp.inf
-                ys[...] = xs
-                if want_index:
-                    ib[...] = t
-                first = False
-                continue
-            if want_index:
-                # arg-max without masked copies (slow in NumPy): offsets grow with t, so
-                # idx = max(idx, t * (x_t > y)) sets t exactly where x_t is a new strict maximum
-                b = better[o]
-                xp.greater(xs, ys, out=b)
-                bi = b.view(xp.int8)
-                xp.multiply(bi, t, out=bi)
-                xp.maximum(ib[o], bi, out=ib[o])
-            xp.maximum(ys, xs, out=ys)
-
-    parallel_batches(xp, x.shape[0], work, y.size * k)
-    return y, idx
+    better = empty_like_layout(y, y.shape, bool) if idx is not None and len(taps) > 1 else None
+    for n, (t, (o0, o1), (i0, i1, step)) in enumerate(taps):
+        o = _axis_slice(axis, o0, o1)
+        ys, xs = y[o], x[_axis_slice(axis, i0, i1, step)]
+        if n == 0:  # the first tap covers every window but those starting in the padding
+            y[_axis_slice(axis, 0, o0)] = -xp.inf
+            y[_axis_slice(axis, o1, None)] = -xp.inf
+            ys[...] = xs
+            if idx is not None:
+                idx[...] = t
+            continue
+        if idx is not None:
+            # arg-max without masked copies (slow in NumPy): offsets grow with t, so
+            # idx = max(idx, t * (x_t > y)) sets t exactly where x_t is a new strict maximum
+            b = better[o]
+            xp.greater(xs, ys, out=b)
+            bi = b.view(xp.int8)
+            xp.multiply(bi, t, out=bi)
+            xp.maximum(idx[o], bi, out=idx[o])
+        xp.maximum(ys, xs, out=ys)
+    return y
 
 
-def _max_1d_backward(gy, idx, axis, k, s, p, size):
+def _max_1d_backward(gy, idx, axis, k, s, p, size, out=None):
     """Route gy to the arg-max offsets ``idx`` along one axis: the adjoint of ``_max_1d``."""
     xp = get_array_module(gy)
-    gx = empty_like_layout(gy, _shape_along(gy, axis, size))
-    taps = list(_taps(k, s, p, size, gy.shape[axis]))
-
-    def work(lo, hi):
-        gb, ib, gxb = gy[lo:hi], idx[lo:hi], gx[lo:hi]
-        hit, routed = empty_like_layout(gb, gb.shape, bool), empty_like_layout(gb, gb.shape)
-        gxb[...] = 0
-        for t, (o0, o1), (i0, i1, step) in taps:
-            o = _axis_slice(axis, o0, o1)
-            xp.equal(ib[o], t, out=hit[o])
-            xp.multiply(gb[o], hit[o], out=routed[o])
-            gxb[_axis_slice(axis, i0, i1, step)] += routed[o]
-
-    parallel_batches(xp, gy.shape[0], work, gy.size * k)
+    gx = empty_like_layout(gy, _shape_along(gy, axis, size)) if out is None else out
+    hit, routed = empty_like_layout(gy, gy.shape, bool), empty_like_layout(gy, gy.shape)
+    gx[...] = 0
+    for t, (o0, o1), (i0, i1, step) in _taps(k, s, p, size, gy.shape[axis]):
+        o = _axis_slice(axis, o0, o1)
+        xp.equal(idx[o], t, out=hit[o])
+        xp.multiply(gy[o], hit[o], out=routed[o])
+        gx[_axis_slice(axis, i0, i1, step)] += routed[o]
     return gx
+
+
+_BLOCK_BYTES = 256 << 10
+
+
+def _in_blocks(xp, x, work) -> None:
+    """Call ``work(b0, b1)`` on blocks of a few images (~256 KB of ``x``), split over the thread
+    pool: both 1-D passes of a block run while its data and temporaries sit in the L2 cache."""
+    step = max(1, _BLOCK_BYTES // max(1, x[:1].nbytes))
+
+    def run(lo, hi):
+        for b0 in range(lo, hi, step):
+            work(b0, min(hi, b0 + step))
+
+    parallel_batches(xp, x.shape[0], run, x.size * 3)
 
 
 class MaxPool2d(Function):
@@ -140,16 +141,31 @@ class MaxPool2d(Function):
 
     def forward(self, x):
         (kh, kw), (sh, sw), (ph, pw), (Ho, Wo) = _window_args("max_pool2d", x, *self.args)
-        self.geometry = ((kh, kw), (sh, sw), (ph, pw), x.shape[2:])
+        N, C, H, W = x.shape
+        self.geometry = ((kh, kw), (sh, sw), (ph, pw), (H, W))
         want = is_grad_enabled() and self.needs_input_grad[0]
-        r, self.idx_w = _max_1d(x, 3, kw, sw, pw, Wo, want)  # N x C x H x Wo
-        y, self.idx_h = _max_1d(r, 2, kh, sh, ph, Ho, want)  # N x C x Ho x Wo
+        y = empty_like_layout(x, (N, C, Ho, Wo))
+        idx_w = empty_like_layout(x, (N, C, H, Wo), np.int8) if want else None
+        idx_h = empty_like_layout(x, (N, C, Ho, Wo), np.int8) if want else None
+
+        def work(b0, b1):
+            r = _max_1d(x[b0:b1], 3, kw, sw, pw, Wo, idx_w[b0:b1] if want else None)  # H x Wo
+            _max_1d(r, 2, kh, sh, ph, Ho, idx_h[b0:b1] if want else None, out=y[b0:b1])
+
+        _in_blocks(get_array_module(x), x, work)
+        self.idx_w, self.idx_h = idx_w, idx_h
         return y
 
     def backward(self, gy):
         (kh, kw), (sh, sw), (ph, pw), (H, W) = self.geometry
-        gr = _max_1d_backward(gy, self.idx_h, 2, kh, sh, ph, H)
-        gx = _max_1d_backward(gr, self.idx_w, 3, kw, sw, pw, W)
+        N, C = gy.shape[:2]
+        gx = empty_like_layout(gy, (N, C, H, W))
+
+        def work(b0, b1):
+            gr = _max_1d_backward(gy[b0:b1], self.idx_h[b0:b1], 2, kh, sh, ph, H)  # H x Wo
+            _max_1d_backward(gr, self.idx_w[b0:b1], 3, kw, sw, pw, W, out=gx[b0:b1])
+
+        _in_blocks(get_array_module(gy), gx, work)
         self.idx_h = self.idx_w = None
         return gx
 

@@ -14,6 +14,8 @@ import numpy as np
 from ..backend import get_array_module, scatter_add
 from ..function import Function
 from ..registry import GradCase, register_gradcheck
+from ._layout import is_channels_last, nchw_view
+from ._parallel import parallel_batches
 
 
 class Reshape(Function):
@@ -93,11 +95,29 @@ class Concat(Function):
                 )
         self.axis = axis
         self.bounds = np.cumsum([x.shape[axis] for x in xs])[:-1]
-        return get_array_module(first).concatenate(xs, axis=axis)
+        xp = get_array_module(first)
+        if axis == 1 and first.ndim == 4 and all(map(is_channels_last, xs)):
+            return _concat_channels_last(xp, xs, self.bounds)
+        return xp.concatenate(xs, axis=axis)
 
     def backward(self, gy):
         xp = get_array_module(gy)
         return tuple(xp.split(gy, self.bounds, axis=self.axis))
+
+
+def _concat_channels_last(xp, xs, bounds):
+    """Channels-last inputs joined on channels into a channels-last output (np.concatenate would
+    return NCHW order, a transposing copy that every consumer would then undo)."""
+    N, _, H, W = xs[0].shape
+    out = xp.empty((N, H, W, int(bounds[-1]) + xs[-1].shape[1]), xs[0].dtype)
+    starts = [0, *(int(b) for b in bounds)]
+
+    def work(lo, hi):
+        for x, c0 in zip(xs, starts):
+            out[lo:hi, :, :, c0 : c0 + x.shape[1]] = x[lo:hi].transpose(0, 2, 3, 1)
+
+    parallel_batches(xp, N, work, out.size)
+    return nchw_view(out)
 
 
 def reshape(x, *shape):
