@@ -761,11 +761,11 @@ def _estimate_epochs(
     weights = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     loader_rng, dropout_rng = copy.deepcopy(loader.rng.bit_generator.state), np.random.get_state()
     model.train()
-    batches, seen, start = (batch for _ in range(6) for batch in loader), 0, None
-    for i in range(6):
+    batches, seen, start = (batch for _ in range(8) for batch in loader), 0, None
+    for i in range(8):
         x, y = next(batches)
-        if i == 1:
-            start, seen = time.perf_counter(), 0  # the first step warms caches up
+        if i == 2:  # the first steps are slower: the allocator's heap and the caches warm up
+            start, seen = time.perf_counter(), 0
         loss, _ = _loss(model(x), y, args.aux_weight, 0.0)
         loss.backward()
         seen += len(y)
