@@ -11,7 +11,7 @@ from . import backend, data, functional, nn, ops, optim
 from . import functional as F
 from .backend import is_gpu_available
 from .function import Function, is_grad_enabled, no_grad, set_grad_enabled
-from .ops.shape import concat
+from .ops.shape import concat, split
 from .serialization import load, save
 from .tensor import Tensor, tensor
 
@@ -23,6 +23,7 @@ __all__ = [
     "Tensor",
     "backend",
     "concat",
+    "split",
     "data",
     "functional",
     "is_gpu_available",

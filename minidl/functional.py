@@ -8,7 +8,7 @@ from .ops.linalg import linear, matmul
 from .ops.loss import cross_entropy
 from .ops.norm import batch_norm, local_response_norm
 from .ops.pool import adaptive_avg_pool2d, avg_pool2d, max_pool2d
-from .ops.shape import concat, flatten, reshape
+from .ops.shape import concat, flatten, reshape, split
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -30,5 +30,6 @@ __all__ = [
     "reshape",
     "sigmoid",
     "softmax",
+    "split",
     "tanh",
 ]

@@ -132,6 +132,33 @@ def test_inception_branches_concatenate_in_order():
         G.Inception(8, 2, 3, 4, 1, 5, 6, kernel5=7)
 
 
+@pytest.mark.parametrize("bn_eps", [None, 1e-3])  # the paper's unit (bias) and conv + batch norm
+def test_fused_1x1_convolutions_equal_the_separate_ones(bn_eps):
+    """In training the three 1x1 convolutions on an Inception module's input run as one matrix
+    product: the outputs, the running statistics and every gradient are those of the modules run
+    one by one."""
+    results = []
+    for fuse in (True, False):
+        md.nn.init.manual_seed(0)
+        block = G.Inception(6, 3, 2, 4, 1, 2, 3, bn_eps=bn_eps).double()
+        block.fuse_1x1 = fuse
+        block.train()
+        x = md.Tensor(np.random.default_rng(1).standard_normal((2, 6, 5, 5)), requires_grad=True)
+        y = block(x)
+        y.backward(md.Tensor(np.random.default_rng(2).standard_normal(y.shape)))
+        state = {k: v.numpy().copy() for k, v in block.state_dict().items()}
+        grads = {n: p.grad.numpy() for n, p in block.named_parameters()}
+        results.append((y.numpy(), x.grad.numpy(), state, grads))
+    (y1, gx1, s1, g1), (y0, gx0, s0, g0) = results
+    np.testing.assert_allclose(y1, y0, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gx1, gx0, rtol=1e-10, atol=1e-12)
+    assert s1.keys() == s0.keys() and g1.keys() == g0.keys()
+    for k in s0:
+        np.testing.assert_allclose(s1[k], s0[k], rtol=1e-12, atol=1e-12, err_msg=k)
+    for k in g0:
+        np.testing.assert_allclose(g1[k], g0[k], rtol=1e-10, atol=1e-12, err_msg=k)
+
+
 def test_naive_inception_passes_the_input_channels_through():
     block = G.NaiveInception(6, 2, 3, 4)
     y = block(md.tensor(np.ones((1, 6, 7, 7), np.float32)))

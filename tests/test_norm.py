@@ -92,6 +92,23 @@ def test_batch_norm_blocked_path_matches_reference(training, relu):
         np.testing.assert_allclose(fused.numpy(), unfused.numpy(), rtol=1e-12, atol=1e-12)
 
 
+def test_batch_norm_on_a_channel_slice_of_a_channels_last_buffer():
+    """A channel slice of an NHWC buffer (what split hands to each branch) takes the blocked path
+    with rows further apart; it matches the reference path on a contiguous copy."""
+    rng = np.random.default_rng(5)
+    buf = rng.standard_normal((3, 6, 7, 9))
+    part = nchw_view(buf)[:, 2:6]  # channels 2..5 of 9
+    gy = rng.standard_normal(part.shape)
+    outs = []
+    for data in (part, np.ascontiguousarray(part)):
+        t = md.Tensor(data, requires_grad=True)
+        y = F.batch_norm(t, None, None, training=True, relu=True)
+        y.backward(md.Tensor(gy))
+        outs.append((y.numpy(), t.grad.numpy()))
+    np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-9, atol=1e-12)
+
+
 def test_batch_norm_blocked_statistics_are_accurate_in_float32():
     """Per-block means combined in float64: no drift over 2 million rows with a large mean."""
     rng = np.random.default_rng(4)

@@ -12,8 +12,8 @@ forward, training
         mean = sum n_b mu_b / m,    m * var = sum S_b + n_b (mu_b - mean)^2
     pass 2: y = x * scale + shift, then max(y, 0) when the ReLU is fused.
 backward, training (g = gy, or gy * (y > 0) with the fused ReLU; xhat = (x - mean) invstd)
-    pass 1: dbeta = sum g,  dgamma = invstd * sum g (x - mean)
-    pass 2: dx = scale (g - dbeta/m - xhat dgamma/m) = g * scale + x * A + B, with
+    pass 1: g into dx's buffer; dbeta = sum g,  dgamma = invstd * sum g (x - mean)
+    pass 2: in place, dx = scale (g - dbeta/m - xhat dgamma/m) = g * scale + x * A + B, with
             A = -scale invstd dgamma / m,   B = -scale dbeta / m - mean A
 eval: only pass 2 (y = x * scale + shift; dx = g * scale).
 """
@@ -37,10 +37,17 @@ def as_rows(a):
 
 
 def applies(x) -> bool:
-    """True for the NumPy arrays this path serves: 2-D (N, C) or channels-last 4-D."""
+    """True for the NumPy arrays this path serves: those whose ``as_rows`` is a view with
+    adjacent channels, i.e. 2-D (N, C) or channels-last 4-D, possibly a channel slice of a wider
+    buffer (rows then sit further apart, which the blocks do not mind)."""
     if type(x) is not np.ndarray or x.ndim not in (2, 4):
         return False
-    return x.flags.c_contiguous if x.ndim == 2 else x.transpose(0, 2, 3, 1).flags.c_contiguous
+    t = x if x.ndim == 2 else x.transpose(0, 2, 3, 1)
+    if t.shape[-1] > 1 and t.strides[-1] != t.itemsize:
+        return False
+    # the leading axes (N, H, W) must merge into one axis of rows: each steps over the next
+    lead = [(n, st) for n, st in zip(t.shape[:-1], t.strides[:-1]) if n > 1]
+    return all(outer == inner * n for (_, outer), (n, inner) in zip(lead, lead[1:]))
 
 
 def _for_blocks(rows: int, channels: int, work) -> int:
@@ -110,15 +117,17 @@ def backward(gy, x, y, mean, invstd, scale, training: bool, relu: bool):
     M, C = xr.shape
     dtype = xr.dtype
 
-    def g_block(r0, r1):
-        return gr[r0:r1] * (yr[r0:r1] > 0) if relu else gr[r0:r1]
-
     nblocks = -(-M // max(1, _BLOCK_ELEMENTS // C))
     sums_g, sums_gd = np.zeros((nblocks, C)), np.zeros((nblocks, C))
     mean32 = mean.astype(dtype)
+    dxr = np.empty_like(xr)  # holds g after pass 1, dx after pass 2
 
     def reduce_work(k, r0, r1):
-        g = g_block(r0, r1)
+        g = dxr[r0:r1]
+        if relu:
+            np.multiply(gr[r0:r1], yr[r0:r1] > 0, out=g)
+        else:
+            g[...] = gr[r0:r1]
         sums_g[k] = np.einsum("ij->j", g)
         sums_gd[k] = np.einsum("ij,ij->j", g, xr[r0:r1] - mean32)
 
@@ -131,11 +140,10 @@ def backward(gy, x, y, mean, invstd, scale, training: bool, relu: bool):
     else:
         a = b = np.zeros(C)
     a32, b32, scale32 = a.astype(dtype), b.astype(dtype), scale.astype(dtype)
-    dxr = np.empty_like(xr)
 
     def dx_work(k, r0, r1):
         out = dxr[r0:r1]
-        np.multiply(g_block(r0, r1), scale32, out=out)
+        out *= scale32
         if training:
             out += xr[r0:r1] * a32
             out += b32

@@ -51,7 +51,10 @@ class BatchNorm(Function):
     """y = gamma * (x - mean) / sqrt(var + eps) + beta per channel (axis 1); see module docstring.
 
     Works for (N, C) and (N, C, H, W) inputs (any strides). The running statistics are plain
-    (non-differentiable) arrays updated in place.
+    (non-differentiable) arrays updated in place. ``relu=True`` applies max(y, 0) in the same
+    pass (backward first masks gy with y > 0). Channels-last NumPy data goes through
+    ``_batchnorm_nhwc`` (the same formulas, cache-blocked and threaded); the code below is the
+    reference path every other input takes.
     """
 
     def __init__(

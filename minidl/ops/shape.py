@@ -95,14 +95,43 @@ class Concat(Function):
                 )
         self.axis = axis
         self.bounds = np.cumsum([x.shape[axis] for x in xs])[:-1]
-        xp = get_array_module(first)
-        if axis == 1 and first.ndim == 4 and all(map(is_channels_last, xs)):
-            return _concat_channels_last(xp, xs, self.bounds)
-        return xp.concatenate(xs, axis=axis)
+        return _join(xs, axis)
 
     def backward(self, gy):
         xp = get_array_module(gy)
         return tuple(xp.split(gy, self.bounds, axis=self.axis))
+
+
+class Split(Function):
+    """(y_1, ..., y_k) = consecutive slices of x along ``axis`` (views);  dx = the gys joined.
+
+    The adjoint of concat: forward and backward swap roles.
+    """
+
+    def __init__(self, sections, axis: int):
+        self.sections, self.axis = tuple(int(n) for n in sections), axis
+
+    def forward(self, x):
+        axis = self.axis % x.ndim
+        if sum(self.sections) != x.shape[axis] or min(self.sections) < 1:
+            raise ValueError(
+                f"split: sections must be positive and add up to x.shape[{self.axis}] = "
+                f"{x.shape[axis]}, got {list(self.sections)}"
+            )
+        self.axis = axis
+        bounds = np.cumsum(self.sections)[:-1]
+        return tuple(get_array_module(x).split(x, bounds, axis=axis))
+
+    def backward(self, *gys):
+        return _join(gys, self.axis)
+
+
+def _join(xs, axis):
+    """The arrays ``xs`` concatenated along ``axis``, channels-last when they all are."""
+    xp = get_array_module(xs[0])
+    if axis == 1 and xs[0].ndim == 4 and all(map(is_channels_last, xs)):
+        return _concat_channels_last(xp, xs, np.cumsum([x.shape[1] for x in xs])[:-1])
+    return xp.concatenate(xs, axis=axis)
 
 
 def _concat_channels_last(xp, xs, bounds):
@@ -155,6 +184,12 @@ def concat(tensors, axis: int = 0):
     return Concat(axis)(*tensors)
 
 
+def split(x, sections, axis: int = 0):
+    """Consecutive slices of ``x`` along ``axis``, of the sizes in ``sections`` (``torch.split``
+    with a list of sizes); a tuple of views."""
+    return Split(sections, axis)(x)
+
+
 # ------------------------------------------------------------------ gradient checks
 @register_gradcheck("reshape")
 def _reshape_cases(rng):
@@ -192,4 +227,18 @@ def _concat_cases(rng):
             rng.standard_normal((2, 1, 2)),
             rng.standard_normal((2, 4, 2)),
         ],
+    )
+
+
+@register_gradcheck("split")
+def _split_cases(rng):
+    def keep_two(x):  # the middle slice gets no gradient: backward fills in zeros for it
+        a, _, c = split(x, [1, 2, 2], axis=1)
+        return concat([c, a], axis=1)
+
+    yield GradCase("axis=1, one unused", keep_two, [rng.standard_normal((2, 5, 3))])
+    yield GradCase(
+        "channels-last 4-D",
+        lambda x: concat(split(transpose(x, 0, 3, 1, 2), [2, 1], axis=1)[::-1], axis=1),
+        [rng.standard_normal((2, 3, 2, 3))],
     )
