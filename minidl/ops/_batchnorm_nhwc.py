@@ -2,9 +2,9 @@
 
 The same math as the reference path in ``norm.BatchNorm`` (read that first); only the order of the
 work differs. Channels-last data is an (M, C) matrix, one row per pixel (M = N*H*W), so per-channel
-statistics are column sums. The rows are walked in blocks of a few hundred KB, split over the
-thread pool, and everything a block needs is computed while it sits in the L2 cache; so one pass
-over memory does several of the reference path's whole-array steps:
+statistics are column sums. The rows are walked in blocks of about 1 MB, split over the thread
+pool, and everything a block needs is computed while it sits in cache; so one pass over memory
+does several of the reference path's whole-array steps:
 
 forward, training
     pass 1, per block b: its row count n_b, mean mu_b and centred sum of squares S_b. The blocks
@@ -39,7 +39,7 @@ def as_rows(a):
 def applies(x) -> bool:
     """True for the NumPy arrays this path serves: those whose ``as_rows`` is a view with
     adjacent channels, i.e. 2-D (N, C) or channels-last 4-D, possibly a channel slice of a wider
-    buffer (rows then sit further apart, which the blocks do not mind)."""
+    buffer (rows then sit further apart: correct, if slower per element)."""
     if type(x) is not np.ndarray or x.ndim not in (2, 4):
         return False
     t = x if x.ndim == 2 else x.transpose(0, 2, 3, 1)
