@@ -143,19 +143,18 @@ class Runner:
         self.sync()
 
 
-_MALLOC_DEFAULT = False
-
-
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def measure_memory(framework: str, width: float, kernel5: int, batch: int, device: str) -> float:
+def measure_memory(
+    framework: str, width: float, kernel5: int, batch: int, device: str, malloc_default: bool
+) -> float:
     """Peak MB of training steps in a fresh process (CPU: peak RSS - RSS before the first step)."""
     spec = json.dumps([framework, width, kernel5, batch, device])
     cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", spec]
-    cmd += ["--malloc-default"] if _MALLOC_DEFAULT else []  # the child allocates as we do
+    cmd += ["--malloc-default"] if malloc_default else []  # the child allocates as we do
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -224,8 +223,6 @@ def main(argv=None) -> int:
         "run with minidl.backend.keep_freed_memory(), as googlenet.py train does)",
     )
     args = parser.parse_args(argv)
-    global _MALLOC_DEFAULT
-    _MALLOC_DEFAULT = args.malloc_default
     if not args.malloc_default:
         from minidl.backend import keep_freed_memory
 
@@ -253,7 +250,9 @@ def main(argv=None) -> int:
         memory = {}
         if not args.no_memory:
             for f in frameworks:
-                memory[f] = measure_memory(f, width, args.kernel5, args.batch, args.device)
+                memory[f] = measure_memory(
+                    f, width, args.kernel5, args.batch, args.device, args.malloc_default
+                )
         records.append(dict(width=width, train=train, infer=infer, memory_mb=memory))
 
     print(

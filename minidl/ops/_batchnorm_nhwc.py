@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._layout import nchw_view
-from ._parallel import parallel_batches
+from ._parallel import parallel_blocks
 
 _BLOCK_ELEMENTS = 256 << 10  # 1 MB of float32 per operand: fewer Python calls; blocks stay in L3
 
@@ -50,17 +50,19 @@ def applies(x) -> bool:
     return all(outer == inner * n for (_, outer), (n, inner) in zip(lead, lead[1:]))
 
 
-def _for_blocks(rows: int, channels: int, work) -> int:
+def _block_rows(channels: int) -> int:
+    return max(1, _BLOCK_ELEMENTS // channels)
+
+
+def _for_blocks(rows: int, channels: int, work) -> None:
     """Call ``work(k, r0, r1)`` for every block k of rows, blocks split over the thread pool."""
-    step = max(1, _BLOCK_ELEMENTS // channels)
-    starts = list(range(0, rows, step))
+    step = _block_rows(channels)
+    parallel_blocks(np, rows, step, lambda r0, r1: work(r0 // step, r0, r1), rows * channels)
 
-    def run(lo, hi):
-        for k in range(lo, hi):
-            work(k, starts[k], min(rows, starts[k] + step))
 
-    parallel_batches(np, len(starts), run, rows * channels)
-    return len(starts)
+def _per_block(rows: int, channels: int):
+    """float64 zeros, one row per block: the blocks' partial sums, added up after the pass."""
+    return np.zeros((-(-rows // _block_rows(channels)), channels))
 
 
 def _like(x, rows):
@@ -75,9 +77,8 @@ def statistics(x):
     """Per-channel mean and biased variance of ``x`` over all but axis 1, in float64."""
     xr = as_rows(x)
     M, C = xr.shape
-    nblocks = -(-M // max(1, _BLOCK_ELEMENTS // C))
-    counts = np.zeros(nblocks)
-    means, sq = np.zeros((nblocks, C)), np.zeros((nblocks, C))
+    means, sq = _per_block(M, C), _per_block(M, C)
+    counts = np.zeros(len(means))
 
     def work(k, r0, r1):
         xb = xr[r0:r1]
@@ -117,8 +118,7 @@ def backward(gy, x, y, mean, invstd, scale, training: bool, relu: bool):
     M, C = xr.shape
     dtype = xr.dtype
 
-    nblocks = -(-M // max(1, _BLOCK_ELEMENTS // C))
-    sums_g, sums_gd = np.zeros((nblocks, C)), np.zeros((nblocks, C))
+    sums_g, sums_gd = _per_block(M, C), _per_block(M, C)
     mean32 = mean.astype(dtype)
     dxr = np.empty_like(xr)  # holds g after pass 1, dx after pass 2
 

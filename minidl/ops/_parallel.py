@@ -43,3 +43,16 @@ def parallel_batches(xp, n: int, work: Callable[[int, int], None], elements: int
     futures = [_get_pool().submit(work, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
     for f in futures:
         f.result()
+
+
+def parallel_blocks(xp, n: int, step: int, work: Callable[[int, int], None], elements: int = 0):
+    """Call ``work(lo, hi)`` on consecutive blocks of at most ``step`` items covering ``range(n)``,
+    the blocks shared out over the thread pool (each thread walks its blocks in order): for passes
+    that should run block by block while a block's data sits in cache."""
+    starts = range(0, n, step)
+
+    def run(a, b):
+        for lo in starts[a:b]:
+            work(lo, min(n, lo + step))
+
+    parallel_batches(xp, len(starts), run, elements)

@@ -180,10 +180,7 @@ class Conv2d(Function):
         if kh == kw == 1:
             xh = nhwc(x)
             # 1x1: a matrix product over channels; stride and padding only select/extend pixels
-            if ph or pw:
-                padded = xp.zeros((N, H + 2 * ph, W + 2 * pw, C), x.dtype)
-                padded[:, ph : ph + H, pw : pw + W] = xh
-                xh = padded
+            xh = _zero_pad(xh, ph, pw)
             if sh > 1 or sw > 1:
                 xh = xp.ascontiguousarray(xh[:, ::sh, ::sw][:, :Ho, :Wo])
             y = xh.reshape(N * Ho * Wo, C) @ wm.T

@@ -27,7 +27,7 @@ from ..backend import get_array_module
 from ..function import Function, is_grad_enabled
 from ..registry import GradCase, register_gradcheck, tie_free
 from ._layout import check_4d, check_float, empty_like_layout, output_size, pair, valid_range
-from ._parallel import parallel_batches
+from ._parallel import parallel_batches, parallel_blocks
 
 
 def _window_args(op, x, kernel_size, stride, padding, ceil_mode):
@@ -122,12 +122,7 @@ def _in_blocks(xp, x, work) -> None:
     """Call ``work(b0, b1)`` on blocks of a few images (~256 KB of ``x``), split over the thread
     pool: both 1-D passes of a block run while its data and temporaries sit in the L2 cache."""
     step = max(1, _BLOCK_BYTES // max(1, x[:1].nbytes))
-
-    def run(lo, hi):
-        for b0 in range(lo, hi, step):
-            work(b0, min(hi, b0 + step))
-
-    parallel_batches(xp, x.shape[0], run, x.size * 3)
+    parallel_blocks(xp, x.shape[0], step, work, x.size * 3)
 
 
 class MaxPool2d(Function):
