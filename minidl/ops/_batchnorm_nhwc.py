@@ -26,6 +26,7 @@ from ._layout import nchw_view
 from ._parallel import parallel_blocks
 
 _BLOCK_ELEMENTS = 256 << 10  # 1 MB of float32 per operand: fewer Python calls; blocks stay in L3
+_ROW_ELEMENTS = 1024  # a block's rows are regrouped into rows of about this many values
 
 
 def as_rows(a):
@@ -50,19 +51,56 @@ def applies(x) -> bool:
     return all(outer == inner * n for (_, outer), (n, inner) in zip(lead, lead[1:]))
 
 
-def _block_rows(channels: int) -> int:
-    return max(1, _BLOCK_ELEMENTS // channels)
+def _dense(rows) -> bool:
+    """True when the (M, C) matrix is one contiguous run (not a channel slice of a wider one)."""
+    return rows.strides[0] == rows.shape[1] * rows.itemsize or rows.shape[0] == 1
 
 
-def _for_blocks(rows: int, channels: int, work) -> None:
-    """Call ``work(k, r0, r1)`` for every block k of rows, blocks split over the thread pool."""
-    step = _block_rows(channels)
-    parallel_blocks(np, rows, step, lambda r0, r1: work(r0 // step, r0, r1), rows * channels)
+class _Blocks:
+    """How a pass walks an (M, C) matrix: blocks of rows, shared out over the thread pool.
 
+    NumPy broadcasts a per-channel vector over (rows, C) with an inner loop of only C values, and
+    for a narrow layer (C = 4..48) the loop's overhead costs more than the arithmetic. So when all
+    operands are dense, a block of r rows is viewed as r/k rows of k*C values (k consecutive pixels
+    side by side, a free reshape) and each per-channel vector is tiled k times to match; a column
+    sum of the wide view is folded back to C sums. The same values, 1.3-3x faster per pass.
+    """
 
-def _per_block(rows: int, channels: int):
-    """float64 zeros, one row per block: the blocks' partial sums, added up after the pass."""
-    return np.zeros((-(-rows // _block_rows(channels)), channels))
+    def __init__(self, *operands):
+        M, C = operands[0].shape
+        self.M, self.C = M, C
+        k = 1
+        if all(_dense(a) for a in operands):
+            k = 1 << (max(1, _ROW_ELEMENTS // C).bit_length() - 1)  # a power of 2 ...
+            while M % k:  # ... that divides M, so every block is k whole pixels wide
+                k //= 2
+        self.k = k
+        self.step = max(k, _BLOCK_ELEMENTS // C // k * k)
+
+    def wide(self, block):
+        """A block of rows (r, C), r a multiple of k, as (r/k, k*C)."""
+        return block.reshape(-1, self.k * self.C)
+
+    def tile(self, per_channel):
+        """A per-channel vector (C,) repeated to match a wide row (k*C,)."""
+        return np.tile(per_channel, self.k)
+
+    def column_sums(self, wide_block, other=None):
+        """Per-channel sums (C,) of a wide block, or of its product with ``other``."""
+        if other is None:
+            sums = np.einsum("ij->j", wide_block)
+        else:
+            sums = np.einsum("ij,ij->j", wide_block, other)
+        return sums.reshape(self.k, self.C).sum(axis=0)
+
+    def partial_sums(self):
+        """float64 zeros, one row per block: the blocks' partial sums, added up after the pass."""
+        return np.zeros((-(-self.M // self.step), self.C))
+
+    def run(self, work) -> None:
+        """Call ``work(b, r0, r1)`` for every block b of rows r0:r1, blocks split over threads."""
+        step = self.step
+        parallel_blocks(np, self.M, step, lambda r0, r1: work(r0 // step, r0, r1), self.M * self.C)
 
 
 def _like(x, rows):
@@ -77,16 +115,17 @@ def statistics(x):
     """Per-channel mean and biased variance of ``x`` over all but axis 1, in float64."""
     xr = as_rows(x)
     M, C = xr.shape
-    means, sq = _per_block(M, C), _per_block(M, C)
+    blocks = _Blocks(xr)
+    means, sq = blocks.partial_sums(), blocks.partial_sums()
     counts = np.zeros(len(means))
 
-    def work(k, r0, r1):
-        xb = xr[r0:r1]
-        mu = np.einsum("ij->j", xb) / (r1 - r0)
-        d = xb - mu
-        counts[k], means[k], sq[k] = r1 - r0, mu, np.einsum("ij,ij->j", d, d)
+    def work(b, r0, r1):
+        xb = blocks.wide(xr[r0:r1])
+        mu = blocks.column_sums(xb) / (r1 - r0)
+        d = xb - blocks.tile(mu)
+        counts[b], means[b], sq[b] = r1 - r0, mu, blocks.column_sums(d, d)
 
-    _for_blocks(M, C, work)
+    blocks.run(work)
     mean = counts @ means / M
     var = (sq.sum(axis=0) + counts @ np.square(means - mean)) / M
     return mean, var
@@ -95,17 +134,18 @@ def statistics(x):
 def affine(x, scale, shift, relu: bool):
     """y = x * scale + shift per channel (then max(y, 0) with ``relu``), in x's layout."""
     xr = as_rows(x)
-    M, C = xr.shape
-    yr = np.empty_like(xr)
+    yr = np.empty(xr.shape, xr.dtype)
+    blocks = _Blocks(xr, yr)
+    scale_t, shift_t = blocks.tile(scale), blocks.tile(shift)
 
-    def work(k, r0, r1):
-        yb = yr[r0:r1]
-        np.multiply(xr[r0:r1], scale, out=yb)
-        yb += shift
+    def work(b, r0, r1):
+        yb = blocks.wide(yr[r0:r1])
+        np.multiply(blocks.wide(xr[r0:r1]), scale_t, out=yb)
+        yb += shift_t
         if relu:
             np.maximum(yb, 0, out=yb)
 
-    _for_blocks(M, C, work)
+    blocks.run(work)
     return _like(x, yr)
 
 
@@ -117,21 +157,23 @@ def backward(gy, x, y, mean, invstd, scale, training: bool, relu: bool):
     yr = as_rows(y) if relu else None
     M, C = xr.shape
     dtype = xr.dtype
+    dxr = np.empty(xr.shape, dtype)  # holds g after pass 1, dx after pass 2
+    # gy is often a channel slice of the gradient of a concatenation: it is read once, in (r, C)
+    # rows, into dx's dense buffer; every later step works on wide rows
+    blocks = _Blocks(xr, dxr, *([yr] if relu else []))
+    sums_g, sums_gd = blocks.partial_sums(), blocks.partial_sums()
+    mean_t = blocks.tile(mean.astype(dtype))
 
-    sums_g, sums_gd = _per_block(M, C), _per_block(M, C)
-    mean32 = mean.astype(dtype)
-    dxr = np.empty_like(xr)  # holds g after pass 1, dx after pass 2
-
-    def reduce_work(k, r0, r1):
-        g = dxr[r0:r1]
+    def reduce_work(b, r0, r1):
         if relu:
-            np.multiply(gr[r0:r1], yr[r0:r1] > 0, out=g)
+            np.multiply(gr[r0:r1], yr[r0:r1] > 0, out=dxr[r0:r1])
         else:
-            g[...] = gr[r0:r1]
-        sums_g[k] = np.einsum("ij->j", g)
-        sums_gd[k] = np.einsum("ij,ij->j", g, xr[r0:r1] - mean32)
+            dxr[r0:r1] = gr[r0:r1]
+        g = blocks.wide(dxr[r0:r1])
+        sums_g[b] = blocks.column_sums(g)
+        sums_gd[b] = blocks.column_sums(g, blocks.wide(xr[r0:r1]) - mean_t)
 
-    _for_blocks(M, C, reduce_work)
+    blocks.run(reduce_work)
     dbeta = sums_g.sum(axis=0)
     dgamma = invstd * sums_gd.sum(axis=0)
     if training:
@@ -139,14 +181,14 @@ def backward(gy, x, y, mean, invstd, scale, training: bool, relu: bool):
         b = -scale * dbeta / M - mean * a
     else:
         a = b = np.zeros(C)
-    a32, b32, scale32 = a.astype(dtype), b.astype(dtype), scale.astype(dtype)
+    a_t, b_t, scale_t = (blocks.tile(v.astype(dtype)) for v in (a, b, scale))
 
-    def dx_work(k, r0, r1):
-        out = dxr[r0:r1]
-        out *= scale32
+    def dx_work(_, r0, r1):
+        out = blocks.wide(dxr[r0:r1])
+        out *= scale_t
         if training:
-            out += xr[r0:r1] * a32
-            out += b32
+            out += blocks.wide(xr[r0:r1]) * a_t
+            out += b_t
 
-    _for_blocks(M, C, dx_work)
+    blocks.run(dx_work)
     return _like(x, dxr), dgamma.astype(dtype), dbeta.astype(dtype)

@@ -187,15 +187,17 @@ class Conv2d(Function):
             if b is not None:
                 y += b
         else:
-            # NHWC order, chunk by chunk while cache-hot (a view when x is channels-last already)
+            # NHWC order (a view when x is channels-last). im2col copies its input into a
+            # zero-padded buffer anyway, so with padding any strides will do (e.g. a channel
+            # slice of a wider tensor); without, a contiguous copy, chunk by chunk while cache-hot
             xh = x.transpose(0, 2, 3, 1)
-            copy = not xh.flags.c_contiguous
+            copy = not xh.flags.c_contiguous and ph == pw == 0
             if copy:
                 xh = xp.empty(xh.shape, x.dtype)
             y = xp.empty((N, Ho, Wo, O), x.dtype)
             for lo, hi in _chunks(xp, N, Ho * Wo * kh * kw * C * x.itemsize):
                 if copy:
-                    xh[lo:hi] = nhwc(x[lo:hi])
+                    xh[lo:hi] = x[lo:hi].transpose(0, 2, 3, 1)
                 cols = _im2col_nhwc(xh[lo:hi], (kh, kw), self.stride, self.padding, (Ho, Wo))
                 out = y[lo:hi].reshape(-1, O)
                 xp.matmul(cols.reshape(-1, kh * kw * C), wm.T, out=out)
