@@ -9,6 +9,7 @@ import reference as ref
 import minidl as md
 import minidl.functional as F
 from minidl.backend import to_numpy
+from minidl.ops import _batchnorm_nhwc
 from minidl.ops._layout import nchw_view
 
 
@@ -69,12 +70,13 @@ def test_batch_norm_dtype_and_channels_last(xp, dtype):
 
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("relu", [True, False])
-def test_batch_norm_blocked_path_matches_reference(training, relu):
-    """Channels-last NumPy input takes the cache-blocked, threaded path (many blocks here); its
-    output, gradients and running statistics equal the reference path's on the NCHW copy, and the
-    fused ReLU equals relu(batch_norm(x))."""
+def test_batch_norm_blocked_path_matches_reference(training, relu, monkeypatch):
+    """Channels-last NumPy input takes the cache-blocked, threaded path (42 blocks of wide rows
+    here, the last one partial); its output, gradients and running statistics equal the
+    reference path's on the NCHW copy, and the fused ReLU equals relu(batch_norm(x))."""
+    monkeypatch.setattr(_batchnorm_nhwc, "_BLOCK_ELEMENTS", 4096)  # 576 rows, 64 pixels per row
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((12, 7, 40, 50)) * 3 + 2  # 24,000 rows of 7 channels: ~3 blocks
+    x = rng.standard_normal((12, 7, 40, 50)) * 3 + 2  # 24,000 rows of 7 channels
     gy = rng.standard_normal(x.shape)
     gamma, beta = rng.standard_normal(7), rng.standard_normal(7)
     results = []
@@ -92,18 +94,23 @@ def test_batch_norm_blocked_path_matches_reference(training, relu):
         np.testing.assert_allclose(fused.numpy(), unfused.numpy(), rtol=1e-12, atol=1e-12)
 
 
-def test_batch_norm_on_a_channel_slice_of_a_channels_last_buffer():
-    """A channel slice of an NHWC buffer (what split hands to each branch) takes the blocked path
-    with rows further apart; it matches the reference path on a contiguous copy."""
+@pytest.mark.parametrize("sliced", ["x", "gy"])
+def test_batch_norm_on_a_channel_slice_of_a_channels_last_buffer(sliced):
+    """A channel slice of an NHWC buffer (what split hands to each branch as x, and the gradient of
+    a concatenation as gy) takes the blocked path with rows further apart; it matches the
+    reference path on contiguous copies."""
     rng = np.random.default_rng(5)
-    buf = rng.standard_normal((3, 6, 7, 9))
-    part = nchw_view(buf)[:, 2:6]  # channels 2..5 of 9
-    gy = rng.standard_normal(part.shape)
+    x = nchw_view(rng.standard_normal((3, 8, 8, 9)))[:, 2:6]  # channels 2..5 of 9
+    gy = nchw_view(rng.standard_normal((3, 8, 8, 9)))[:, 3:7]
+    if sliced == "x":
+        gy = nchw_view(np.ascontiguousarray(gy.transpose(0, 2, 3, 1)))
+    else:
+        x = nchw_view(np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
     outs = []
-    for data in (part, np.ascontiguousarray(part)):
+    for data, grad in ((x, gy), (np.ascontiguousarray(x), np.ascontiguousarray(gy))):
         t = md.Tensor(data, requires_grad=True)
         y = F.batch_norm(t, None, None, training=True, relu=True)
-        y.backward(md.Tensor(gy))
+        y.backward(md.Tensor(grad))
         outs.append((y.numpy(), t.grad.numpy()))
     np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-9, atol=1e-12)
