@@ -25,8 +25,13 @@ import subprocess
 import sys
 import time
 
-# as googlenet.py train does: a short spin for OpenBLAS's idle threads (set before NumPy loads it)
+# Idle worker threads must not spin: both frameworks run in this process, taking turns, and a pool
+# left spinning by one steals a core from the other's next step. OpenBLAS (as googlenet.py train
+# sets it): a short spin before its threads sleep. PyTorch's OpenMP pool spins for a while after
+# each parallel region by default; on 2 cores that cost the minidl step after it ~25% (46 vs 61
+# images/s) while PyTorch's own figure did not move (68.5 vs 68.6). Both are read at load time.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 
