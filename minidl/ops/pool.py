@@ -115,12 +115,14 @@ def _max_1d_backward(gy, idx, axis, k, s, p, size, out=None):
     return gx
 
 
-_BLOCK_BYTES = 256 << 10
+_BLOCK_BYTES = 1024 << 10
 
 
 def _in_blocks(xp, x, work) -> None:
-    """Call ``work(b0, b1)`` on blocks of a few images (~256 KB of ``x``), split over the thread
-    pool: both 1-D passes of a block run while its data and temporaries sit in the L2 cache."""
+    """Call ``work(b0, b1)`` on blocks of a few images (~1 MB of ``x``), split over the thread
+    pool: both 1-D passes of a block run while its data and temporaries sit in the cache. (Each
+    NumPy call hands the GIL back and forth between the threads; with 256 KB blocks those
+    hand-offs made the pooling 2-3x slower than with 1 MB ones.)"""
     step = max(1, _BLOCK_BYTES // max(1, x[:1].nbytes))
     parallel_blocks(xp, x.shape[0], step, work, x.size * 3)
 
