@@ -108,6 +108,48 @@ def test_conv2d_grads_on_larger_shapes_directional(xp):
         )
 
 
+def _as_layout(xp, a, layout):
+    """The NCHW array ``a`` as NCHW, as a channels-last view, or as a channel slice of one."""
+    if layout == "nchw":
+        return xp.asarray(a)
+    nhwc = np.ascontiguousarray(a.transpose(0, 2, 3, 1))
+    if layout == "channel_slice":  # channels 2.. of a wider buffer, as split hands them out
+        nhwc = np.concatenate([np.zeros(nhwc.shape[:3] + (2,)), nhwc], axis=3)
+        return nchw_view(xp.asarray(nhwc))[:, 2:]
+    return nchw_view(xp.asarray(nhwc))
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "channel_slice"])
+@pytest.mark.parametrize(
+    "kernel,padding", [((3, 3), (1, 1)), ((5, 5), (2, 2)), ((3, 2), (2, 0)), ((2, 2), (1, 1))]
+)
+def test_weight_gradient_from_the_columns_of_g(xp, monkeypatch, layout, kernel, padding):
+    """Stride 1, input gradient wanted: dW comes from the columns of g that dx is built from
+    instead of a rebuild of x's columns. Both routes give the same gradients (any input and
+    gradient layout), and the new one passes a float64 gradient check."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 4, 6, 5))
+    w = rng.standard_normal((5, 4) + kernel)
+    b = rng.standard_normal(5)
+    y_shape = ref.conv2d(x, w, b, padding=padding).shape
+    gy = rng.standard_normal(y_shape)
+    grads = {}
+    for route, min_channels in (("rebuild", 10**6), ("from_gcols", 1)):
+        monkeypatch.setattr(conv, "_DW_FROM_GCOLS_MIN_CHANNELS", min_channels)
+        ts = [md.Tensor(_as_layout(xp, x, layout), requires_grad=True)]
+        ts += [md.Tensor(xp.asarray(a), requires_grad=True) for a in (w, b)]
+        F.conv2d(*ts, padding=padding).backward(md.Tensor(_as_layout(xp, gy, layout)))
+        grads[route] = [t.grad.numpy() for t in ts]
+    for new, old in zip(grads["from_gcols"], grads["rebuild"]):
+        np.testing.assert_allclose(new, old, rtol=1e-10, atol=1e-10)
+    check_grad(
+        lambda x, w, b: F.conv2d(x, w, b, padding=padding),
+        [xp.asarray(a) for a in (x, w, b)],
+        tol=1e-5,
+        full_limit=0,
+    )
+
+
 def test_im2col_layout_and_col2im_is_its_adjoint(xp):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 3, 5, 6))

@@ -56,7 +56,7 @@ def _taps(kh, kw, sh, sw, ph, pw, H, W, Ho, Wo):
 
 
 def _im2col_nhwc(xh, kernel_size, stride, padding, out_hw):
-    """cols (N, Ho, Wo, kh, kw, C) from a contiguous NHWC array; padding taps are zero.
+    """cols (N, Ho, Wo, kh, kw, C) from an NHWC array (any strides); padding taps are zero.
 
     In a zero-padded NHWC image the kw taps of one window row are adjacent: xpad[n, i*s + u,
     j*s + v, c] for v < kw, c < C is one contiguous run of kw*C values. So cols, viewed as
@@ -68,6 +68,8 @@ def _im2col_nhwc(xh, kernel_size, stride, padding, out_hw):
     xp = get_array_module(xh)
     N, H, W, C = xh.shape
     (kh, kw), (sh, sw), (ph, pw), (Ho, Wo) = kernel_size, stride, padding, out_hw
+    if ph == pw == 0 and not xh.flags.c_contiguous:  # the window view below needs C order;
+        xh = xp.ascontiguousarray(xh)  # with padding, the padded copy provides it
     cols = xp.empty((N, Ho, Wo, kh, kw, C), xh.dtype)
     rows = cols.reshape(N, Ho, Wo, kh, kw * C)
 
@@ -159,9 +161,11 @@ class Conv2d(Function):
     """y = conv2d(x, W) + b, NCHW, weight (O, C, kh, kw); see the module docstring for the math.
 
     The batch is processed in cache-sized chunks: NHWC copy (free for a channels-last x) and
-    im2col of a chunk, then its GEMM. Saved for backward: the NHWC input and the weight; backward
-    rebuilds each chunk's columns rather than keeping the whole im2col matrix, which is kh*kw
-    times the input. The output is an NCHW view over an NHWC buffer (channels last).
+    im2col of a chunk, then its GEMM. Saved for backward: the NHWC input (a view when the layout
+    allows) and the weight; backward rebuilds each chunk's columns rather than keeping the whole
+    im2col matrix, which is kh*kw times the input; or, at stride 1 with dx wanted and C >= 32,
+    takes dW from the columns of g it builds for dx anyway (``_weight_grad_from_gcols``). The
+    output is an NCHW view over an NHWC buffer (channels last).
     """
 
     def __init__(self, stride=1, padding=0):
@@ -231,30 +235,58 @@ class Conv2d(Function):
         # in space and in/out channels swapped (each input pixel collects the outputs it fed):
         # a gather (im2col of g) and a GEMM, much cheaper than col2im's scatter-add
         as_conv = (sh, sw) == (1, 1) and ph < kh and pw < kw
+        # ... and then the columns of g give dW too, without rebuilding x's columns (see
+        # _weight_grad_from_gcols); the GEMM that does it is slower for narrow inputs
+        dw_from_gcols = as_conv and need[0] and need[1] and C >= _DW_FROM_GCOLS_MIN_CHANNELS
         if need[0] and as_conv:
             flipped = self.wm.reshape(O, kh, kw, C)[:, ::-1, ::-1, :]  # (O, u', v', C)
             wflip = flipped.transpose(1, 2, 0, 3).reshape(kh * kw * O, C)  # rows (u', v', o)
-        gb = xp.zeros(O, gy.dtype) if need[2] else None
-        gwm = xp.zeros((O, kh * kw * C), gy.dtype) if need[1] else None
+        gb = xp.einsum("nohw->o", gy) if need[2] else None
+        gwm = xp.zeros((O, kh * kw * C), gy.dtype) if need[1] and not dw_from_gcols else None
+        gwt = xp.zeros((C, kh * kw * O), gy.dtype) if dw_from_gcols else None
         gx = xp.empty((N, H, W, C), gy.dtype) if need[0] else None
         per_image = max(Ho * Wo * kh * kw * C, H * W * kh * kw * O) * gy.itemsize
         for lo, hi in _chunks(xp, N, per_image):
-            g = nhwc(gy[lo:hi])  # chunk x Ho x Wo x O
-            gc = g.reshape(-1, O)
-            if need[2]:
-                gb += gc.sum(axis=0)
-            if need[1]:
+            g = gy[lo:hi].transpose(0, 2, 3, 1)  # chunk x Ho x Wo x O, a view
+            if need[1] and not dw_from_gcols:
+                gc = xp.ascontiguousarray(g).reshape(-1, O)
                 cols = _im2col_nhwc(self.xh[lo:hi], (kh, kw), self.stride, self.padding, (Ho, Wo))
                 gwm += gc.T @ cols.reshape(-1, kh * kw * C)
             if need[0] and as_conv:
                 gcols = _im2col_nhwc(g, (kh, kw), (1, 1), (kh - 1 - ph, kw - 1 - pw), (H, W))
-                xp.matmul(gcols.reshape(-1, kh * kw * O), wflip, out=gx[lo:hi].reshape(-1, C))
+                gcols = gcols.reshape(-1, kh * kw * O)
+                xp.matmul(gcols, wflip, out=gx[lo:hi].reshape(-1, C))
+                if dw_from_gcols:
+                    gwt += self.xh[lo:hi].reshape(-1, C).T @ gcols
             elif need[0]:
+                gc = xp.ascontiguousarray(g).reshape(-1, O)
                 dcols = (gc @ self.wm).reshape(hi - lo, Ho, Wo, kh, kw, C)
                 gx[lo:hi] = _col2im_nhwc(dcols, (H, W), self.stride, self.padding)
         self.xh = None
-        gw = gwm.reshape(O, kh, kw, C).transpose(0, 3, 1, 2).copy() if need[1] else None
+        if dw_from_gcols:
+            gw = _weight_grad_from_gcols(gwt, O, kh, kw)
+        elif need[1]:
+            gw = gwm.reshape(O, kh, kw, C).transpose(0, 3, 1, 2).copy()
+        else:
+            gw = None
         return (nchw_view(gx) if need[0] else None), gw, gb
+
+
+_DW_FROM_GCOLS_MIN_CHANNELS = 32
+
+
+def _weight_grad_from_gcols(gwt, O, kh, kw):
+    """dW (O, C, kh, kw) from gwt = x^T @ gcols (C, kh*kw*O), for a stride-1 convolution.
+
+    gcols[n, i, j, u', v', o] = gpad[n, i + u', j + v', o], with g padded by k-1-p; and with the
+    input pixel (i, j) = (i0 + u - p, j0 + v - p) of output (i0, j0) under tap (u, v),
+    gpad[n, i + k-1-u, j + k-1-v, o] = g[n, i0, j0, o]. So the sum over pixels of
+    x[., c] * gcols[., (k-1-u, k-1-v, o)] is exactly dW[o, c, u, v] = sum x[., c] * g[., o] over
+    the pairs that tap (u, v) joins: the weight gradient with the kernel flipped back.
+    """
+    C = gwt.shape[0]
+    flipped = gwt.reshape(C, kh, kw, O)[:, ::-1, ::-1, :]
+    return flipped.transpose(3, 0, 1, 2).copy()
 
 
 def _check_conv_args(x, w, b, padding):
