@@ -330,17 +330,34 @@ def _run_backward(root: Tensor, grad: Any) -> None:
                     f"input of shape {x.shape}"
                 )
             if x.creator is None:
-                _accumulate_leaf(x, gx)
+                _accumulate_leaf(x, gx, owned=_is_fresh(gx, gys, gxs))
             else:
                 key = id(x)
                 grads[key] = gx if key not in grads else grads[key] + gx
                 push(x.creator)
 
 
-def _accumulate_leaf(x: Tensor, gx: Any) -> None:
-    # copy on first store: backward may hand the same array to several inputs (a + b)
+def _is_fresh(gx: Any, gys: list, gxs: tuple) -> bool:
+    """True when ``gx`` shares memory with neither the upstream gradients handed to the backward
+    that returned it nor that backward's other results: an array nobody else holds."""
+    xp = get_array_module(gx)
+    if any(xp.may_share_memory(gx, gy) for gy in gys):
+        return False  # e.g. add's backward passes gy through, concat's returns slices of it
+    mine = [other is gx for other in gxs]
+    if sum(mine) > 1:
+        return False  # the same array for two inputs
+    return not any(
+        other is not None and not is_gx and xp.may_share_memory(gx, other)
+        for other, is_gx in zip(gxs, mine)
+    )
+
+
+def _accumulate_leaf(x: Tensor, gx: Any, owned: bool = False) -> None:
+    """Add gx into x.grad. The first gradient is stored as is when ``owned`` (a fresh array, as
+    PyTorch steals it: no copy of a large input's gradient), otherwise copied, since a backward
+    may hand the same array to several inputs (a + b) and x.grad is later added to in place."""
     if x.grad is None:
-        x.grad = Tensor(gx.astype(x.dtype, copy=True))
+        x.grad = Tensor(gx if owned and gx.dtype == x.dtype else gx.astype(x.dtype, copy=True))
     else:
         x.grad.data += gx
 

@@ -196,3 +196,29 @@ def test_backward_checks_shapes_returned_by_an_op():
     x = md.tensor(np.ones(3), requires_grad=True)
     with pytest.raises(RuntimeError, match=r"Broken.*\(1,\).*\(3,\)"):
         Broken()(x).sum().backward()
+
+
+def test_leaf_gradients_never_alias_each_other_or_the_callers_array(xp):
+    """A fresh gradient is stored as the leaf's .grad without a copy (as PyTorch does), but one
+    that shares memory with another leaf's or with the caller's upstream gradient is copied:
+    a second backward, accumulated in place, must not leak into another leaf or the caller's g."""
+
+    class SameArrayTwice(Function):
+        def forward(self, a, b):
+            return a + b
+
+        def backward(self, gy):
+            g = gy * 1.0  # fresh, but handed to both inputs
+            return g, g
+
+    a, b, c, d, e, f = (leaf(xp, [1.0, 2.0]) for _ in range(6))
+    g = xp.asarray([1.0, 10.0])
+    for _ in range(2):
+        (a + b).backward(g)  # add passes g itself to both inputs
+        SameArrayTwice()(c, d).backward(g)
+        e.reshape(2, 1).backward(g.reshape(2, 1))  # a view of g comes back
+        (f * 3.0).backward(g)  # a fresh array: kept without a copy
+    for t in (a, b, c, d, e):
+        np.testing.assert_array_equal(md.backend.to_numpy(t.grad.data), [2.0, 20.0])
+    np.testing.assert_array_equal(md.backend.to_numpy(f.grad.data), [6.0, 60.0])
+    np.testing.assert_array_equal(md.backend.to_numpy(g), [1.0, 10.0])
