@@ -191,17 +191,15 @@ class Conv2d(Function):
             if b is not None:
                 y += b
         else:
-            # NHWC order (a view when x is channels-last). im2col copies its input into a
-            # zero-padded buffer anyway, so with padding any strides will do (e.g. a channel
-            # slice of a wider tensor); without, a contiguous copy, chunk by chunk while cache-hot
+            # NHWC order: a view when x is channels-last, or a channel slice of a channels-last
+            # tensor with padding (im2col copies it into a zero-padded buffer anyway, and
+            # backward reads its rows of C values in place); else one threaded transposing copy
             xh = x.transpose(0, 2, 3, 1)
-            copy = not xh.flags.c_contiguous and ph == pw == 0
-            if copy:
-                xh = xp.empty(xh.shape, x.dtype)
+            sliced = xh.strides[3] == xh.itemsize and (ph, pw) != (0, 0)
+            if not (xh.flags.c_contiguous or sliced):
+                xh = nhwc(x)
             y = xp.empty((N, Ho, Wo, O), x.dtype)
             for lo, hi in _chunks(xp, N, Ho * Wo * kh * kw * C * x.itemsize):
-                if copy:
-                    xh[lo:hi] = x[lo:hi].transpose(0, 2, 3, 1)
                 cols = _im2col_nhwc(xh[lo:hi], (kh, kw), self.stride, self.padding, (Ho, Wo))
                 out = y[lo:hi].reshape(-1, O)
                 xp.matmul(cols.reshape(-1, kh * kw * C), wm.T, out=out)
