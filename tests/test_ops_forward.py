@@ -74,3 +74,27 @@ def test_max_ties_share_the_gradient(xp):
     x = md.Tensor(xp.asarray([1.0, 3.0, 3.0]), requires_grad=True)
     x.max().backward()
     np.testing.assert_allclose(x.grad.numpy(), [0.0, 0.5, 0.5])
+
+
+def test_split_gradient_joins_channel_slices_into_a_channels_last_buffer():
+    """split's backward joins its gradients; when they are channels-last or channel slices of a
+    channels-last buffer (what concat's backward hands out), the join stays channels-last."""
+    from minidl.ops._layout import is_channels_last, nchw_view
+    from minidl.ops.shape import _join
+
+    rng = np.random.default_rng(8)
+    x = md.Tensor(nchw_view(rng.standard_normal((2, 3, 4, 6))), requires_grad=True)
+    a, b, c = md.split(x, [1, 3, 2], axis=1)
+    y = md.concat([a * 2.0, b, c], axis=1)  # split gets a fresh gradient and two channel slices
+    gy = nchw_view(rng.standard_normal((2, 3, 4, 6)))
+    y.backward(md.Tensor(gy))
+    expected = gy.copy()
+    expected[:, :1] *= 2.0
+    np.testing.assert_array_equal(x.grad.numpy(), expected)
+    assert is_channels_last(x.grad.data)
+
+    wide = nchw_view(rng.standard_normal((2, 3, 4, 5)))
+    grads = [wide[:, 4:5], nchw_view(rng.standard_normal((2, 3, 4, 3))), wide[:, 1:3]]
+    joined = _join(grads, 1)
+    assert is_channels_last(joined)
+    np.testing.assert_array_equal(joined, np.concatenate(grads, axis=1))
