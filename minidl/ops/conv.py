@@ -163,12 +163,12 @@ def _chunks(xp, n, bytes_per_item):
 class Conv2d(Function):
     """y = conv2d(x, W) + b, NCHW, weight (O, C, kh, kw); see the module docstring for the math.
 
-    The batch is processed in cache-sized chunks: NHWC copy (free for a channels-last x) and
-    im2col of a chunk, then its GEMM. Saved for backward: the NHWC input (a view when the layout
-    allows) and the weight; backward rebuilds each chunk's columns rather than keeping the whole
-    im2col matrix, which is kh*kw times the input; or, at stride 1 with dx wanted and C >= 32,
-    takes dW from the columns of g it builds for dx anyway (``_weight_grad_from_gcols``). The
-    output is an NCHW view over an NHWC buffer (channels last).
+    The batch is processed in cache-sized chunks: im2col of a chunk (its zero-padded copy also
+    puts an NCHW x in NHWC order), then its GEMM. Saved for backward: x as an NHWC-ordered view
+    and the weight; backward rebuilds each chunk's columns rather than keeping the whole im2col
+    matrix, which is kh*kw times the input; or, at stride 1 with dx wanted and C >= 32, takes dW
+    from the columns of g it builds for dx anyway (``_weight_grad_from_gcols``). The output is
+    an NCHW view over an NHWC buffer (channels last).
     """
 
     def __init__(self, stride=1, padding=0):
@@ -194,12 +194,11 @@ class Conv2d(Function):
             if b is not None:
                 y += b
         else:
-            # NHWC order: a view when x is channels-last, or a channel slice of a channels-last
-            # tensor with padding (im2col copies it into a zero-padded buffer anyway, and
-            # backward reads its rows of C values in place); else one threaded transposing copy
+            # NHWC order, a view: im2col copies it into a zero-padded buffer anyway, so with
+            # padding any layout will do (NCHW, or a channel slice of a channels-last tensor);
+            # without, one threaded transposing copy
             xh = x.transpose(0, 2, 3, 1)
-            sliced = xh.strides[3] == xh.itemsize and (ph, pw) != (0, 0)
-            if not (xh.flags.c_contiguous or sliced):
+            if not xh.flags.c_contiguous and (ph, pw) == (0, 0):
                 xh = nhwc(x)
             y = xp.empty((N, Ho, Wo, O), x.dtype)
             for lo, hi in _chunks(xp, N, Ho * Wo * kh * kw * C * x.itemsize):
@@ -258,7 +257,7 @@ class Conv2d(Function):
                 gcols = gcols.reshape(-1, kh * kw * O)
                 xp.matmul(gcols, wflip, out=gx[lo:hi].reshape(-1, C))
                 if dw_from_gcols:
-                    gwt += self.xh[lo:hi].reshape(-1, C).T @ gcols
+                    gwt += _xt_gcols(self.xh[lo:hi], gcols)
             elif need[0]:
                 gc = xp.ascontiguousarray(g).reshape(-1, O)
                 dcols = (gc @ self.wm).reshape(hi - lo, Ho, Wo, kh, kw, C)
@@ -271,6 +270,15 @@ class Conv2d(Function):
         else:
             gw = None
         return (nchw_view(gx) if need[0] else None), gw, gb
+
+
+def _xt_gcols(xh, gcols):
+    """x^T @ gcols (C, K) for a chunk of the input, xh (n, H, W, C) an NHWC-ordered view."""
+    n, H, W, C = xh.shape
+    if xh.strides[3] == xh.itemsize:  # each pixel's C values adjacent: one GEMM over all pixels
+        return xh.reshape(-1, C).T @ gcols
+    # an NCHW input: each image is a contiguous (C, H*W) matrix, so one GEMM per image
+    return (xh.transpose(0, 3, 1, 2).reshape(n, C, H * W) @ gcols.reshape(n, H * W, -1)).sum(0)
 
 
 def _weight_grad_from_gcols(gwt, O, kh, kw):
