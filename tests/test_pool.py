@@ -101,6 +101,39 @@ def test_max_pool_backward_routes_to_first_argmax_on_ties(xp):
     np.testing.assert_array_equal(x.grad.numpy()[0, 0], [[0, 2, 0], [0, 0, 0]])
 
 
+def _max_pool_backward_loops(x, gy, k, s, p):
+    """Naive reference: each window's gradient to its first maximum in row-major order."""
+    gx = np.zeros_like(x)
+    N, C, H, W = x.shape
+    for n, c, i, j in np.ndindex(*gy.shape):
+        rows = range(max(0, i * s - p), min(H, i * s - p + k))
+        cols = range(max(0, j * s - p), min(W, j * s - p + k))
+        window = [(x[n, c, r, q], r, q) for r in rows for q in cols]
+        best = max(v for v, _, _ in window)
+        _, r, q = next(w for w in window if w[0] == best)
+        gx[n, c, r, q] += gy[n, c, i, j]
+    return gx
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_max_pool_3x3_with_many_ties_routes_like_loops(xp, stride, channels_last):
+    """ReLU outputs tie often (zeros): every window's gradient goes to its first maximum."""
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 3, (2, 3, 6, 7)).astype(np.float64)
+    data = xp.asarray(x)
+    if channels_last:
+        data = nchw_view(xp.ascontiguousarray(data.transpose(0, 2, 3, 1)))
+    t = md.Tensor(data, requires_grad=True)
+    y = F.max_pool2d(t, 3, stride, 1)
+    np.testing.assert_array_equal(y.numpy(), ref.max_pool2d(x, (3, 3), (stride,) * 2, (1, 1)))
+    gy = rng.standard_normal(y.shape)
+    y.backward(xp.asarray(gy))
+    np.testing.assert_allclose(
+        t.grad.numpy(), _max_pool_backward_loops(x, gy, 3, stride, 1), rtol=1e-12, atol=1e-12
+    )
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pool_dtype_and_channels_last(xp, dtype):
     rng = np.random.default_rng(1)

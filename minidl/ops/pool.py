@@ -89,7 +89,10 @@ def _max_1d(x, axis, k, s, p, out_size, idx=None, out=None):
             if idx is not None:
                 idx[...] = t
             continue
-        if idx is not None:
+        if idx is not None and n == 1 and (taps[0][0], t) == (0, 1):
+            # idx is 0 everywhere yet: after the first two offsets it is just (x_1 > y)
+            xp.greater(xs, ys, out=idx[o].view(bool))
+        elif idx is not None:
             # arg-max without masked copies (slow in NumPy): offsets grow with t, so
             # idx = max(idx, t * (x_t > y)) sets t exactly where x_t is a new strict maximum
             b = better[o]
@@ -106,12 +109,19 @@ def _max_1d_backward(gy, idx, axis, k, s, p, size, out=None):
     xp = get_array_module(gy)
     gx = empty_like_layout(gy, _shape_along(gy, axis, size)) if out is None else out
     hit, routed = empty_like_layout(gy, gy.shape, bool), empty_like_layout(gy, gy.shape)
-    gx[...] = 0
-    for t, (o0, o1), (i0, i1, step) in _taps(k, s, p, size, gy.shape[axis]):
+    for n, (t, (o0, o1), (i0, i1, step)) in enumerate(_taps(k, s, p, size, gy.shape[axis])):
         o = _axis_slice(axis, o0, o1)
         xp.equal(idx[o], t, out=hit[o])
+        target = gx[_axis_slice(axis, i0, i1, step)]
+        if n == 0 and step == 1:  # the first offset's inputs form one run: write it outright
+            gx[_axis_slice(axis, 0, i0)] = 0
+            gx[_axis_slice(axis, i1, None)] = 0
+            xp.multiply(gy[o], hit[o], out=target)
+            continue
+        if n == 0:
+            gx[...] = 0
         xp.multiply(gy[o], hit[o], out=routed[o])
-        gx[_axis_slice(axis, i0, i1, step)] += routed[o]
+        target += routed[o]
     return gx
 
 
