@@ -26,10 +26,13 @@ col2im is the adjoint of im2col: each element of dcols is *added* back to the pi
 from (overlapping windows add up), and padding positions are dropped. With stride 1 a cheaper
 route gives the same dx: it is the convolution of gy (padded by k-1-p) with the kernel flipped in
 space and its in/out channels swapped, i.e. a gather (im2col of gy) and a GEMM, no scatter-add.
+Those columns of gy then also give dW, as x^T @ gcols with the kernel flipped back, so x's columns
+need not be rebuilt (used for inputs of 32 channels or more; see ``_weight_grad_from_gcols``).
 
 For speed on the CPU the batch is processed in chunks of a few images, so that each chunk's
 columns are still in the cache when the GEMM reads them, and the full im2col matrix (kh*kw times
-the input) never exists: backward rebuilds a chunk's columns instead of keeping them.
+the input) never exists: backward rebuilds a chunk's columns (or those of gy) instead of keeping
+them.
 
 A 1x1 convolution needs no im2col: every row of cols would be one pixel's C channels, i.e. the
 NHWC input itself, so it is a plain matrix product over channels.
