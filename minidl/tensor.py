@@ -330,7 +330,7 @@ def _run_backward(root: Tensor, grad: Any) -> None:
                     f"input of shape {x.shape}"
                 )
             if x.creator is None:
-                _accumulate_leaf(x, gx, owned=_is_fresh(gx, gys, gxs))
+                _accumulate_leaf(x, gx, owned=x.grad is None and _is_fresh(gx, gys, gxs))
             else:
                 key = id(x)
                 grads[key] = gx if key not in grads else grads[key] + gx
@@ -343,13 +343,10 @@ def _is_fresh(gx: Any, gys: list, gxs: tuple) -> bool:
     xp = get_array_module(gx)
     if any(xp.may_share_memory(gx, gy) for gy in gys):
         return False  # e.g. add's backward passes gy through, concat's returns slices of it
-    mine = [other is gx for other in gxs]
-    if sum(mine) > 1:
+    others = [other for other in gxs if other is not None]
+    if sum(other is gx for other in others) > 1:
         return False  # the same array for two inputs
-    return not any(
-        other is not None and not is_gx and xp.may_share_memory(gx, other)
-        for other, is_gx in zip(gxs, mine)
-    )
+    return not any(xp.may_share_memory(gx, other) for other in others if other is not gx)
 
 
 def _accumulate_leaf(x: Tensor, gx: Any, owned: bool = False) -> None:

@@ -47,6 +47,12 @@ def is_channels_last(x) -> bool:
     return x.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
+def channels_adjacent(x) -> bool:
+    """True when the NCHW array ``x`` keeps each pixel's channels next to each other in memory:
+    channels-last, or a channel slice of a channels-last buffer."""
+    return x.shape[1] == 1 or x.strides[1] == x.itemsize
+
+
 def nhwc(x):
     """A C-contiguous N x H x W x C array with the values of the NCHW array ``x``.
 

@@ -251,8 +251,9 @@ class Conv2d(Function):
         per_image = max(Ho * Wo * kh * kw * C, H * W * kh * kw * O) * gy.itemsize
         for lo, hi in _chunks(xp, N, per_image):
             g = gy[lo:hi].transpose(0, 2, 3, 1)  # chunk x Ho x Wo x O, a view
+            if (need[1] and not dw_from_gcols) or (need[0] and not as_conv):
+                gc = xp.ascontiguousarray(g).reshape(-1, O)  # g's rows, for the GEMMs below
             if need[1] and not dw_from_gcols:
-                gc = xp.ascontiguousarray(g).reshape(-1, O)
                 cols = _im2col_nhwc(self.xh[lo:hi], (kh, kw), self.stride, self.padding, (Ho, Wo))
                 gwm += gc.T @ cols.reshape(-1, kh * kw * C)
             if need[0] and as_conv:
@@ -262,7 +263,6 @@ class Conv2d(Function):
                 if dw_from_gcols:
                     gwt += _xt_gcols(self.xh[lo:hi], gcols)
             elif need[0]:
-                gc = xp.ascontiguousarray(g).reshape(-1, O)
                 dcols = (gc @ self.wm).reshape(hi - lo, Ho, Wo, kh, kw, C)
                 gx[lo:hi] = _col2im_nhwc(dcols, (H, W), self.stride, self.padding)
         self.xh = None

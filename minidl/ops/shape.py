@@ -14,7 +14,7 @@ import numpy as np
 from ..backend import get_array_module, scatter_add
 from ..function import Function
 from ..registry import GradCase, register_gradcheck
-from ._layout import nchw_view
+from ._layout import channels_adjacent, nchw_view
 from ._parallel import parallel_batches
 
 
@@ -131,14 +131,9 @@ def _join(xs, axis):
     keep their channels adjacent (channels-last, or a channel slice of a channels-last buffer:
     split's gradients are often one of each)."""
     xp = get_array_module(xs[0])
-    if axis == 1 and xs[0].ndim == 4 and all(map(_channels_adjacent, xs)):
+    if axis == 1 and xs[0].ndim == 4 and all(map(channels_adjacent, xs)):
         return _concat_channels_last(xp, xs, np.cumsum([x.shape[1] for x in xs])[:-1])
     return xp.concatenate(xs, axis=axis)
-
-
-def _channels_adjacent(x) -> bool:
-    """True when the NCHW array ``x`` keeps each pixel's channels next to each other in memory."""
-    return x.shape[1] == 1 or x.strides[1] == x.itemsize
 
 
 def _concat_channels_last(xp, xs, bounds):
