@@ -7,8 +7,10 @@ results. When gradients are enabled and some input requires one, it also remembe
 
 Subclasses implement ``forward(*arrays) -> array | tuple`` and
 ``backward(*grad_outputs) -> array | tuple`` on raw NumPy/CuPy arrays. ``self.needs_input_grad``
-tells backward which input gradients are wanted (return ``None`` for the others), so an op can skip
-work nobody asked for, e.g. the input gradient of a network's first convolution.
+tells forward and backward which input gradients are wanted (backward returns ``None`` for the
+others), so an op can skip work nobody asked for, e.g. the input gradient of a network's first
+convolution. Under ``no_grad()`` it is all False, so forward need not check the grad mode before
+saving what backward would need.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ def set_grad_enabled(mode: bool) -> Iterator[None]:
         _grad_enabled = previous
 
 
+def timed(op: str, phase: str) -> contextlib.AbstractContextManager[Any]:
+    """The profiler's timer for one phase ("forward" or "backward") of ``op``, when one is on."""
+    return contextlib.nullcontext() if op_timer is None else op_timer(op, phase)
+
+
 def no_grad() -> contextlib.AbstractContextManager[None]:
     """Context manager: ops inside record no graph (inference, evaluation, optimizer steps)."""
     return set_grad_enabled(False)
@@ -59,14 +66,11 @@ class Function:
         like = next((x for x in inputs if isinstance(x, Tensor)), None)
         tensors = tuple(as_tensor(x, like=like) for x in inputs)
         _check_same_device(type(self).__name__, tensors)
-        self.needs_input_grad = tuple(t.requires_grad for t in tensors)
-        record = _grad_enabled and any(self.needs_input_grad)
+        self.needs_input_grad = tuple(_grad_enabled and t.requires_grad for t in tensors)
+        record = any(self.needs_input_grad)
 
-        if op_timer is None:
+        with timed(self.name, "forward"):
             ys = self.forward(*(t.data for t in tensors))
-        else:
-            with op_timer(self.name, "forward"):
-                ys = self.forward(*(t.data for t in tensors))
         ys = ys if isinstance(ys, tuple) else (ys,)
         outputs = tuple(Tensor(y, requires_grad=record) for y in ys)
         if record:

@@ -315,11 +315,8 @@ def _run_backward(root: Tensor, grad: Any) -> None:
             elif out._retain_grad and out is not root:
                 _accumulate_leaf(out, gy)
             gys.append(gy)
-        if function.op_timer is None:
+        with function.timed(fn.name, "backward"):
             gxs = fn.backward(*gys)
-        else:
-            with function.op_timer(fn.name, "backward"):
-                gxs = fn.backward(*gys)
         gxs = gxs if isinstance(gxs, tuple) else (gxs,)
         for x, gx in zip(fn.inputs, gxs):
             if not x.requires_grad or gx is None:
@@ -330,31 +327,19 @@ def _run_backward(root: Tensor, grad: Any) -> None:
                     f"input of shape {x.shape}"
                 )
             if x.creator is None:
-                _accumulate_leaf(x, gx, owned=x.grad is None and _is_fresh(gx, gys, gxs))
+                _accumulate_leaf(x, gx)
             else:
                 key = id(x)
                 grads[key] = gx if key not in grads else grads[key] + gx
                 push(x.creator)
 
 
-def _is_fresh(gx: Any, gys: list, gxs: tuple) -> bool:
-    """True when ``gx`` shares memory with neither the upstream gradients handed to the backward
-    that returned it nor that backward's other results: an array nobody else holds."""
-    xp = get_array_module(gx)
-    if any(xp.may_share_memory(gx, gy) for gy in gys):
-        return False  # e.g. add's backward passes gy through, concat's returns slices of it
-    others = [other for other in gxs if other is not None]
-    if sum(other is gx for other in others) > 1:
-        return False  # the same array for two inputs
-    return not any(xp.may_share_memory(gx, other) for other in others if other is not gx)
-
-
-def _accumulate_leaf(x: Tensor, gx: Any, owned: bool = False) -> None:
-    """Add gx into x.grad. The first gradient is stored as is when ``owned`` (a fresh array, as
-    PyTorch steals it: no copy of a large input's gradient), otherwise copied, since a backward
-    may hand the same array to several inputs (a + b) and x.grad is later added to in place."""
+def _accumulate_leaf(x: Tensor, gx: Any) -> None:
+    """Add gx into x.grad. The first gradient is stored as a copy: a backward may hand the same
+    array to several inputs (a + b passes gy to both) or a view of the caller's gradient, and
+    x.grad is later added to in place."""
     if x.grad is None:
-        x.grad = Tensor(gx if owned and gx.dtype == x.dtype else gx.astype(x.dtype, copy=True))
+        x.grad = Tensor(gx.astype(x.dtype, copy=True))
     else:
         x.grad.data += gx
 

@@ -68,6 +68,23 @@ def test_no_grad_records_nothing(xp):
     assert md.is_grad_enabled()
 
 
+def test_needs_input_grad_is_all_false_under_no_grad(xp):
+    """Forward may read needs_input_grad to decide what to save for backward: under no_grad()
+    no backward will run, so nothing is needed (ops need not check the grad mode themselves)."""
+    seen = []
+
+    class Probe(Function):
+        def forward(self, a, b):
+            seen.append(self.needs_input_grad)
+            return a + b
+
+    a, b = leaf(xp, [1.0]), md.Tensor(xp.ones(1))
+    Probe()(a, b)
+    with md.no_grad():
+        Probe()(a, b)
+    assert seen == [(True, False), (False, False)]
+
+
 def test_graph_recorded_only_when_an_input_requires_grad(xp):
     a = md.Tensor(xp.ones(3))
     b = md.Tensor(xp.ones(3))
@@ -199,9 +216,9 @@ def test_backward_checks_shapes_returned_by_an_op():
 
 
 def test_leaf_gradients_never_alias_each_other_or_the_callers_array(xp):
-    """A fresh gradient is stored as the leaf's .grad without a copy (as PyTorch does), but one
-    that shares memory with another leaf's or with the caller's upstream gradient is copied:
-    a second backward, accumulated in place, must not leak into another leaf or the caller's g."""
+    """A backward may hand one array to two inputs, or pass back (a view of) the caller's
+    upstream gradient: a second backward, accumulated in place into .grad, must not leak into
+    another leaf or the caller's g."""
 
     class SameArrayTwice(Function):
         def forward(self, a, b):
@@ -217,7 +234,7 @@ def test_leaf_gradients_never_alias_each_other_or_the_callers_array(xp):
         (a + b).backward(g)  # add passes g itself to both inputs
         SameArrayTwice()(c, d).backward(g)
         e.reshape(2, 1).backward(g.reshape(2, 1))  # a view of g comes back
-        (f * 3.0).backward(g)  # a fresh array: kept without a copy
+        (f * 3.0).backward(g)  # a fresh array
     for t in (a, b, c, d, e):
         np.testing.assert_array_equal(md.backend.to_numpy(t.grad.data), [2.0, 20.0])
     np.testing.assert_array_equal(md.backend.to_numpy(f.grad.data), [6.0, 60.0])
