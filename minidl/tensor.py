@@ -358,17 +358,25 @@ def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
 def tensor(
     data: Any, requires_grad: bool = False, dtype: Any = None, device: str = "cpu"
 ) -> Tensor:
-    """Make a tensor: ``md.tensor([[1., 2.]], requires_grad=True, device="cuda")``.
+    """Make a tensor (a copy of ``data``): ``md.tensor([[1., 2.]], requires_grad=True)``.
 
-    Floating data defaults to float32 (the library's default), as in PyTorch; integer data keeps
-    its integer type.
+    Without ``dtype``, as ``torch.tensor``: an array (NumPy, CuPy, a Tensor's) or a NumPy scalar
+    keeps its dtype, so float64 data stays float64; Python floats (and lists of them) become
+    float32, the library's default; Python ints become int64 and bools bool.
     """
     if isinstance(data, Tensor):
         data = data.data
-    xp = backend.module_for(device)
     if dtype is None:
-        kind = np.asarray(data).dtype if get_array_module(data) is np else data.dtype
-        dtype = np.float32 if np.issubdtype(kind, np.floating) else kind
+        dtype = data.dtype if hasattr(data, "dtype") else _python_dtype(data)
     if backend.device_of(data) != backend.check_device(device):
         data = backend.to_device(data, device)
+    xp = backend.module_for(device)
     return Tensor(xp.array(data, dtype=dtype), requires_grad=requires_grad)
+
+
+def _python_dtype(data: Any) -> np.dtype:
+    """torch.tensor's default dtype for Python numbers and (nested) lists of them."""
+    inferred = np.asarray(data).dtype
+    return {"f": np.dtype(np.float32), "i": np.dtype(np.int64), "c": np.dtype(np.complex64)}.get(
+        inferred.kind, inferred
+    )

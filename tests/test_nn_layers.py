@@ -12,7 +12,7 @@ from minidl import nn
 
 
 def _x(rng, shape=(2, 3, 8, 8), device="cpu"):
-    return md.tensor(rng.standard_normal(shape), device=device)
+    return md.tensor(rng.standard_normal(shape, dtype=np.float32), device=device)
 
 
 class SmallCNN(nn.Module):

@@ -130,10 +130,46 @@ def test_python_scalars_keep_the_tensor_dtype(xp):
         assert y.dtype == np.float32
 
 
+FACTORY_CASES = {  # data, the dtype md.tensor (and torch.tensor) gives it
+    "python float": (1.5, np.float32),
+    "list of floats": ([1.0, 2.0], np.float32),
+    "mixed list": ([[1, 2.5]], np.float32),
+    "python int": (3, np.int64),
+    "list of ints": ([1, 2], np.int64),
+    "bool": (True, np.bool_),
+    "float64 array": (np.ones(2), np.float64),
+    "float32 array": (np.ones(2, np.float32), np.float32),
+    "float16 array": (np.ones(2, np.float16), np.float16),
+    "int32 array": (np.arange(3, dtype=np.int32), np.int32),
+    "float64 scalar": (np.float64(2.0), np.float64),
+}
+
+
+@pytest.mark.parametrize("kind", FACTORY_CASES)
+def test_tensor_factory_dtype_follows_torch_tensor(kind, device):
+    """An array keeps its dtype (float64 stays float64); Python floats become float32, ints
+    int64, as torch.tensor."""
+    data, dtype = FACTORY_CASES[kind]
+    assert md.tensor(data, device=device).dtype == dtype
+
+
+@pytest.mark.parametrize("kind", FACTORY_CASES)
+def test_tensor_factory_dtype_table_is_torchs(kind):
+    torch = pytest.importorskip("torch")
+    data, dtype = FACTORY_CASES[kind]
+    assert str(torch.tensor(data).dtype) == f"torch.{np.dtype(dtype)}"
+
+
+def test_tensor_factory_copies_and_keeps_a_tensors_dtype():
+    source = np.ones(2)
+    t = md.tensor(source)
+    source[0] = 5.0
+    assert t.numpy()[0] == 1.0
+    assert md.tensor(t).dtype == np.float64
+    assert md.tensor(np.ones(2), dtype=np.float32).dtype == np.float32
+
+
 def test_tensor_factory_defaults():
-    assert md.tensor([1.0, 2.0]).dtype == np.float32
-    assert md.tensor([1, 2]).dtype.kind == "i"
-    assert md.tensor(np.ones(2), dtype=np.float64).dtype == np.float64
     t = md.tensor([[1.0, 2.0]], requires_grad=True)
     assert t.shape == (1, 2) and t.ndim == 2 and t.device == "cpu" and t.is_leaf
     assert isinstance(t.numpy(), np.ndarray)
