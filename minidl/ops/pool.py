@@ -2,21 +2,29 @@
 
 A kh x kw window with stride s and padding p slides over each channel; output size
 floor((H + 2p - kh) / s) + 1, or the ceiling with ``ceil_mode`` as long as the last window starts
-inside the input or the left padding (PyTorch's rule, see ``_layout.output_size``).
+inside the input or the left padding (PyTorch's rule, see ``_layout.output_size``). With x padded
+(by -inf for max pooling, by 0 for average pooling; a ceil_mode window may need a little more on
+the bottom/right), tap (u, v) of every window is one strided view of the padded input:
 
-Both pools are *separable*: a max (or sum) over a kh x kw window is a max over kw columns followed
-by a max over kh rows. So each is done in two 1-D passes, one per kernel offset along that axis
-(kh + kw strided passes instead of kh * kw), and each pass is split over the batch on the thread
-pool. The windows' taps that fall into the padding are simply skipped, which is padding with -inf
-for max pooling and with 0 for average pooling.
+    tap_uv[n, c, i, j] = xpad[n, c, i*s + u, j*s + v]
 
-max_pool2d backward routes each output gradient to the arg-max of its window. The 1-D passes record
-their arg-max as a small integer offset (int8), so backward runs the two passes in reverse: rows
-first (gy to the row maxima), then columns. Ties go to the first maximum in row-major window order,
-as in PyTorch (the first row holding the maximum, then its first column).
+so each pool is a loop over the kh*kw taps, every step a whole-array operation:
 
-Naive loop references for both pools live in tests/reference.py and the forward outputs are
-compared against them.
+    forward                                    backward
+    max:  y = max over taps of tap_uv          dtap_uv += gy where arg[n, c, i, j] = (u, v)
+          arg = the first tap holding it       (the gradient goes to the maximum only)
+    avg:  y = (sum over taps of tap_uv) / count   dtap_uv += gy / count   (every tap)
+
+and dx is the interior of the padded gradient (what fell on the padding is dropped). Within one tap
+no two windows share an input, so ``+=`` on a tap's view adds each gradient exactly once; windows
+that overlap meet across taps. Ties go to the first maximum in row-major window order, as in
+PyTorch. count is kh*kw with count_include_pad (minus taps past the padded input), else the number
+of taps inside the input.
+
+The code below is the reference a learner reads and the one every non-NumPy array (CuPy) runs.
+NumPy arrays take ``_pool_blocked``: the same results from separable 1-D passes (kh + kw instead of
+kh*kw) over blocks of images on the thread pool. Tests compare the two, and naive loop references
+live in tests/reference.py.
 """
 
 from __future__ import annotations
@@ -26,8 +34,8 @@ import numpy as np
 from ..backend import get_array_module
 from ..function import Function, is_grad_enabled
 from ..registry import GradCase, register_gradcheck, tie_free
-from ._layout import check_4d, check_float, empty_like_layout, output_size, pair, valid_range
-from ._parallel import parallel_batches, parallel_blocks
+from . import _pool_blocked as blocked_path
+from ._layout import check_4d, check_float, output_size, pair
 
 
 def _window_args(op, x, kernel_size, stride, padding, ceil_mode):
@@ -51,162 +59,72 @@ def _window_args(op, x, kernel_size, stride, padding, ceil_mode):
     return k, s, p, out
 
 
-def _shape_along(x, axis, n):
-    shape = list(x.shape)
-    shape[axis] = n
-    return tuple(shape)
-
-
-def _axis_slice(axis, start, stop, step=1):
-    """An index selecting start:stop:step along ``axis`` (2 or 3) of an NCHW array."""
-    index = [slice(None)] * 4
-    index[axis] = slice(start, stop, step)
-    return tuple(index)
-
-
-def _taps(k, s, p, size, out_size):
-    """For each kernel offset along one axis: (offset, output slice, input slice)."""
-    for t in range(k):
-        o0, o1, i0 = valid_range(out_size, t, s, p, size)
-        if o1 > o0:
-            yield t, (o0, o1), (i0, i0 + s * (o1 - o0 - 1) + 1, s)
-
-
-def _max_1d(x, axis, k, s, p, out_size, idx=None, out=None):
-    """Max over windows along one axis into ``out`` (allocated when None), and the arg-max
-    offsets (int8) into ``idx`` when given. Serial: the callers split the batch over threads."""
+def _padded(x, kernel_size, stride, padding, out_hw, value):
+    """x inside a (N, C, Hp, Wp) array of ``value``: ``padding`` rows/columns before it, as many
+    after, or more where a ceil_mode window runs past them."""
     xp = get_array_module(x)
-    y = empty_like_layout(x, _shape_along(x, axis, out_size)) if out is None else out
-    taps = list(_taps(k, s, p, x.shape[axis], out_size))
-    better = empty_like_layout(y, y.shape, bool) if idx is not None and len(taps) > 1 else None
-    for n, (t, (o0, o1), (i0, i1, step)) in enumerate(taps):
-        o = _axis_slice(axis, o0, o1)
-        ys, xs = y[o], x[_axis_slice(axis, i0, i1, step)]
-        if n == 0:  # the first tap covers every window but those starting in the padding
-            y[_axis_slice(axis, 0, o0)] = -xp.inf
-            y[_axis_slice(axis, o1, None)] = -xp.inf
-            ys[...] = xs
-            if idx is not None:
-                idx[...] = t
-            continue
-        if idx is not None and n == 1 and (taps[0][0], t) == (0, 1):
-            # idx is 0 everywhere yet: after the first two offsets it is just (x_1 > y)
-            xp.greater(xs, ys, out=idx[o].view(bool))
-        elif idx is not None:
-            # arg-max without masked copies (slow in NumPy): offsets grow with t, so
-            # idx = max(idx, t * (x_t > y)) sets t exactly where x_t is a new strict maximum
-            b = better[o]
-            xp.greater(xs, ys, out=b)
-            bi = b.view(xp.int8)
-            xp.multiply(bi, t, out=bi)
-            xp.maximum(idx[o], bi, out=idx[o])
-        xp.maximum(ys, xs, out=ys)
-    return y
+    N, C, H, W = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (Ho, Wo) = kernel_size, stride, padding, out_hw
+    Hp, Wp = max(H + 2 * ph, (Ho - 1) * sh + kh), max(W + 2 * pw, (Wo - 1) * sw + kw)
+    xpad = xp.full((N, C, Hp, Wp), value, x.dtype)
+    xpad[:, :, ph : ph + H, pw : pw + W] = x
+    return xpad
 
 
-def _max_1d_backward(gy, idx, axis, k, s, p, size, out=None):
-    """Route gy to the arg-max offsets ``idx`` along one axis: the adjoint of ``_max_1d``."""
-    xp = get_array_module(gy)
-    gx = empty_like_layout(gy, _shape_along(gy, axis, size)) if out is None else out
-    hit, routed = empty_like_layout(gy, gy.shape, bool), empty_like_layout(gy, gy.shape)
-    for n, (t, (o0, o1), (i0, i1, step)) in enumerate(_taps(k, s, p, size, gy.shape[axis])):
-        o = _axis_slice(axis, o0, o1)
-        xp.equal(idx[o], t, out=hit[o])
-        target = gx[_axis_slice(axis, i0, i1, step)]
-        if n == 0 and step == 1:  # the first offset's inputs form one run: write it outright
-            gx[_axis_slice(axis, 0, i0)] = 0
-            gx[_axis_slice(axis, i1, None)] = 0
-            xp.multiply(gy[o], hit[o], out=target)
-            continue
-        if n == 0:
-            gx[...] = 0
-        xp.multiply(gy[o], hit[o], out=routed[o])
-        target += routed[o]
-    return gx
+def _taps(a, kernel_size, stride, out_hw):
+    """For each tap (u, v) in row-major order, the view tap_uv[..., i, j] = a[..., i*sh + u,
+    j*sw + v] of the padded array ``a``: that tap of every window."""
+    (kh, kw), (sh, sw), (Ho, Wo) = kernel_size, stride, out_hw
+    for u in range(kh):
+        for v in range(kw):
+            yield a[:, :, u : u + sh * Ho : sh, v : v + sw * Wo : sw]
 
 
-_BLOCK_BYTES = 1024 << 10
-
-
-def _in_blocks(xp, x, work) -> None:
-    """Call ``work(b0, b1)`` on blocks of a few images (~1 MB of ``x``), split over the thread
-    pool: both 1-D passes of a block run while its data and temporaries sit in the cache. (Each
-    NumPy call hands the GIL back and forth between the threads; with 256 KB blocks those
-    hand-offs made the pooling 2-3x slower than with 1 MB ones.)"""
-    step = max(1, _BLOCK_BYTES // max(1, x[:1].nbytes))
-    parallel_blocks(xp, x.shape[0], step, work, x.size * 3)
+def _interior(apad, padding, in_hw):
+    """The input's part of a padded array (the gradient that fell on the padding is dropped)."""
+    (ph, pw), (H, W) = padding, in_hw
+    return apad[:, :, ph : ph + H, pw : pw + W]
 
 
 class MaxPool2d(Function):
     """y[n, c, i, j] = max of x over window (i, j) (padding counts as -inf).
 
-    dx: each gy[n, c, i, j] is added to the element that was the window's maximum.
+    dx: each gy[n, c, i, j] is added to the element that was the window's maximum (the first one
+    in row-major window order on ties). Saved for backward: the arg-max tap of each window.
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         self.args = (kernel_size, stride, padding, ceil_mode)
 
     def forward(self, x):
-        (kh, kw), (sh, sw), (ph, pw), (Ho, Wo) = _window_args("max_pool2d", x, *self.args)
-        N, C, H, W = x.shape
-        self.geometry = ((kh, kw), (sh, sw), (ph, pw), (H, W))
+        k, s, p, out = _window_args("max_pool2d", x, *self.args)
+        self.geometry = (k, s, p, x.shape[2:])
         want = is_grad_enabled() and self.needs_input_grad[0]
-        y = empty_like_layout(x, (N, C, Ho, Wo))
-        idx_w = empty_like_layout(x, (N, C, H, Wo), np.int8) if want else None
-        idx_h = empty_like_layout(x, (N, C, Ho, Wo), np.int8) if want else None
-
-        def work(b0, b1):
-            r = _max_1d(x[b0:b1], 3, kw, sw, pw, Wo, idx_w[b0:b1] if want else None)  # H x Wo
-            _max_1d(r, 2, kh, sh, ph, Ho, idx_h[b0:b1] if want else None, out=y[b0:b1])
-
-        _in_blocks(get_array_module(x), x, work)
-        self.idx_w, self.idx_h = idx_w, idx_h
+        self.fast = blocked_path.applies(x)  # NumPy: separable passes, blocked, threaded
+        if self.fast:
+            y, self.argmax = blocked_path.max_pool(x, k, s, p, out, want)
+            return y
+        xp = get_array_module(x)
+        xpad = _padded(x, k, s, p, out, -xp.inf)
+        y = xp.full(x.shape[:2] + out, -xp.inf, x.dtype)
+        arg = xp.zeros(y.shape, np.min_scalar_type(k[0] * k[1] - 1)) if want else None
+        for t, tap in enumerate(_taps(xpad, k, s, out)):
+            if want:  # strictly greater: on a tie the earlier tap keeps the arg-max
+                arg[tap > y] = t
+            xp.maximum(y, tap, out=y)
+        self.argmax, self.pad_shape = arg, xpad.shape
         return y
 
     def backward(self, gy):
-        (kh, kw), (sh, sw), (ph, pw), (H, W) = self.geometry
-        N, C = gy.shape[:2]
-        gx = empty_like_layout(gy, (N, C, H, W))
-
-        def work(b0, b1):
-            gr = _max_1d_backward(gy[b0:b1], self.idx_h[b0:b1], 2, kh, sh, ph, H)  # H x Wo
-            _max_1d_backward(gr, self.idx_w[b0:b1], 3, kw, sw, pw, W, out=gx[b0:b1])
-
-        _in_blocks(get_array_module(gy), gx, work)
-        self.idx_h = self.idx_w = None
-        return gx
-
-
-def _sum_1d(x, axis, k, s, p, out_size):
-    """Sum over windows along one axis (taps in the padding contribute 0)."""
-    xp = get_array_module(x)
-    y = empty_like_layout(x, _shape_along(x, axis, out_size))
-    taps = list(_taps(k, s, p, x.shape[axis], out_size))
-
-    def work(lo, hi):
-        yb, xb = y[lo:hi], x[lo:hi]
-        yb[...] = 0
-        for _, (o0, o1), (i0, i1, step) in taps:
-            yb[_axis_slice(axis, o0, o1)] += xb[_axis_slice(axis, i0, i1, step)]
-
-    parallel_batches(xp, x.shape[0], work, y.size * k)
-    return y
-
-
-def _sum_1d_backward(gy, axis, k, s, p, size):
-    """The adjoint of ``_sum_1d``: each window's gradient added back to all its taps."""
-    xp = get_array_module(gy)
-    gx = empty_like_layout(gy, _shape_along(gy, axis, size))
-    taps = list(_taps(k, s, p, size, gy.shape[axis]))
-
-    def work(lo, hi):
-        gb, gxb = gy[lo:hi], gx[lo:hi]
-        gxb[...] = 0
-        for _, (o0, o1), (i0, i1, step) in taps:
-            gxb[_axis_slice(axis, i0, i1, step)] += gb[_axis_slice(axis, o0, o1)]
-
-    parallel_batches(xp, gy.shape[0], work, gy.size * k)
-    return gx
+        k, s, p, in_hw = self.geometry
+        argmax, self.argmax = self.argmax, None  # freed when backward is done
+        if self.fast:
+            return blocked_path.max_pool_backward(gy, argmax, k, s, p, in_hw)
+        xp = get_array_module(gy)
+        gpad = xp.zeros(self.pad_shape, gy.dtype)
+        for t, dtap in enumerate(_taps(gpad, k, s, gy.shape[2:])):
+            dtap += gy * (argmax == t)
+        return _interior(gpad, p, in_hw)
 
 
 def _window_counts(xp, k, s, p, size, out_size, include_pad, dtype):
@@ -214,11 +132,11 @@ def _window_counts(xp, k, s, p, size, out_size, include_pad, dtype):
 
     PyTorch's rule: with count_include_pad the window is clipped to the padded input (so a
     ceil_mode window running past the padding counts less), otherwise to the input itself."""
-    start = np.arange(out_size) * s - p
-    stop = np.minimum(start + k, size + p)
+    start = xp.arange(out_size) * s - p
+    stop = xp.minimum(start + k, size + p)
     if not include_pad:
-        start, stop = np.maximum(start, 0), np.minimum(stop, size)
-    return xp.asarray(stop - start, dtype=dtype)
+        start, stop = xp.maximum(start, 0), xp.minimum(stop, size)
+    return (stop - start).astype(dtype)
 
 
 class AvgPool2d(Function):
@@ -234,20 +152,33 @@ class AvgPool2d(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
-        (kh, kw), (sh, sw), (ph, pw), (Ho, Wo) = _window_args("avg_pool2d", x, *self.args)
-        H, W = x.shape[2:]
-        self.geometry = ((kh, kw), (sh, sw), (ph, pw), (H, W))
-        ch = _window_counts(xp, kh, sh, ph, H, Ho, self.count_include_pad, x.dtype)
-        cw = _window_counts(xp, kw, sw, pw, W, Wo, self.count_include_pad, x.dtype)
+        k, s, p, out = _window_args("avg_pool2d", x, *self.args)
+        (H, W), (Ho, Wo) = x.shape[2:], out
+        self.geometry = (k, s, p, (H, W))
+        ch = _window_counts(xp, k[0], s[0], p[0], H, Ho, self.count_include_pad, x.dtype)
+        cw = _window_counts(xp, k[1], s[1], p[1], W, Wo, self.count_include_pad, x.dtype)
         self.inv_count = 1 / (ch[:, None] * cw[None, :])  # Ho x Wo
-        y = _sum_1d(_sum_1d(x, 3, kw, sw, pw, Wo), 2, kh, sh, ph, Ho)
+        self.fast = blocked_path.applies(x)  # NumPy: separable passes, threaded
+        if self.fast:
+            y = blocked_path.window_sums(x, k, s, p, out)
+        else:
+            xpad = _padded(x, k, s, p, out, 0)
+            self.pad_shape = xpad.shape
+            y = xp.zeros(x.shape[:2] + out, x.dtype)
+            for tap in _taps(xpad, k, s, out):
+                y += tap
         y *= self.inv_count
         return y
 
     def backward(self, gy):
-        (kh, kw), (sh, sw), (ph, pw), (H, W) = self.geometry
+        k, s, p, in_hw = self.geometry
         g = gy * self.inv_count
-        return _sum_1d_backward(_sum_1d_backward(g, 2, kh, sh, ph, H), 3, kw, sw, pw, W)
+        if self.fast:
+            return blocked_path.window_sums_backward(g, k, s, p, in_hw)
+        gpad = get_array_module(g).zeros(self.pad_shape, g.dtype)
+        for dtap in _taps(gpad, k, s, g.shape[2:]):
+            dtap += g
+        return _interior(gpad, p, in_hw)
 
 
 def adaptive_windows(size: int, out: int) -> list[tuple[int, int]]:
