@@ -260,10 +260,10 @@ class Tensor:
 
         return transpose(self, *axes)
 
-    def flatten(self, start_dim: int = 0) -> Tensor:
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         from .ops.shape import flatten
 
-        return flatten(self, start_dim)
+        return flatten(self, start_dim, end_dim)
 
     def exp(self) -> Tensor:
         from .ops.arithmetic import exp

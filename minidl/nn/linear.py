@@ -45,21 +45,15 @@ class Linear(Module):
 
 
 class Flatten(Module):
-    """Merge axes ``start_dim`` .. ``end_dim``: (N, C, H, W) -> (N, C*H*W) by default."""
+    """Merge axes ``start_dim`` .. ``end_dim``: (N, C, H, W) -> (N, C*H*W) by default (start_dim=1
+    keeps the batch axis, as PyTorch's nn.Flatten; F.flatten's default start_dim is 0)."""
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1):
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
 
     def forward(self, x: Tensor) -> Tensor:
-        shape = x.shape
-        start, end = self.start_dim % x.ndim, self.end_dim % x.ndim
-        if start > end:
-            raise ValueError(
-                f"Flatten: start_dim {self.start_dim} comes after end_dim {self.end_dim} for an "
-                f"input of shape {shape}"
-            )
-        return x.reshape(*shape[:start], -1, *shape[end + 1 :])
+        return F.flatten(x, self.start_dim, self.end_dim)
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

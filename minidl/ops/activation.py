@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..backend import get_array_module
 from ..function import Function
 from ..registry import GradCase, register_gradcheck, tie_free
+from .shape import normalize_axis
 
 
 class ReLU(Function):
@@ -57,6 +58,7 @@ class Softmax(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
+        self.axis = normalize_axis(self.axis, x.ndim, "softmax")
         e = xp.exp(x - x.max(axis=self.axis, keepdims=True))
         self.y = e / e.sum(axis=self.axis, keepdims=True)
         return self.y
@@ -77,6 +79,7 @@ class LogSoftmax(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
+        self.axis = normalize_axis(self.axis, x.ndim, "log_softmax")
         shifted = x - x.max(axis=self.axis, keepdims=True)
         self.y = shifted - xp.log(xp.exp(shifted).sum(axis=self.axis, keepdims=True))
         return self.y

@@ -6,7 +6,6 @@ first restored as size-1 axes (``_expand``), whether or not keepdims dropped the
 
 from __future__ import annotations
 
-import builtins
 from typing import Any
 
 import numpy as np
@@ -14,16 +13,19 @@ import numpy as np
 from ..backend import get_array_module
 from ..function import Function
 from ..registry import GradCase, register_gradcheck, tie_free
+from .shape import normalize_axis
 
 
-def _normalize_axis(axis: Any, ndim: int) -> tuple[int, ...]:
+def _normalize_axes(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
+    """``axis`` (None for all, an int or a tuple of ints) as sorted non-negative axes."""
     if axis is None:
         return tuple(range(ndim))
-    axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
-    for a in axes:
-        if not -ndim <= a < builtins.max(ndim, 1):
-            raise ValueError(f"axis must be in [{-ndim}, {ndim}) for a {ndim}-d tensor, got {a}")
-    return tuple(sorted(a % builtins.max(ndim, 1) for a in axes))
+    axes = [
+        normalize_axis(a, ndim, op) for a in (axis if isinstance(axis, tuple | list) else [axis])
+    ]
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{op}: axis {axis} names an axis more than once")
+    return tuple(sorted(axes))
 
 
 def _expand(g: Any, in_shape: tuple[int, ...], axes: tuple[int, ...]) -> Any:
@@ -40,7 +42,7 @@ class Sum(Function):
 
     def forward(self, x):
         self.in_shape = x.shape
-        self.axes = _normalize_axis(self.axis, x.ndim)
+        self.axes = _normalize_axes(self.axis, x.ndim, self.name.lower())
         return x.sum(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, gy):
@@ -71,7 +73,7 @@ class Max(Function):
 
     def forward(self, x):
         self.x = x
-        self.axes = _normalize_axis(self.axis, x.ndim)
+        self.axes = _normalize_axes(self.axis, x.ndim, self.name.lower())
         self.y = x.max(axis=self.axes, keepdims=True)
         return (
             self.y

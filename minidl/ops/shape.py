@@ -1,21 +1,42 @@
-"""Shape ops: reshape transpose flatten getitem concat.
+"""Shape ops: reshape transpose flatten getitem concat split.
 
 None of these change values, only where they sit, so each backward puts the gradient back where
 the value came from: reshape back, transpose by the inverse permutation, scatter into the indexed
 places, split the concatenation.
+
+Axes count from the end when negative (-1 is the last), as in NumPy and PyTorch; an axis out of
+range raises ``AxisError`` (NumPy's, both an IndexError, as PyTorch's "Dimension out of range",
+and a ValueError).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.exceptions import AxisError
 
 from ..backend import get_array_module, scatter_add
 from ..function import Function
 from ..registry import GradCase, register_gradcheck
 from ._layout import channels_adjacent, nchw_view
 from ._parallel import parallel_batches
+
+if TYPE_CHECKING:
+    from ..tensor import Tensor
+
+
+def normalize_axis(axis: Any, ndim: int, op: str, name: str = "axis") -> int:
+    """``axis`` as an index in [0, ndim), or a clear error naming the op and the argument."""
+    if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
+        raise TypeError(f"{op}: {name} must be an int, got {axis!r}")
+    if not -ndim <= axis < ndim:
+        raise AxisError(
+            f"{op}: {name}={axis} is out of range for a {ndim}-D tensor (expected an axis in "
+            f"[{-ndim}, {ndim - 1}])"
+        )
+    return int(axis) % ndim
 
 
 class Reshape(Function):
@@ -46,9 +67,12 @@ class Transpose(Function):
 
     def forward(self, x):
         axes = self.axes if self.axes else tuple(range(x.ndim))[::-1]
-        if sorted(a % max(x.ndim, 1) for a in axes) != list(range(x.ndim)):
-            raise ValueError(f"transpose: axes must permute {x.ndim} axes, got {tuple(axes)}")
-        self.inverse = tuple(np.argsort([a % x.ndim for a in axes]))
+        axes = tuple(normalize_axis(a, x.ndim, "transpose", "axes") for a in axes)
+        if sorted(axes) != list(range(x.ndim)):
+            raise ValueError(
+                f"transpose: axes must permute the {x.ndim} axes, got {tuple(self.axes or ())}"
+            )
+        self.inverse = tuple(int(i) for i in np.argsort(axes))
         return x.transpose(axes)
 
     def backward(self, gy):
@@ -84,7 +108,7 @@ class Concat(Function):
 
     def forward(self, *xs):
         first = xs[0]
-        axis = self.axis % first.ndim
+        axis = normalize_axis(self.axis, first.ndim, "concat")
         for i, x in enumerate(xs):
             if x.ndim != first.ndim or any(
                 a != b for d, (a, b) in enumerate(zip(x.shape, first.shape)) if d != axis
@@ -94,7 +118,7 @@ class Concat(Function):
                     f"has shape {first.shape}, tensor {i} has shape {x.shape}"
                 )
         self.axis = axis
-        self.bounds = np.cumsum([x.shape[axis] for x in xs])[:-1]
+        self.bounds = _bounds([x.shape[axis] for x in xs])
         return _join(xs, axis)
 
     def backward(self, gy):
@@ -108,22 +132,26 @@ class Split(Function):
     The adjoint of concat: forward and backward swap roles.
     """
 
-    def __init__(self, sections, axis: int):
-        self.sections, self.axis = tuple(int(n) for n in sections), axis
+    def __init__(self, sections: tuple[int, ...], axis: int):
+        self.sections, self.axis = sections, axis
 
     def forward(self, x):
-        axis = self.axis % x.ndim
+        axis = normalize_axis(self.axis, x.ndim, "split")
         if sum(self.sections) != x.shape[axis] or min(self.sections) < 1:
             raise ValueError(
                 f"split: sections must be positive and add up to x.shape[{self.axis}] = "
                 f"{x.shape[axis]}, got {list(self.sections)}"
             )
         self.axis = axis
-        bounds = np.cumsum(self.sections)[:-1]
-        return tuple(get_array_module(x).split(x, bounds, axis=axis))
+        return tuple(get_array_module(x).split(x, _bounds(self.sections), axis=axis))
 
     def backward(self, *gys):
         return _join(gys, self.axis)
+
+
+def _bounds(sizes):
+    """Where consecutive pieces of these sizes end, but the last: split points, as Python ints."""
+    return [int(b) for b in np.cumsum(sizes)[:-1]]
 
 
 def _join(xs, axis):
@@ -132,7 +160,7 @@ def _join(xs, axis):
     split's gradients are often one of each)."""
     xp = get_array_module(xs[0])
     if axis == 1 and xs[0].ndim == 4 and all(map(channels_adjacent, xs)):
-        return _concat_channels_last(xp, xs, np.cumsum([x.shape[1] for x in xs])[:-1])
+        return _concat_channels_last(xp, xs, _bounds([x.shape[1] for x in xs]))
     return xp.concatenate(xs, axis=axis)
 
 
@@ -140,8 +168,8 @@ def _concat_channels_last(xp, xs, bounds):
     """Channels-last inputs joined on channels into a channels-last output (np.concatenate would
     return NCHW order, a transposing copy that every consumer would then undo)."""
     N, _, H, W = xs[0].shape
-    out = xp.empty((N, H, W, int(bounds[-1]) + xs[-1].shape[1]), xs[0].dtype)
-    starts = [0, *(int(b) for b in bounds)]
+    out = xp.empty((N, H, W, bounds[-1] + xs[-1].shape[1]), xs[0].dtype)
+    starts = [0, *bounds]
 
     def work(lo, hi):
         for x, c0 in zip(xs, starts):
@@ -163,9 +191,22 @@ def transpose(x, *axes):
     return Transpose(tuple(axes) or None)(x)
 
 
-def flatten(x, start_dim: int = 1):
-    """Merge the axes from ``start_dim`` on: (N, C, H, W) -> (N, C*H*W) for start_dim=1."""
-    return reshape(x, *x.shape[:start_dim], -1)
+def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """``torch.flatten``: merge the axes ``start_dim`` to ``end_dim`` (both included) into one.
+
+    (N, C, H, W) -> (N*C*H*W,) by default, -> (N, C*H*W) with start_dim=1; a 0-D tensor becomes
+    1-D, as in PyTorch.
+    """
+    shape, ndim = x.shape, max(len(x.shape), 1)
+    start = normalize_axis(start_dim, ndim, "flatten", "start_dim")
+    end = normalize_axis(end_dim, ndim, "flatten", "end_dim")
+    if start > end:
+        raise ValueError(
+            f"flatten: start_dim={start_dim} must not come after end_dim={end_dim} for an input "
+            f"of shape {tuple(shape)}"
+        )
+    merged = int(np.prod(shape[start : end + 1]))
+    return reshape(x, *shape[:start], merged, *shape[end + 1 :])
 
 
 def getitem(x, index):
@@ -178,7 +219,7 @@ def getitem(x, index):
     return GetItem(index)(x)
 
 
-def concat(tensors, axis: int = 0):
+def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along an existing axis (``torch.cat``)."""
     tensors = list(tensors)
     if not tensors:
@@ -186,10 +227,20 @@ def concat(tensors, axis: int = 0):
     return Concat(axis)(*tensors)
 
 
-def split(x, sections, axis: int = 0):
+def split(x: Tensor, sections: Sequence[int], axis: int = 0) -> tuple[Tensor, ...]:
     """Consecutive slices of ``x`` along ``axis``, of the sizes in ``sections`` (``torch.split``
-    with a list of sizes); a tuple of views."""
-    return Split(sections, axis)(x)
+    with a list of sizes); a tuple of views.
+
+    Unlike ``torch.split``, a single int (a chunk size) is not accepted: pass the list of sizes.
+    """
+    if isinstance(sections, int | np.integer) or not all(
+        isinstance(n, int | np.integer) and not isinstance(n, bool) for n in sections
+    ):
+        raise TypeError(
+            f"split: sections must be a list of ints, the size of each piece along axis {axis} "
+            f"(e.g. [2, 3]), got {sections!r}"
+        )
+    return Split(tuple(int(n) for n in sections), axis)(x)
 
 
 # ------------------------------------------------------------------ gradient checks
