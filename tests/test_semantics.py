@@ -9,6 +9,8 @@ import pytest
 import minidl as md
 import minidl.functional as F
 from minidl import nn
+from minidl.gradcheck import check_grad
+from minidl.ops.linalg import MATMUL_VECTOR_CASES
 
 
 def _t(device, shape, dtype=np.float32, seed=0):
@@ -129,3 +131,46 @@ def test_flatten_gradient(device):
     x = md.tensor(np.ones((2, 3, 4), np.float32), requires_grad=True, device=device)
     (F.flatten(x, 1) * md.tensor(np.arange(12, dtype=np.float32), device=device)).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), np.tile(np.arange(12.0).reshape(3, 4), (2, 1, 1)))
+
+
+# ---------------------------------------------------------------------------- matmul
+@pytest.mark.parametrize("name, a_shape, b_shape", MATMUL_VECTOR_CASES)
+def test_matmul_with_vectors_forward_as_numpy(name, a_shape, b_shape, device):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
+    ta, tb = md.tensor(a, device=device), md.tensor(b, device=device)
+    for y in (ta @ tb, F.matmul(ta, tb)):
+        assert y.shape == np.matmul(a, b).shape
+        np.testing.assert_allclose(y.numpy(), a @ b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name, a_shape, b_shape", MATMUL_VECTOR_CASES)
+def test_matmul_with_vectors_gradcheck(name, a_shape, b_shape, xp):
+    """float64, central differences, a random upstream gradient (check_grad draws one)."""
+    rng = np.random.default_rng(1)
+    check_grad(md.F.matmul, [xp.asarray(rng.standard_normal(s)) for s in (a_shape, b_shape)])
+
+
+@pytest.mark.parametrize("name, a_shape, b_shape", MATMUL_VECTOR_CASES)
+def test_matmul_with_vectors_matches_torch(name, a_shape, b_shape):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
+    g = rng.standard_normal(np.matmul(a, b).shape)
+    ta, tb = (torch.tensor(v, requires_grad=True) for v in (a, b))
+    ty = ta @ tb
+    ty.backward(torch.tensor(g))
+    ma, mb = (md.tensor(v, requires_grad=True) for v in (a, b))
+    my = ma @ mb
+    my.backward(g)
+    assert my.shape == tuple(ty.shape)
+    np.testing.assert_allclose(my.numpy(), ty.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ma.grad.numpy(), ta.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(mb.grad.numpy(), tb.grad.numpy(), rtol=1e-12)
+
+
+def test_matmul_errors_name_the_shapes():
+    with pytest.raises(ValueError, match=r"at least 1 dimension.*\(\).*\(3,\)"):
+        md.tensor(2.0) @ md.tensor(np.ones(3))
+    with pytest.raises(ValueError, match=r"inner dimensions.*\(1, 3\).*\(4, 1\)"):
+        md.tensor(np.ones(3)) @ md.tensor(np.ones(4))

@@ -1,7 +1,9 @@
 """Matrix products: matmul (batched, broadcasting the batch axes) and linear.
 
 For y = a @ b on the last two axes: da = gy @ b^T and db = a^T @ gy; batch axes that were
-broadcast are summed back with ``sum_to``.
+broadcast are summed back with ``sum_to``. A 1-D operand follows NumPy's and PyTorch's rule: a
+vector on the left is a row (1, k), on the right a column (k, 1), and that added axis is dropped
+from the result (vector @ vector is a scalar).
 """
 
 from __future__ import annotations
@@ -16,25 +18,39 @@ def _swap(m):
 
 
 class MatMul(Function):
-    """y = a @ b, a (..., n, k), b (..., k, m) -> y (..., n, m)."""
+    """y = a @ b, a (..., n, k), b (..., k, m) -> y (..., n, m); a (k,) acts as (1, k) and
+    b (k,) as (k, 1), with that axis dropped from y."""
 
     def forward(self, a, b):
-        if a.ndim < 2 or b.ndim < 2:
+        if a.ndim == 0 or b.ndim == 0:
             raise ValueError(
-                f"matmul: both operands need at least 2 dimensions, got shapes {a.shape} and "
+                f"matmul: both operands need at least 1 dimension, got shapes {a.shape} and "
                 f"{b.shape}"
             )
+        self.a_vector, self.b_vector = a.ndim == 1, b.ndim == 1
+        a = a.reshape(1, -1) if self.a_vector else a  # row
+        b = b.reshape(-1, 1) if self.b_vector else b  # column
         if a.shape[-1] != b.shape[-2]:
             raise ValueError(
                 f"matmul: inner dimensions must match, got a {a.shape} (k={a.shape[-1]}) and "
                 f"b {b.shape} (k={b.shape[-2]})"
             )
         self.a, self.b = a, b
-        return a @ b
+        y = a @ b
+        if self.a_vector:
+            y = y[..., 0, :]
+        return y[..., 0] if self.b_vector else y
 
     def backward(self, gy):
-        ga = sum_to(gy @ _swap(self.b), self.a.shape) if self.needs_input_grad[0] else None
-        gb = sum_to(_swap(self.a) @ gy, self.b.shape) if self.needs_input_grad[1] else None
+        if self.b_vector:  # put back the axes forward dropped, in reverse order
+            gy = gy[..., None]
+        if self.a_vector:
+            gy = gy[..., None, :]
+        a, b = self.a, self.b
+        ga = sum_to(gy @ _swap(b), a.shape) if self.needs_input_grad[0] else None
+        gb = sum_to(_swap(a) @ gy, b.shape) if self.needs_input_grad[1] else None
+        ga = ga[0] if self.a_vector and ga is not None else ga
+        gb = gb[:, 0] if self.b_vector and gb is not None else gb
         return ga, gb
 
 
@@ -73,6 +89,16 @@ def linear(x, weight, bias=None):
     return Linear()(x, weight) if bias is None else Linear()(x, weight, bias)
 
 
+# NumPy's and PyTorch's 1-D rules: (name, a's shape, b's shape)
+MATMUL_VECTOR_CASES = [
+    ("vector @ vector", (4,), (4,)),
+    ("matrix @ vector", (3, 4), (4,)),
+    ("vector @ matrix", (4,), (4, 3)),
+    ("batched @ vector", (2, 3, 4), (4,)),
+    ("vector @ batched", (4,), (2, 4, 3)),
+]
+
+
 @register_gradcheck("matmul")
 def _matmul_cases(rng):
     yield GradCase("2-D", matmul, [rng.standard_normal((3, 4)), rng.standard_normal((4, 5))])
@@ -84,6 +110,8 @@ def _matmul_cases(rng):
     yield GradCase(
         "batched both", matmul, [rng.standard_normal((2, 1, 3, 4)), rng.standard_normal((3, 4, 2))]
     )
+    for name, a_shape, b_shape in MATMUL_VECTOR_CASES:
+        yield GradCase(name, matmul, [rng.standard_normal(a_shape), rng.standard_normal(b_shape)])
 
 
 @register_gradcheck("linear")
