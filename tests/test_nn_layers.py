@@ -174,3 +174,26 @@ def test_small_cnn_trains(rng):
         losses.append(loss.item())
     assert losses[0] == pytest.approx(np.log(10), abs=0.5)
     assert losses[-1] < 0.3 * losses[0]
+
+
+@pytest.mark.parametrize(
+    "make, error, words",
+    [
+        (lambda: nn.Linear(0, 3), ValueError, ["Linear", "in_features", ">= 1", "got 0"]),
+        (lambda: nn.Linear(3, 0), ValueError, ["out_features", ">= 1", "got 0"]),
+        (lambda: nn.Linear(2.5, 3), TypeError, ["in_features", "int", "2.5"]),
+        (lambda: nn.Conv2d(3, 3, 0), ValueError, ["Conv2d", "kernel_size", ">= 1", "got 0"]),
+        (lambda: nn.Conv2d(3, 3, (3, 0)), ValueError, ["kernel_size", ">= 1", "got 0"]),
+        (lambda: nn.Conv2d(0, 3, 3), ValueError, ["in_channels", ">= 1", "got 0"]),
+        (lambda: nn.Conv2d(3, 0, 3), ValueError, ["out_channels", ">= 1", "got 0"]),
+        (lambda: nn.Conv2d(3, 3, 3, stride=0), ValueError, ["stride", ">= 1", "got 0"]),
+        (lambda: nn.Conv2d(3, 3, 3, padding=-1), ValueError, ["padding", ">= 0", "got -1"]),
+        (lambda: nn.Conv2d(3, 3, 1.5), TypeError, ["kernel_size", "pair of ints", "1.5"]),
+    ],
+)
+def test_layer_size_errors_name_argument_expected_and_actual(make, error, words):
+    """Zero-sized layers are refused when built (PyTorch builds them and fails later, if at all)."""
+    with pytest.raises(error) as info:
+        make()
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))

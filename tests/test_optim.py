@@ -218,3 +218,20 @@ def test_argument_errors():
     x = md.tensor([1.0], requires_grad=True)
     with pytest.raises(ValueError, match="non-leaf"):
         optim.SGD([x * 2], lr=0.1)
+
+
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9), optim.Adam])
+def test_state_dict_from_a_model_with_other_shapes_is_refused(make):
+    """Same number of parameters, other sizes (nn.Linear(4, 3) saved, nn.Linear(5, 3) here): a
+    clear error naming the state, the parameter and both shapes, and the optimizer untouched."""
+    saved_model = nn.Linear(4, 3)
+    opt = make(saved_model.parameters())
+    for p in saved_model.parameters():
+        p.grad = md.Tensor(np.ones(p.shape, np.float32))
+    opt.step()
+    model = nn.Linear(5, 3)
+    other = make(model.parameters())
+    words = r"state '\w+' of parameter 0 has shape \(3, 4\), but that parameter has shape \(3, 5\)"
+    with pytest.raises(ValueError, match=words):
+        other.load_state_dict(opt.state_dict())
+    assert other.state == {}

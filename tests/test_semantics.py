@@ -174,3 +174,47 @@ def test_matmul_errors_name_the_shapes():
         md.tensor(2.0) @ md.tensor(np.ones(3))
     with pytest.raises(ValueError, match=r"inner dimensions.*\(1, 3\).*\(4, 1\)"):
         md.tensor(np.ones(3)) @ md.tensor(np.ones(4))
+
+
+# ---------------------------------------------------------------------------- argument errors
+ARGUMENT_ERRORS = {  # call, error, words the message must hold (argument, expected, actual)
+    "linear bias (3,) for 4 outputs": (
+        lambda d: F.linear(_t(d, (2, 3)), _t(d, (4, 3)), _t(d, (3,))),
+        ValueError,
+        ["linear", "bias", "(4,)", "(3,)"],
+    ),
+    "linear bias (1,) broadcast silently": (
+        lambda d: F.linear(_t(d, (2, 3)), _t(d, (4, 3)), _t(d, (1,))),
+        ValueError,
+        ["bias", "(4,)", "(1,)"],
+    ),
+    "linear weight 1-D": (
+        lambda d: F.linear(_t(d, (2, 3)), _t(d, (3,))),
+        ValueError,
+        ["weight", "2-D", "(3,)"],
+    ),
+    "concat axis=1.5": (
+        lambda d: md.concat([_t(d, (2, 3)), _t(d, (2, 3))], axis=1.5),
+        TypeError,
+        ["concat", "axis", "int", "1.5"],
+    ),
+    "split(x, 3)": (
+        lambda d: md.split(_t(d, (6, 2)), 3),
+        TypeError,
+        ["split", "sections", "list of ints", "got 3"],
+    ),
+    "split sizes 1.5": (
+        lambda d: md.split(_t(d, (3, 2)), [1.5, 1.5]),
+        TypeError,
+        ["sections", "list of ints", "1.5"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", ARGUMENT_ERRORS)
+def test_argument_errors_name_argument_expected_and_actual(case, device):
+    call, error, words = ARGUMENT_ERRORS[case]
+    with pytest.raises(error) as info:
+        call(device)
+    for word in words:
+        assert word in str(info.value), (word, str(info.value))

@@ -9,15 +9,17 @@ import numpy as np
 from .. import functional as F
 from ..tensor import Tensor
 from . import init
+from .linear import check_size
 from .module import Module
 from .parameter import Parameter
 
 
-def _pair(v: int | tuple[int, int], name: str) -> tuple[int, int]:
-    pair = (v, v) if isinstance(v, int) else tuple(v)
-    if len(pair) != 2 or not all(isinstance(i, int) for i in pair):
-        raise TypeError(f"{name} must be an int or a pair of ints, got {v!r}")
-    return pair
+def _pair(v: int | tuple[int, int], name: str, minimum: int) -> tuple[int, int]:
+    if isinstance(v, int | np.integer):
+        v = (v, v)
+    if not isinstance(v, tuple | list) or len(v) != 2:
+        raise TypeError(f"Conv2d: {name} must be an int or a pair of ints, got {v!r}")
+    return tuple(check_size(i, name, "Conv2d", minimum) for i in v)
 
 
 class Conv2d(Module):
@@ -39,10 +41,11 @@ class Conv2d(Module):
         bias: bool = True,
     ):
         super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair(kernel_size, "kernel_size")
-        self.stride = _pair(stride, "stride")
-        self.padding = _pair(padding, "padding")
+        self.in_channels = check_size(in_channels, "in_channels", "Conv2d")
+        self.out_channels = check_size(out_channels, "out_channels", "Conv2d")
+        self.kernel_size = _pair(kernel_size, "kernel_size", 1)
+        self.stride = _pair(stride, "stride", 1)
+        self.padding = _pair(padding, "padding", 0)
         shape = (out_channels, in_channels, *self.kernel_size)
         self.weight = Parameter(np.empty(shape, np.float32))
         self.bias = Parameter(np.empty(out_channels, np.float32)) if bias else None

@@ -61,10 +61,19 @@ class Linear(Function):
     """
 
     def forward(self, x, w, b=None):
-        if x.shape[-1] != w.shape[1]:
+        if w.ndim != 2:
+            raise ValueError(
+                f"linear: weight must be 2-D (out_features, in_features), got shape {w.shape}"
+            )
+        if x.ndim == 0 or x.shape[-1] != w.shape[1]:
             raise ValueError(
                 f"linear: input features must equal weight.shape[1]; got input {x.shape} and "
                 f"weight {w.shape}"
+            )
+        if b is not None and b.shape != (w.shape[0],):
+            raise ValueError(
+                f"linear: bias must have shape (out_features,) = ({w.shape[0]},) to match "
+                f"weight {w.shape}, got {b.shape}"
             )
         self.x, self.w = x, w
         y = x @ w.T

@@ -106,10 +106,19 @@ class Optimizer:
                     f"{len(mine['params'])} here"
                 )
         params = self._all_params()
-        self.state = {}
+        state = {}
         for key, s in state_dict["state"].items():
             p = params[int(key)]
-            self.state[id(p)] = {k: _to_param(v, p) for k, v in s.items()}
+            for name, v in s.items():
+                shape = tuple(getattr(v, "shape", ()))
+                if shape and shape != p.shape:
+                    raise ValueError(
+                        f"load_state_dict: state {name!r} of parameter {key} has shape {shape}, "
+                        f"but that parameter has shape {p.shape}: was it saved from a model "
+                        f"with other layer sizes?"
+                    )
+            state[id(p)] = {k: _to_param(v, p) for k, v in s.items()}
+        self.state = state
         for saved, mine in zip(groups, self.param_groups):
             for k, v in saved.items():
                 if k != "params":
