@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import reference as ref
+from fast_paths import LAYOUTS, PATHS, as_layout, use_path
 
 import minidl as md
 import minidl.functional as F
@@ -27,12 +28,18 @@ GRID = [
 ]
 
 
+@pytest.fixture(params=PATHS)
+def path(request, xp, monkeypatch):
+    """conv2d's fast NumPy path (_conv_nhwc) or its textbook code (what CuPy arrays run)."""
+    use_path(request.param, xp, monkeypatch)
+
+
 def _pair(v):
     return (v, v) if isinstance(v, int) else v
 
 
 @pytest.mark.parametrize("shape,kernel,stride,padding", GRID)
-def test_conv2d_matches_naive_loops(xp, shape, kernel, stride, padding):
+def test_conv2d_matches_naive_loops(xp, path, shape, kernel, stride, padding):
     rng = np.random.default_rng(hash((shape, kernel, stride, padding)) % 2**32)
     N, C, H, W = shape
     O, kh, kw = kernel
@@ -56,7 +63,7 @@ def test_conv2d_matches_naive_loops(xp, shape, kernel, stride, padding):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("k", [1, 3])
-def test_conv2d_dtype_and_grads_dtype(xp, dtype, k):
+def test_conv2d_dtype_and_grads_dtype(xp, path, dtype, k):
     rng = np.random.default_rng(0)
     x = md.Tensor(xp.asarray(rng.standard_normal((2, 3, 5, 5)), dtype=dtype), requires_grad=True)
     w = md.Tensor(xp.asarray(rng.standard_normal((4, 3, k, k)), dtype=dtype), requires_grad=True)
@@ -76,7 +83,7 @@ def test_conv2d_dtype_and_grads_dtype(xp, dtype, k):
     )
 
 
-def test_channels_last_input_gives_same_result(xp):
+def test_channels_last_input_gives_same_result(xp, path):
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 4, 6, 5))
     w = rng.standard_normal((3, 4, 3, 3))
@@ -89,7 +96,7 @@ def test_channels_last_input_gives_same_result(xp):
     assert y1.data.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
-def test_conv2d_grads_on_larger_shapes_directional(xp):
+def test_conv2d_grads_on_larger_shapes_directional(xp, path):
     rng = np.random.default_rng(2)
     for stride, padding in [(1, 1), (2, 2), ((1, 2), (0, 1))]:
         inputs = [
@@ -108,18 +115,7 @@ def test_conv2d_grads_on_larger_shapes_directional(xp):
         )
 
 
-def _as_layout(xp, a, layout):
-    """The NCHW array ``a`` as NCHW, as a channels-last view, or as a channel slice of one."""
-    if layout == "nchw":
-        return xp.asarray(a)
-    nhwc = np.ascontiguousarray(a.transpose(0, 2, 3, 1))
-    if layout == "channel_slice":  # channels 2.. of a wider buffer, as split hands them out
-        nhwc = np.concatenate([np.zeros(nhwc.shape[:3] + (2,)), nhwc], axis=3)
-        return nchw_view(xp.asarray(nhwc))[:, 2:]
-    return nchw_view(xp.asarray(nhwc))
-
-
-@pytest.mark.parametrize("layout", ["nchw", "channels_last", "channel_slice"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize(
     "kernel,padding", [((3, 3), (1, 1)), ((5, 5), (2, 2)), ((3, 2), (2, 0)), ((2, 2), (1, 1))]
 )
@@ -136,9 +132,9 @@ def test_weight_gradient_from_the_columns_of_g(xp, monkeypatch, layout, kernel, 
     grads = {}
     for route, min_channels in (("rebuild", 10**6), ("from_gcols", 1)):
         monkeypatch.setattr(_conv_nhwc, "_DW_FROM_GCOLS_MIN_CHANNELS", min_channels)
-        ts = [md.Tensor(_as_layout(xp, x, layout), requires_grad=True)]
+        ts = [md.Tensor(as_layout(xp, x, layout), requires_grad=True)]
         ts += [md.Tensor(xp.asarray(a), requires_grad=True) for a in (w, b)]
-        F.conv2d(*ts, padding=padding).backward(md.Tensor(_as_layout(xp, gy, layout)))
+        F.conv2d(*ts, padding=padding).backward(md.Tensor(as_layout(xp, gy, layout)))
         grads[route] = [t.grad.numpy() for t in ts]
     for new, old in zip(grads["from_gcols"], grads["rebuild"]):
         np.testing.assert_allclose(new, old, rtol=1e-10, atol=1e-10)

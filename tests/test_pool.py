@@ -7,9 +7,11 @@ import itertools
 import numpy as np
 import pytest
 import reference as ref
+from fast_paths import PATHS, use_path
 
 import minidl as md
 import minidl.functional as F
+from minidl.gradcheck import check_grad
 from minidl.ops._layout import nchw_view
 from minidl.ops.pool import adaptive_windows
 from minidl.registry import tie_free
@@ -39,8 +41,14 @@ def _grid():
 GRID = list(_grid())
 
 
+@pytest.fixture(params=PATHS)
+def path(request, xp, monkeypatch):
+    """The pools' fast NumPy path (_pool_blocked) or their textbook code (what CuPy arrays run)."""
+    use_path(request.param, xp, monkeypatch)
+
+
 @pytest.mark.parametrize("shape,k,stride,padding,ceil_mode", GRID)
-def test_pools_match_naive_loops(xp, shape, k, stride, padding, ceil_mode):
+def test_pools_match_naive_loops(xp, path, shape, k, stride, padding, ceil_mode):
     rng = np.random.default_rng(0)
     x = tie_free(rng, shape)
     s = k if stride is None else _pair(stride)
@@ -83,14 +91,14 @@ def test_ceil_mode_output_size(size, k, s, p, ceil, expected):
     assert y.shape == (1, 1, expected, expected)
 
 
-def test_max_pool_padding_is_minus_infinity(xp):
+def test_max_pool_padding_is_minus_infinity(xp, path):
     x = -np.arange(1.0, 10.0).reshape(1, 1, 3, 3)  # all negative: zero padding would win
     y = F.max_pool2d(md.Tensor(xp.asarray(x)), 3, 1, 1).numpy()
     np.testing.assert_array_equal(y, ref.max_pool2d(x, (3, 3), (1, 1), (1, 1)))
     assert (y < 0).all()
 
 
-def test_max_pool_backward_routes_to_first_argmax_on_ties(xp):
+def test_max_pool_backward_routes_to_first_argmax_on_ties(xp, path):
     x = md.Tensor(xp.asarray(np.zeros((1, 1, 2, 2))), requires_grad=True)
     F.max_pool2d(x, 2).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy()[0, 0], [[1.0, 0.0], [0.0, 0.0]])
@@ -117,7 +125,7 @@ def _max_pool_backward_loops(x, gy, k, s, p):
 
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_max_pool_3x3_with_many_ties_routes_like_loops(xp, stride, channels_last):
+def test_max_pool_3x3_with_many_ties_routes_like_loops(xp, path, stride, channels_last):
     """ReLU outputs tie often (zeros): every window's gradient goes to its first maximum."""
     rng = np.random.default_rng(6)
     x = rng.integers(0, 3, (2, 3, 6, 7)).astype(np.float64)
@@ -135,7 +143,7 @@ def test_max_pool_3x3_with_many_ties_routes_like_loops(xp, stride, channels_last
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_pool_dtype_and_channels_last(xp, dtype):
+def test_pool_dtype_and_channels_last(xp, path, dtype):
     rng = np.random.default_rng(1)
     x = tie_free(rng, (2, 3, 7, 6)).astype(dtype)
     x_cl = nchw_view(xp.ascontiguousarray(xp.asarray(x).transpose(0, 2, 3, 1)))
@@ -153,6 +161,22 @@ def test_pool_dtype_and_channels_last(xp, dtype):
         yb.backward(xp.asarray(g))
         assert a.grad.dtype == dtype
         np.testing.assert_allclose(a.grad.numpy(), b.grad.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "pool",
+    [
+        lambda x: F.max_pool2d(x, 3, 2, 1, ceil_mode=True),
+        lambda x: F.max_pool2d(x, (2, 3), (1, 2), (1, 1)),
+        lambda x: F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False),
+        lambda x: F.avg_pool2d(x, (3, 2), 1, (1, 0)),
+    ],
+    ids=["max 3x3 s2 p1 ceil", "max 2x3 s(1,2) p1", "avg 3x3 s2 p1 ceil excl", "avg 3x2 s1 p(1,0)"],
+)
+def test_pool_gradients_directional(xp, path, pool):
+    """Each path's backward against central differences (tie-free input: max is smooth there)."""
+    x = tie_free(np.random.default_rng(7), (2, 3, 9, 8))
+    check_grad(pool, [xp.asarray(x)], tol=1e-6, full_limit=0)
 
 
 @pytest.mark.parametrize("size,out", [(14, 4), (7, 3), (5, 5), (9, 1), (10, 7), (3, 6)])

@@ -7,6 +7,9 @@ pooling). BLAS calls are left alone: they are threaded already.
 
 On the GPU (CuPy) a kernel already uses the whole device, so ``parallel_batches`` simply calls the
 worker once over the whole range.
+
+``WORKERS``, ``_MIN_ELEMENTS`` and the pool are module globals read on every call (never bound at
+import by the callers), so tests can force two threads and tiny passes (tests/test_fast_paths.py).
 """
 
 from __future__ import annotations
