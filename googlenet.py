@@ -41,6 +41,7 @@ import minidl as md
 import minidl.functional as F
 from minidl import nn
 from minidl.backend import keep_freed_memory
+from minidl.nn._fused import batch_norm_relu, can_stack, stacked_1x1
 from minidl.summary import format_table, human, profile
 
 VARIANTS = ("paper", "torchvision", "cifar")
@@ -97,13 +98,10 @@ class ConvBlock(nn.Module):
         self.relu = nn.ReLU()
 
     def forward(self, x: md.Tensor) -> md.Tensor:
-        return self.activate(self.conv(x))
-
-    def activate(self, x: md.Tensor) -> md.Tensor:
-        """What follows the convolution: [batch norm and] ReLU."""
-        if self.bn is not None:
-            return self.bn(x, relu=True)  # batch norm and ReLU fused: one pass over memory
-        return self.relu(x)
+        x = self.conv(x)
+        if self.bn is None:
+            return self.relu(x)
+        return batch_norm_relu(self.bn, x)  # relu(bn(x)) as one op: one pass over memory
 
 
 class Inception(nn.Module):
@@ -157,79 +155,16 @@ class Inception(nn.Module):
             ConvBlock(in_channels, pool_proj, 1, bn_eps=e),
         )
 
-    fuse_1x1 = True  # in training, the three 1x1 convolutions on x run as one (see below)
+    fuse_1x1 = True  # in training, the three 1x1 convolutions reading x run as one (forward)
 
     def forward(self, x: md.Tensor) -> md.Tensor:
-        if self.fuse_1x1 and self.training and md.is_grad_enabled() and self._fusable():
-            b1, r2, r3 = self._first_1x1s(x)
+        first = [self.branch1, self.branch2[0], self.branch3[0]]  # the 1x1 convolutions of x
+        if self.fuse_1x1 and can_stack(first):  # one matrix product, the same values
+            b1, r2, r3 = stacked_1x1(first, x)
             branches = [b1, self.branch2[1](r2), self.branch3[1](r3), self.branch4(x)]
         else:
             branches = [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)]
         return md.concat(branches, axis=1)  # N x out_channels x H x W
-
-    def _first_1x1s(self, x: md.Tensor) -> list[md.Tensor]:
-        """branch1, and the reductions of branches 2 and 3: three 1x1 convolutions of the same x,
-        computed as one with their weights stacked, then split on channels.
-
-        The same values as running them one by one, for less work: x is read by one matrix
-        product instead of three, and in backward its gradient from the three comes out of one
-        product instead of three that are then summed. (Kept to training: without a graph the
-        modules run one by one, so that hooks and ``summary`` see each of them.)
-        """
-        blocks = self._1x1_blocks()
-        weight = md.concat([b.conv.weight for b in blocks], axis=0)
-        biases = [b.conv.bias for b in blocks]
-        bias = None if biases[0] is None else md.concat(biases, axis=0)
-        y = F.conv2d(x, weight, bias)
-        bns = [b.bn for b in blocks]
-        y = F.relu(y) if bns[0] is None else _stacked_batch_norm_relu(bns, y)
-        return md.split(y, [b.conv.out_channels for b in blocks], axis=1)
-
-    def _1x1_blocks(self) -> list[ConvBlock]:
-        return [self.branch1, self.branch2[0], self.branch3[0]]
-
-    def _fusable(self) -> bool:
-        """The three blocks normalise alike (all batch norm with one eps and momentum, or none)."""
-        bns = [b.bn for b in self._1x1_blocks()]
-        if bns[0] is None:
-            return all(bn is None for bn in bns)
-        return all(
-            bn is not None
-            and bn.affine
-            and bn.track_running_stats
-            and bn.momentum is not None
-            and (bn.eps, bn.momentum) == (bns[0].eps, bns[0].momentum)
-            for bn in bns
-        )
-
-
-def _stacked_batch_norm_relu(bns: list[nn.BatchNorm2d], y: md.Tensor) -> md.Tensor:
-    """relu(bn_k(y_k)) for the channel groups y_k of ``y`` (training mode): one batch norm over
-    all channels with the modules' parameters and running statistics stacked, which is the same
-    arithmetic since batch norm treats every channel on its own; the running statistics are then
-    written back to each module."""
-    xp = md.backend.get_array_module(y.data)
-    running = [
-        xp.concatenate([getattr(bn, n).data for bn in bns]) for n in ("running_mean", "running_var")
-    ]
-    y = F.batch_norm(
-        y,
-        *running,
-        md.concat([bn.weight for bn in bns]),
-        md.concat([bn.bias for bn in bns]),
-        training=True,
-        momentum=bns[0].momentum,
-        eps=bns[0].eps,
-        relu=True,
-    )
-    start = 0
-    for bn in bns:
-        stop = start + bn.num_features
-        bn.running_mean.data[...] = running[0][start:stop]
-        bn.running_var.data[...] = running[1][start:stop]
-        bn.num_batches_tracked.data += 1
-        start = stop
-    return y
 
 
 class NaiveInception(nn.Module):

@@ -11,6 +11,7 @@ import minidl.functional as F
 from minidl.backend import to_numpy
 from minidl.ops import _batchnorm_nhwc
 from minidl.ops._layout import nchw_view
+from minidl.ops.norm import batch_norm_relu
 
 
 @pytest.mark.parametrize("shape", [(4, 3, 5, 6), (8, 3)])
@@ -83,14 +84,15 @@ def test_batch_norm_blocked_path_matches_reference(training, relu, monkeypatch):
     for data in (nchw_view(np.ascontiguousarray(x.transpose(0, 2, 3, 1))), x):
         rm, rv = np.zeros(7), np.ones(7)
         t, g, b = (md.Tensor(a, requires_grad=True) for a in (data, gamma, beta))
-        y = F.batch_norm(t, rm, rv, g, b, training=training, momentum=0.5, relu=relu)
+        norm = batch_norm_relu if relu else F.batch_norm
+        y = norm(t, rm, rv, g, b, training=training, momentum=0.5)
         y.backward(md.Tensor(gy))
         results.append([y.numpy(), t.grad.numpy(), g.grad.numpy(), b.grad.numpy(), rm, rv])
     for fast, reference in zip(*results):
         np.testing.assert_allclose(fast, reference, rtol=1e-9, atol=1e-9)
     if relu:
         unfused = F.relu(F.batch_norm(md.Tensor(x), np.zeros(7), np.ones(7), training=training))
-        fused = F.batch_norm(md.Tensor(x), np.zeros(7), np.ones(7), training=training, relu=True)
+        fused = batch_norm_relu(md.Tensor(x), np.zeros(7), np.ones(7), training=training)
         np.testing.assert_allclose(fused.numpy(), unfused.numpy(), rtol=1e-12, atol=1e-12)
 
 
@@ -109,7 +111,7 @@ def test_batch_norm_on_a_channel_slice_of_a_channels_last_buffer(sliced):
     outs = []
     for data, grad in ((x, gy), (np.ascontiguousarray(x), np.ascontiguousarray(gy))):
         t = md.Tensor(data, requires_grad=True)
-        y = F.batch_norm(t, None, None, training=True, relu=True)
+        y = batch_norm_relu(t, None, None, training=True)
         y.backward(md.Tensor(grad))
         outs.append((y.numpy(), t.grad.numpy()))
     np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-10, atol=1e-12)

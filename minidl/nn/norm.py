@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .. import functional as F
@@ -59,13 +61,21 @@ class BatchNorm2d(Module):
             init.ones_(self.weight)
             init.zeros_(self.bias)
 
-    def forward(self, x: Tensor, relu: bool = False) -> Tensor:
-        """``relu=True`` returns relu(bn(x)) from one fused op (see ``F.batch_norm``)."""
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        return F.batch_norm(x, **self._batch_norm_args())
+
+    def _check_input(self, x: Tensor) -> None:
         if x.ndim != 4 or x.shape[1] != self.num_features:
             raise ValueError(
                 f"BatchNorm2d({self.num_features}) expects input (N, {self.num_features}, H, W), "
                 f"got shape {x.shape}"
             )
+
+    def _batch_norm_args(self) -> dict[str, Any]:
+        """``F.batch_norm``'s arguments (all but ``x``), after counting the batch in
+        ``num_batches_tracked`` when training. ``forward`` and the fused paths of
+        ``minidl.nn._fused`` all start here, so they keep the statistics alike."""
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked.data += 1
@@ -73,17 +83,15 @@ class BatchNorm2d(Module):
                 momentum = 1.0 / float(self.num_batches_tracked.item())
         # without running statistics, evaluation normalises with the batch's statistics too
         track = self.track_running_stats
-        return F.batch_norm(
-            x,
-            self.running_mean.data if track else None,
-            self.running_var.data if track else None,
-            self.weight,
-            self.bias,
-            training=self.training or not track,
-            momentum=momentum,
-            eps=self.eps,
-            relu=relu,
-        )
+        return {
+            "running_mean": self.running_mean.data if track else None,
+            "running_var": self.running_var.data if track else None,
+            "weight": self.weight,
+            "bias": self.bias,
+            "training": self.training or not track,
+            "momentum": momentum,
+            "eps": self.eps,
+        }
 
     def extra_repr(self) -> str:
         return (

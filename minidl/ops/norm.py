@@ -161,19 +161,24 @@ class BatchNorm(Function):
 
 
 def batch_norm(
-    x,
-    running_mean,
-    running_var,
-    weight=None,
-    bias=None,
-    training=False,
-    momentum=0.1,
-    eps=1e-5,
-    relu=False,
+    x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5
 ):
     """PyTorch's F.batch_norm; ``running_mean``/``running_var`` (arrays or tensors, or None in
-    training) are updated in place when ``training``. ``relu=True`` fuses a ReLU after it (one
-    op, one pass over memory instead of two; the same values as ``relu(batch_norm(...))``)."""
+    training) are updated in place when ``training``."""
+    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, False)
+
+
+def batch_norm_relu(
+    x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5
+):
+    """``relu(batch_norm(...))`` as one op: one pass over memory instead of two, the same values.
+
+    Not in ``F`` (PyTorch has no such function): the layers reach it through
+    ``minidl.nn._fused``, which also does the modules' bookkeeping."""
+    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, True)
+
+
+def _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, relu):
     if isinstance(momentum, bool) or not 0 <= momentum <= 1:
         raise ValueError(f"batch_norm: momentum must be in [0, 1], got {momentum!r}")
     if eps <= 0:
@@ -264,7 +269,7 @@ def _bn_cases(rng):
 
     yield GradCase(
         "train channels-last, relu",
-        lambda x, g, b: batch_norm(cl(x), None, None, g, b, training=True, relu=True),
+        lambda x, g, b: batch_norm_relu(cl(x), None, None, g, b, training=True),
         [r(3, 4, 5, 3), r(3), r(3)],
         eps=1e-5,  # dx sums to ~0 per channel: a larger step keeps rounding below its small entries
     )
@@ -275,12 +280,12 @@ def _bn_cases(rng):
     )
     yield GradCase(
         "eval channels-last, relu",
-        lambda x, g, b: batch_norm(cl(x), rm, rv, g, b, relu=True),
+        lambda x, g, b: batch_norm_relu(cl(x), rm, rv, g, b),
         [r(2, 2, 2, 3), r(3), r(3)],
     )
     yield GradCase(
         "train NCHW, relu",
-        lambda x, g, b: batch_norm(x, None, None, g, b, training=True, relu=True),
+        lambda x, g, b: batch_norm_relu(x, None, None, g, b, training=True),
         [r(2, 3, 3, 2), r(3), r(3)],
     )
 
