@@ -48,7 +48,7 @@ def im2col(x, kernel_size, stride=1, padding=0):
     convolution with weight ``w`` (O, C, kh, kw), as an (N*Ho*Wo, O) matrix.
     """
     check_4d(x, "x", "im2col")
-    (kh, kw) = pair(kernel_size, "kernel_size", "im2col", 1)
+    kh, kw = pair(kernel_size, "kernel_size", "im2col", 1)
     (sh, sw), (ph, pw) = pair(stride, "stride", "im2col", 1), pair(padding, "padding", "im2col", 0)
     xp = get_array_module(x)
     N, C, H, W = x.shape
@@ -121,9 +121,8 @@ class Conv2d(Function):
         g = gy.transpose(0, 2, 3, 1).reshape(N * Ho * Wo, O)  # gy as a matrix, rows as y's
         gb = g.sum(axis=0) if need[2] else None
         gw = None
-        if need[1]:
-            cols = im2col(x, (kh, kw), self.stride, self.padding).reshape(N * Ho * Wo, -1)
-            gwm = g.T @ cols  # (O, kh*kw*C), columns in (u, v, c) order
+        if need[1]:  # x's columns rebuilt, used and freed at once (kh*kw times the size of x)
+            gwm = g.T @ im2col(x, (kh, kw), self.stride, self.padding).reshape(N * Ho * Wo, -1)
             gw = xp.ascontiguousarray(gwm.reshape(O, kh, kw, C).transpose(0, 3, 1, 2))
         gx = None
         if need[0]:
