@@ -3,6 +3,9 @@ flatten, 1-D operands of matmul, and clear errors for bad arguments."""
 
 from __future__ import annotations
 
+import inspect
+import typing
+
 import numpy as np
 import pytest
 
@@ -218,3 +221,26 @@ def test_argument_errors_name_argument_expected_and_actual(case, device):
         call(device)
     for word in words:
         assert word in str(info.value), (word, str(info.value))
+
+
+# ---------------------------------------------------------------------------- type hints
+# Modules being rewritten elsewhere; their functions get hints with that work (then drop this).
+HINTS_PENDING = {"minidl.ops.conv", "minidl.ops.pool", "minidl.ops.norm"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.xfail(reason="hints pending in its module"))
+        if getattr(F, name).__module__ in HINTS_PENDING
+        else name
+        for name in F.__all__
+    ],
+)
+def test_every_public_functional_has_type_hints(name):
+    """The public API is type hinted (GUIDE, Style): the return type and every argument."""
+    fn = getattr(F, name)
+    hints = typing.get_type_hints(fn)
+    assert "return" in hints, f"F.{name} has no return type hint"
+    bare = [p for p in inspect.signature(fn).parameters if p not in hints]
+    assert not bare, f"F.{name}: arguments without a type hint: {bare}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from ..backend import get_array_module
 from ..function import Function
 from ..registry import GradCase, register_gradcheck, tie_free
+from ..tensor import Tensor
 from .shape import normalize_axis
 
 
@@ -89,23 +90,23 @@ class LogSoftmax(Function):
         return gy - xp.exp(self.y) * gy.sum(axis=self.axis, keepdims=True)
 
 
-def relu(x):
+def relu(x: Tensor) -> Tensor:
     return ReLU()(x)
 
 
-def sigmoid(x):
+def sigmoid(x: Tensor) -> Tensor:
     return Sigmoid()(x)
 
 
-def tanh(x):
+def tanh(x: Tensor) -> Tensor:
     return Tanh()(x)
 
 
-def softmax(x, axis: int = -1):
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
     return Softmax(axis)(x)
 
 
-def log_softmax(x, axis: int = -1):
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     return LogSoftmax(axis)(x)
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from ..backend import get_array_module
 from ..function import Function
 from ..registry import GradCase, register_gradcheck
+from ..tensor import Tensor
 
 
 def sum_to(g: Any, shape: tuple[int, ...]) -> Any:
@@ -141,41 +142,41 @@ class Cast(Function):
         return gy.astype(self.in_dtype)
 
 
-def add(a, b):
+def add(a: Tensor | float, b: Tensor | float) -> Tensor:
     return Add()(a, b)
 
 
-def sub(a, b):
+def sub(a: Tensor | float, b: Tensor | float) -> Tensor:
     return Sub()(a, b)
 
 
-def mul(a, b):
+def mul(a: Tensor | float, b: Tensor | float) -> Tensor:
     return Mul()(a, b)
 
 
-def div(a, b):
+def div(a: Tensor | float, b: Tensor | float) -> Tensor:
     return Div()(a, b)
 
 
-def neg(x):
+def neg(x: Tensor) -> Tensor:
     return Neg()(x)
 
 
-def pow(x, c: float):
+def pow(x: Tensor, c: float) -> Tensor:
     if not np.isscalar(c):
         raise TypeError(f"pow: exponent must be a Python number, got {type(c).__name__}")
     return Pow(c)(x)
 
 
-def exp(x):
+def exp(x: Tensor) -> Tensor:
     return Exp()(x)
 
 
-def log(x):
+def log(x: Tensor) -> Tensor:
     return Log()(x)
 
 
-def cast(x, dtype):
+def cast(x: Tensor, dtype: Any) -> Tensor:
     return Cast(dtype)(x)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from ..backend import get_array_module
 from ..function import Function
 from ..registry import GradCase, register_gradcheck
+from ..tensor import Tensor
 
 
 class Dropout(Function):
@@ -33,7 +34,7 @@ class Dropout(Function):
         return gy * self.mask
 
 
-def dropout(x, p: float = 0.5, training: bool = True):
+def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
     """PyTorch's F.dropout (inverted): zero each element with probability p, scale the rest by
     1/(1-p); the identity when not ``training`` or p == 0."""
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from ..function import Function
 from ..registry import GradCase, register_gradcheck
+from ..tensor import Tensor
 from .arithmetic import sum_to
 
 
@@ -90,11 +91,11 @@ class Linear(Function):
         return gx, gw, gb
 
 
-def matmul(a, b):
+def matmul(a: Tensor, b: Tensor) -> Tensor:
     return MatMul()(a, b)
 
 
-def linear(x, weight, bias=None):
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return Linear()(x, weight) if bias is None else Linear()(x, weight, bias)
 
 

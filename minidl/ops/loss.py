@@ -18,6 +18,7 @@ from __future__ import annotations
 from ..backend import get_array_module
 from ..function import Function
 from ..registry import GradCase, register_gradcheck
+from ..tensor import Tensor
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -79,7 +80,9 @@ def _check_targets(x, t):
         )
 
 
-def cross_entropy(logits, target, label_smoothing: float = 0.0, reduction: str = "mean"):
+def cross_entropy(
+    logits: Tensor, target: Tensor, label_smoothing: float = 0.0, reduction: str = "mean"
+) -> Tensor:
     """PyTorch's F.cross_entropy for logits (N, K) and integer targets (N,)."""
     if reduction not in _REDUCTIONS:
         raise ValueError(

@@ -13,7 +13,10 @@ import numpy as np
 from ..backend import get_array_module
 from ..function import Function
 from ..registry import GradCase, register_gradcheck, tie_free
+from ..tensor import Tensor
 from .shape import normalize_axis
+
+Axes = int | tuple[int, ...] | None  # an axis, several, or all of them
 
 
 def _normalize_axes(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
@@ -87,15 +90,15 @@ class Max(Function):
         return mask * (_expand(gy, self.x.shape, self.axes) / count)
 
 
-def sum(x, axis=None, keepdims: bool = False):
+def sum(x: Tensor, axis: Axes = None, keepdims: bool = False) -> Tensor:
     return Sum(axis, keepdims)(x)
 
 
-def mean(x, axis=None, keepdims: bool = False):
+def mean(x: Tensor, axis: Axes = None, keepdims: bool = False) -> Tensor:
     return Mean(axis, keepdims)(x)
 
 
-def max(x, axis=None, keepdims: bool = False):
+def max(x: Tensor, axis: Axes = None, keepdims: bool = False) -> Tensor:
     return Max(axis, keepdims)(x)
 
 

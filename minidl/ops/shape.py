@@ -12,7 +12,7 @@ and a ValueError).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.exceptions import AxisError
@@ -20,11 +20,9 @@ from numpy.exceptions import AxisError
 from ..backend import get_array_module, scatter_add
 from ..function import Function
 from ..registry import GradCase, register_gradcheck
+from ..tensor import Tensor
 from ._layout import channels_adjacent, nchw_view
 from ._parallel import parallel_batches
-
-if TYPE_CHECKING:
-    from ..tensor import Tensor
 
 
 def normalize_axis(axis: Any, ndim: int, op: str, name: str = "axis") -> int:
@@ -179,13 +177,13 @@ def _concat_channels_last(xp, xs, bounds):
     return nchw_view(out)
 
 
-def reshape(x, *shape):
+def reshape(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
     if len(shape) == 1 and isinstance(shape[0], tuple | list):
         shape = tuple(shape[0])
     return Reshape(tuple(int(s) for s in shape))(x)
 
 
-def transpose(x, *axes):
+def transpose(x: Tensor, *axes: int | Sequence[int]) -> Tensor:
     if len(axes) == 1 and isinstance(axes[0], tuple | list):
         axes = tuple(axes[0])
     return Transpose(tuple(axes) or None)(x)
@@ -209,9 +207,7 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     return reshape(x, *shape[:start], merged, *shape[end + 1 :])
 
 
-def getitem(x, index):
-    from ..tensor import Tensor
-
+def getitem(x: Tensor, index: Any) -> Tensor:
     if isinstance(index, Tensor):
         index = index.data
     elif isinstance(index, tuple):
