@@ -11,7 +11,7 @@ module's global generator (``numpy.random.seed`` / ``cupy.random.seed`` make run
 
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import get_array_module, to_device
 from ..function import Function
 from ..registry import GradCase, register_gradcheck
 from ..tensor import Tensor
@@ -47,6 +47,8 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
 @register_gradcheck("dropout")
 def _dropout_cases(rng):
     mask = (rng.random((3, 4, 2)) >= 0.3) / 0.7  # a fixed mask: the check re-runs forward
-    yield GradCase(
-        "p=0.3, fixed mask", lambda x: Dropout(0.3, mask)(x), [rng.standard_normal((3, 4, 2))]
-    )
+
+    def fixed(x):
+        return Dropout(0.3, to_device(mask, x.device))(x)
+
+    yield GradCase("p=0.3, fixed mask", fixed, [rng.standard_normal((3, 4, 2))])

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.exceptions import AxisError
 
-from ..backend import get_array_module, scatter_add
+from ..backend import device_of, get_array_module, scatter_add, to_device
 from ..function import Function
 from ..registry import GradCase, register_gradcheck
 from ..tensor import Tensor
@@ -208,11 +208,18 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 
 
 def getitem(x: Tensor, index: Any) -> Tensor:
+    """``x[index]``: slices, ints, and index arrays (NumPy or CuPy arrays or Tensors, moved to
+    x's device first, as PyTorch accepts a CPU index for a CUDA tensor)."""
+    device = device_of(x.data if isinstance(x, Tensor) else x)
+    if isinstance(index, tuple):
+        return GetItem(tuple(_index_on(i, device) for i in index))(x)
+    return GetItem(_index_on(index, device))(x)
+
+
+def _index_on(index: Any, device: str) -> Any:
     if isinstance(index, Tensor):
         index = index.data
-    elif isinstance(index, tuple):
-        index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
-    return GetItem(index)(x)
+    return to_device(index, device) if getattr(index, "ndim", 0) > 0 else index
 
 
 def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
