@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from fast_paths import LAYOUTS, as_layout, use_path
 
+import googlenet as G
 import minidl as md
 import minidl.functional as F
 from minidl.ops import _batchnorm_nhwc, _conv_nhwc, _parallel, _pool_blocked
@@ -286,3 +287,29 @@ def test_batch_norm_blocked_path_matches_reference(shrunk, monkeypatch, layout, 
         tiling = _tiling(blocks, SHAPE[0] * SHAPE[2] * SHAPE[3])  # rows of C values
         assert len(tiling) >= 8 and len(blocks) == passes * len(tiling), blocks
         assert len(shrunk.threads(phase, "parallel_blocks")) == 2, shrunk.tasks
+
+
+def test_googlenet_training_step_is_the_same_on_both_paths(shrunk, monkeypatch):
+    """Whole-program equivalence: one float64 training step of a narrow CIFAR GoogLeNet, every
+    convolution, pool and batch norm of it through the shrunk chunks, blocks and threads, gives
+    the loss and parameter gradients of the textbook code."""
+    rng = np.random.default_rng(4)
+    x, target = rng.standard_normal((3, 3, 32, 32)), rng.integers(0, 10, 3)
+    model = G.googlenet_cifar(width=0.125, dropout=0.0).double()
+    for p in model.parameters():
+        p.data[...] = rng.standard_normal(p.shape) * 0.2
+
+    def step():
+        model.zero_grad()
+        shrunk.clear()
+        loss = F.cross_entropy(model(md.tensor(x)), md.tensor(target))
+        loss.backward()
+        return [loss.numpy()] + [p.grad.numpy() for p in model.parameters()]
+
+    with monkeypatch.context() as m:
+        use_path("textbook", np, m)
+        textbook = step()
+    fast = step()
+    for a, b in zip(fast, textbook):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert shrunk.chunks and shrunk.blocks and len({t for *_, t in shrunk.tasks}) == 2
