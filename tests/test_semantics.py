@@ -224,8 +224,8 @@ def test_argument_errors_name_argument_expected_and_actual(case, device):
 
 
 # ---------------------------------------------------------------------------- type hints
-# Modules being rewritten elsewhere; their functions get hints with that work (then drop this).
-HINTS_PENDING = {"minidl.ops.conv", "minidl.ops.pool", "minidl.ops.norm"}
+# A module being reworked elsewhere; its functions get hints with that work (then drop this).
+HINTS_PENDING = {"minidl.ops.norm"}
 
 
 @pytest.mark.parametrize(
