@@ -35,8 +35,9 @@ scatter at stride 1. Tests compare the two.
 from __future__ import annotations
 
 from ..backend import get_array_module
-from ..function import Function, is_grad_enabled
+from ..function import Function
 from ..registry import GradCase, register_gradcheck
+from ..tensor import Tensor
 from . import _conv_nhwc as nhwc_path
 from ._layout import check_4d, check_float, nchw_view, output_size, pair
 
@@ -93,7 +94,7 @@ class Conv2d(Function):
         O, _, kh, kw = w.shape
         self.in_hw, self.w_shape = (H, W), w.shape
         self.wm = w.transpose(0, 2, 3, 1).reshape(O, kh * kw * C)  # rows in (u, v, c) order
-        keep_x = is_grad_enabled() and self.needs_input_grad[1]  # dW needs x
+        keep_x = self.needs_input_grad[1]  # dW needs x
         self.fast = nhwc_path.applies(x)  # NumPy: chunked, channels-last, threaded (_conv_nhwc)
         if self.fast:
             y, self.x = nhwc_path.forward(
@@ -159,7 +160,13 @@ def _check_conv_args(x, w, b, padding):
         )
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0):
+def conv2d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+) -> Tensor:
     """2-D convolution (PyTorch's F.conv2d): x (N, C, H, W), weight (O, C, kh, kw), bias (O,)."""
     f = Conv2d(stride, padding)
     return f(x, weight) if bias is None else f(x, weight, bias)

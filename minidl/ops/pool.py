@@ -32,8 +32,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module
-from ..function import Function, is_grad_enabled
+from ..function import Function
 from ..registry import GradCase, register_gradcheck, tie_free
+from ..tensor import Tensor
 from . import _pool_blocked as blocked_path
 from ._layout import check_4d, check_float, output_size, pair
 
@@ -99,7 +100,7 @@ class MaxPool2d(Function):
     def forward(self, x):
         k, s, p, out = _window_args("max_pool2d", x, *self.args)
         self.geometry = (k, s, p, x.shape[2:])
-        want = is_grad_enabled() and self.needs_input_grad[0]
+        want = self.needs_input_grad[0]  # backward will run: keep the arg-max
         self.fast = blocked_path.applies(x)  # NumPy: separable passes, blocked, threaded
         if self.fast:
             y, self.argmax = blocked_path.max_pool(x, k, s, p, out, want)
@@ -220,17 +221,30 @@ class AdaptiveAvgPool2d(Function):
         return (self.ah.T @ gy) @ self.aw
 
 
-def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
+def max_pool2d(
+    x: Tensor,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+    ceil_mode: bool = False,
+) -> Tensor:
     """2-D max pooling (PyTorch's F.max_pool2d); stride defaults to kernel_size."""
     return MaxPool2d(kernel_size, stride, padding, ceil_mode)(x)
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+def avg_pool2d(
+    x: Tensor,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> Tensor:
     """2-D average pooling (PyTorch's F.avg_pool2d); stride defaults to kernel_size."""
     return AvgPool2d(kernel_size, stride, padding, ceil_mode, count_include_pad)(x)
 
 
-def adaptive_avg_pool2d(x, output_size):
+def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int, int]) -> Tensor:
     """Average pooling to a fixed output size (PyTorch's F.adaptive_avg_pool2d)."""
     return AdaptiveAvgPool2d(output_size)(x)
 
