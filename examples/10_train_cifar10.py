@@ -1,10 +1,11 @@
 """Lesson 10: train the scaled-down GoogLeNet on CIFAR-10, on the CPU.
 
-What it teaches: everything so far, put to work. The training loop is five lines (forward, loss,
-zero the gradients, backward, optimizer step) and we write it out. We check the loss at
-initialisation (it should be log 10 = 2.30 for 10 classes), train on a subset of CIFAR-10 within
-a time budget, plot the curves, show test images with the predicted and true labels, the
-confusion matrix, and the first layer's filters before and after training.
+What it teaches: everything so far, put to work. A training step is five lines (forward, loss,
+zero the gradients, backward, optimizer step): we read them in the library, where the same step
+serves ``python googlenet.py train``, and run them with its loop (``minidl.training.fit``). We
+check the loss at initialisation (it should be log 10 = 2.30 for 10 classes), train on a subset
+of CIFAR-10 within a time budget, plot the curves, show test images with the predicted and true
+labels, the confusion matrix, and the first layer's filters before and after training.
 
 The default run takes about two minutes on a 2-core CPU and reaches roughly 35-45% test
 accuracy (chance is 10%); ``python googlenet.py train`` is the full recipe (about 80% in 90
@@ -23,16 +24,17 @@ Pictures: ``examples/output/10_*.png``.
 # The options let you train longer or wider; the defaults fit in about two minutes.
 
 # %%
+import inspect
 import math
-import sys
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _lesson import REPO, load_cifar10, parse_args, save
+from _lesson import load_cifar10, parse_args, save
 
 import minidl as md
 import minidl.functional as F
+from googlenet import googlenet_cifar
 from minidl import nn, optim
 from minidl.data import (
     Compose,
@@ -42,11 +44,10 @@ from minidl.data import (
     ToFloat,
     cifar10_test_transform,
 )
+from minidl.metrics import confusion_matrix, format_confusion
 from minidl.summary import profile
-from minidl.training import confusion_matrix, format_confusion, plot_confusion
-
-sys.path.insert(0, str(REPO))
-from googlenet import googlenet_cifar
+from minidl.training import evaluate, fit, train_step
+from minidl.viz import plot_confusion
 
 
 def options(parser):
@@ -119,21 +120,7 @@ filters_before = model.conv1.conv.weight.numpy().copy()
 
 
 # %%
-def evaluate(loader):
-    """Mean loss, accuracy and all predictions on a loader, in eval mode without a graph."""
-    model.eval()
-    losses, preds, n = 0.0, [], 0
-    with md.no_grad():
-        for images, labels in loader:
-            logits = model(images)
-            losses += F.cross_entropy(logits, labels).item() * len(labels)
-            preds.append(logits.numpy().argmax(axis=1))
-            n += len(labels)
-    preds = np.concatenate(preds)
-    return losses / n, float((preds == loader.labels[: len(preds)]).mean()), preds
-
-
-loss0, acc0, _ = evaluate(test_loader)
+loss0, acc0, _, _ = evaluate(model, test_loader)  # (minidl.training.evaluate: eval mode, no graph)
 print(f"before training: test loss {loss0:.3f} (log 10 = {math.log(10):.3f}), accuracy {acc0:.1%}")
 
 # %% [markdown]
@@ -141,16 +128,19 @@ print(f"before training: test loss {loss0:.3f} (log 10 = {math.log(10):.3f}), ac
 # SGD with Nesterov momentum 0.9 and weight decay 5e-4 (the usual CIFAR recipe), and a
 # one-cycle learning rate: up to `--lr` over the first 30% of the steps, then down to almost 0,
 # which gets the most out of a short run. Each step is the five lines at the heart of every
-# deep-learning program:
-#
-#     logits = model(images)                      forward: the graph is recorded
-#     loss = F.cross_entropy(logits, labels)
-#     optimizer.zero_grad()                       gradients accumulate, so clear them first
-#     loss.backward()                             backward: every parameter's .grad
-#     optimizer.step()                            p -= lr * (momentum-smoothed grad + decay * p)
-#
-# Every few steps we evaluate on the test subset. The loop stops early if the time budget runs
-# out (the schedule is planned for all the steps, so an early stop ends at a higher rate).
+# deep-learning program. They live in the library, `minidl.training.train_step`, the one step
+# that this lesson and `python googlenet.py train` both run:
+
+# %%
+print(inspect.getsource(train_step))
+
+# %% [markdown]
+# `fit` runs epochs of that step: it sets training mode, steps the learning-rate schedule after
+# each batch, shows a progress bar and prints a line per epoch (given a folder it also writes
+# metrics, curves and checkpoints, as `googlenet.py train` does). After every step it calls our
+# `on_step`, which keeps each batch's loss and learning rate, evaluates on the test subset every
+# few steps, and returns True to stop once the time budget runs out (the schedule is planned
+# for all the steps, so an early stop ends at a higher rate).
 
 # %%
 optimizer = optim.SGD(
@@ -161,49 +151,47 @@ scheduler = optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps
 eval_every = max(2, total_steps // 6)
 history = {"step": [], "train_loss": [], "train_acc": [], "test_loss": [], "test_acc": []}
 per_step = {"loss": [], "lr": []}  # every step's batch loss and learning rate
+running = {"loss": 0.0, "correct": 0, "n": 0}  # sums since the last evaluation
+last_test = {}  # the latest evaluation's predictions
 print(
     f"{total_steps} steps of {args.batch_size} images ({args.epochs} epochs of "
     f"{len(train_loader)} steps), evaluating every {eval_every}; budget {args.budget:g} s"
 )
-start, step, run_loss, run_correct, run_n = time.perf_counter(), 0, 0.0, 0, 0
-out_of_time = False
-for epoch in range(args.epochs):
-    model.train()
-    for images, labels in train_loader:
-        logits = model(images)
-        loss = F.cross_entropy(logits, labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        per_step["lr"].append(scheduler.get_last_lr()[0])
-        scheduler.step()
-        step += 1
-        per_step["loss"].append(loss.item())
-        run_loss += loss.item() * len(labels)
-        run_correct += int((logits.numpy().argmax(axis=1) == labels.numpy()).sum())
-        run_n += len(labels)
-        out_of_time = time.perf_counter() - start > args.budget
-        if step % eval_every == 0 or step == total_steps or out_of_time:
-            test_loss, test_acc, preds = evaluate(test_loader)
-            model.train()
-            for key, value in zip(
-                history, (step, run_loss / run_n, run_correct / run_n, test_loss, test_acc)
-            ):
-                history[key].append(value)
-            elapsed = time.perf_counter() - start
-            print(
-                f"  step {step:>4}/{total_steps}  epoch {epoch + 1}"
-                f"  lr {scheduler.get_last_lr()[0]:.3f}"
-                f"  train loss {run_loss / run_n:.3f} acc {run_correct / run_n:5.1%}"
-                f"  | test loss {test_loss:.3f} acc {test_acc:5.1%}"
-                f"  | {elapsed:5.1f} s, {step * args.batch_size / elapsed:.0f} img/s"
-            )
-            run_loss, run_correct, run_n = 0.0, 0, 0
-        if out_of_time:
-            break
-    if out_of_time:
-        print(f"time budget of {args.budget:g} s used up after {step} steps: stopping here")
-        break
+start = time.perf_counter()
+
+
+def on_step(s):
+    per_step["loss"].append(s.loss)
+    per_step["lr"].append(s.lr)
+    running["loss"] += s.loss * s.size
+    running["correct"] += s.correct
+    running["n"] += s.size
+    out_of_time = time.perf_counter() - start > args.budget
+    if s.step % eval_every == 0 or s.step == total_steps or out_of_time:
+        test = evaluate(model, test_loader)
+        model.train()
+        train_loss, train_acc = running["loss"] / running["n"], running["correct"] / running["n"]
+        for key, value in zip(history, (s.step, train_loss, train_acc, test.loss, test.accuracy)):
+            history[key].append(value)
+        last_test["predictions"] = test.predictions
+        elapsed = time.perf_counter() - start
+        print(
+            f"  step {s.step:>4}/{total_steps}  epoch {s.epoch + 1}  lr {s.lr:.3f}"
+            f"  train loss {train_loss:.3f} acc {train_acc:5.1%}"
+            f"  | test loss {test.loss:.3f} acc {test.accuracy:5.1%}"
+            f"  | {elapsed:5.1f} s, {s.step * args.batch_size / elapsed:.0f} img/s"
+        )
+        running.update(loss=0.0, correct=0, n=0)
+    return out_of_time
+
+
+result = fit(
+    model, F.cross_entropy, train_loader, optimizer, args.epochs,
+    schedule=scheduler, on_step=on_step, progress=False,
+)  # fmt: skip
+step = len(per_step["loss"])
+if not result.finished:
+    print(f"time budget of {args.budget:g} s used up after {step} steps: stopping here")
 
 # %% [markdown]
 # ## 5. The curves
@@ -258,7 +246,8 @@ save(fig, out / "10_curves.png")
 # (cat vs dog, automobile vs truck).
 
 # %%
-# (the loop evaluated the model once more right after its last step: those predictions)
+# (on_step evaluated the model once more right after the last step: those predictions)
+preds, test_acc = last_test["predictions"], history["test_acc"][-1]
 print(f"final test accuracy {test_acc:.1%} on {len(preds)} images (chance: 10%)")
 fig, axes = plt.subplots(4, 8, figsize=(14, 9.6))
 for k, ax in enumerate(axes.ravel()):

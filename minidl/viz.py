@@ -1,8 +1,10 @@
-"""Pictures of what happened: the computation graph as Graphviz DOT, and training curves.
+"""Pictures of what happened: the computation graph, training curves, a confusion matrix.
 
 ``to_dot(y)`` walks the graph behind ``y`` the way backward does and writes one box per tensor
 (name, shape, dtype) and one ellipse per Function (its op). ``render(y, "graph.svg")`` runs the
-``dot`` program when it is installed and says how to get it when it is not.
+``dot`` program when it is installed and says how to get it when it is not. ``plot_curves``
+draws loss and accuracy from per-epoch rows (``metrics.json``) or columns, ``plot_confusion``
+a confusion matrix. Every file is written atomically (``minidl.serialization.atomic_open``).
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
+from .serialization import atomic_open
 from .tensor import Tensor
 
 
@@ -75,10 +79,9 @@ def render(output: Tensor, path: str | os.PathLike, verbose: bool = False) -> st
     """
     path = os.fspath(path)
     fmt = os.path.splitext(path)[1].lstrip(".").lower() or "svg"
-    dot_text = to_dot(output, verbose=verbose)
     dot_path = os.path.splitext(path)[0] + ".dot"
-    with open(dot_path, "w") as f:
-        f.write(dot_text)
+    with atomic_open(dot_path) as f:
+        f.write(to_dot(output, verbose=verbose).encode())
     exe = shutil.which("dot")
     if exe is None:
         raise RuntimeError(
@@ -86,68 +89,95 @@ def render(output: Tensor, path: str | os.PathLike, verbose: bool = False) -> st
             f"text is in {dot_path}. Install Graphviz (apt install graphviz, brew install "
             f"graphviz, conda install graphviz) or paste the text into an online DOT viewer."
         )
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix="." + fmt)
-    os.close(fd)
-    try:
-        subprocess.run([exe, f"-T{fmt}", dot_path, "-o", tmp], check=True, capture_output=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    drawn = subprocess.run([exe, f"-T{fmt}", dot_path], check=True, capture_output=True).stdout
+    with atomic_open(path) as f:
+        f.write(drawn)
     return path
 
 
 def plot_curves(
-    history: Mapping[str, Sequence[float]],
+    history: Mapping[str, Sequence[float]] | Sequence[Mapping[str, Any]],
     path: str | os.PathLike,
     x_key: str = "epoch",
     title: str = "Training curves",
 ) -> str:
-    """Loss and accuracy side by side from a history dict, e.g. the columns of metrics.csv.
+    """Loss and accuracy against ``x_key``; returns ``path``.
 
-    Keys ending in ``loss`` go left, keys ending in ``acc``/``accuracy`` go right.
+    ``history``: columns (``{"epoch": [...], "train_loss": [...], ...}``) or rows, one dict per
+    epoch as ``minidl.training.fit`` writes them to ``metrics.json``. Keys ending in ``loss`` go
+    left, keys ending in ``acc``/``accuracy`` in the middle (in %); with a ``time_s`` column
+    (wall time) a third panel shows the accuracies against minutes.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not isinstance(history, Mapping):  # rows -> columns
+        keys = dict.fromkeys(k for row in history for k in row)
+        history = {k: [row.get(k, np.nan) for row in history] for k in keys}
     x = list(history[x_key])
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    timed = "time_s" in history and x_key != "time_s"
+    fig, axes = plt.subplots(1, 3 if timed else 2, figsize=(16 if timed else 11, 4.2))
+    ax_loss, ax_acc = axes[0], axes[1]
     for key, values in history.items():
         if key == x_key:
             continue
         if key.endswith("loss"):
             ax_loss.plot(x, values, marker="o", ms=3, label=key)
-        elif key.endswith("acc") or key.endswith("accuracy"):
-            ax_acc.plot(x, [100 * v for v in values], marker="o", ms=3, label=key)
-    ax_loss.set(xlabel=x_key, ylabel="cross-entropy loss", title="Loss")
+        elif key.endswith(("acc", "accuracy")):
+            percent = [100 * v for v in values]
+            ax_acc.plot(x, percent, marker="o", ms=3, label=key)
+            if timed:
+                minutes = [t / 60 for t in history["time_s"]]
+                axes[2].plot(minutes, percent, marker="s", ms=3, label=key)
+    ax_loss.set(xlabel=x_key, ylabel="loss", title="Loss")
     ax_acc.set(xlabel=x_key, ylabel="accuracy (%)", title="Accuracy")
-    for ax in (ax_loss, ax_acc):
+    if timed:
+        axes[2].set(xlabel="minutes", ylabel="accuracy (%)", title="Accuracy against wall time")
+    for ax in axes:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
     fig.suptitle(title)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
-def _save_figure(fig: Any, path: str | os.PathLike) -> str:
-    """Save a matplotlib figure atomically (temp file in the same folder, then rename)."""
+def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | os.PathLike) -> str:
+    """The confusion matrix (``m[true, predicted]`` counts) as a heat map with the counts."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    ticks = range(len(classes))
+    ax.set_xticks(ticks, classes, rotation=45, ha="right")
+    ax.set_yticks(ticks, classes)
+    ax.set(xlabel="predicted", ylabel="true")
+    threshold = matrix.max() / 2
+    for i in ticks:
+        for j in ticks:
+            color = "white" if matrix[i, j] > threshold else "black"
+            ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7, color=color)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: str | os.PathLike, **savefig: Any) -> str:
+    """Save a matplotlib figure atomically (the format from the suffix, PNG by default), close
+    it and return ``path``; ``savefig`` goes to ``fig.savefig`` (``bbox_inches="tight"``...)."""
     import matplotlib.pyplot as plt
 
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    suffix = os.path.splitext(path)[1] or ".png"
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=suffix)
-    os.close(fd)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fmt = os.path.splitext(path)[1].lstrip(".").lower() or "png"
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        with atomic_open(path) as f:
+            fig.savefig(f, format=fmt, **{"dpi": 110, **savefig})
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path

@@ -3,10 +3,16 @@ learning, and the torchvision weight import (against PyTorch when it is installe
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 import googlenet as G
+import googlenet_cli as C
+import googlenet_table as T
 import minidl as md
 import minidl.functional as F
 from minidl import optim
@@ -17,7 +23,7 @@ from minidl.summary import profile
 
 @pytest.fixture(scope="module")
 def paper_rows():
-    return {r["name"]: r for r in G.table1(G.GoogLeNet(variant="paper", aux_logits=False), 224)}
+    return {r["name"]: r for r in T.table1(G.GoogLeNet(variant="paper", aux_logits=False), 224)}
 
 
 def stage_shapes(model, size, batch=1):
@@ -26,6 +32,30 @@ def stage_shapes(model, size, batch=1):
     x = md.tensor(np.zeros((batch, 3, size, size), np.float32))
     stats = profile(model, x)
     return {name: s.output_shape for name, s in stats.items() if name and "." not in name}
+
+
+# ---------------------------------------------------------------------------- the module
+
+
+def test_importing_the_model_leaves_the_environment_alone():
+    """``import googlenet`` changes no environment variable; run as the training program, it
+    asks OpenBLAS for a short spin before NumPy loads (a subprocess each: a fresh NumPy)."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    imported = (
+        "import os; before = dict(os.environ); import googlenet; print(dict(os.environ) == before)"
+    )
+    program = (
+        "import os, runpy, sys; sys.argv = ['googlenet.py', '--help']\n"
+        "try: runpy.run_module('googlenet', run_name='__main__')\n"
+        "except SystemExit: pass\n"
+        "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))"
+    )
+    for code, expected in ((imported, "True"), (program, "4")):
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[-1] == expected
 
 
 # ---------------------------------------------------------------------------- parameters
@@ -218,11 +248,11 @@ def test_table1_rows_read_the_live_model(paper_rows):
 
 
 def test_summary_text_shows_totals_and_the_papers_figures():
-    text = G.summary(G.GoogLeNet(variant="paper", aux_logits=True), 224)
+    text = T.summary(G.GoogLeNet(variant="paper", aux_logits=True), 224)
     assert "6,998,552 parameters" in text and "1,582,671,872 multiply-adds" in text
     assert "6,379,728 more parameters" in text
     assert "paper ops" in text and "34M *" in text  # conv1's figure cannot be reproduced
-    cifar = G.summary(G.googlenet_cifar(0.25), 32)
+    cifar = T.summary(G.googlenet_cifar(0.25), 32)
     assert "372,578 parameters" in cifar and "91,449,856 multiply-adds" in cifar
 
 
@@ -319,8 +349,8 @@ def test_import_torchvision_from_a_hand_built_pth(tmp_path):
     pkl = w.state_dict([(k, writer(k, v, i)) for i, (k, v) in enumerate(state.items())])
     write_archive(tmp_path / "googlenet.pth", pkl, storages, top="googlenet")
 
-    G.import_torchvision(str(tmp_path / "googlenet.pth"), str(tmp_path / "googlenet.npz"))
-    model = G.load_model(str(tmp_path / "googlenet.npz")).eval()
+    C.import_torchvision(str(tmp_path / "googlenet.pth"), str(tmp_path / "googlenet.npz"))
+    model = C.load_model(str(tmp_path / "googlenet.npz")).eval()
     assert model.variant == "torchvision" and model.aux_logits and model.num_classes == 10
     assert model.transform_input
     for key, value in model.state_dict().items():
@@ -337,8 +367,8 @@ def test_import_torchvision_rejects_other_models(tmp_path):
     w = PickleWriter()
     pkl = w.state_dict([("fc.weight", lambda: w.tensor("FloatStorage", "0", 6, 0, (2, 3), (3, 1)))])
     write_archive(tmp_path / "other.pth", pkl, {"0": np.zeros(6, np.float32).tobytes()})
-    with pytest.raises(G.CLIError, match="does not match torchvision's GoogLeNet"):
-        G.import_torchvision(str(tmp_path / "other.pth"), str(tmp_path / "out.npz"))
+    with pytest.raises(C.CLIError, match="does not match torchvision's GoogLeNet"):
+        C.import_torchvision(str(tmp_path / "other.pth"), str(tmp_path / "out.npz"))
     assert not (tmp_path / "out.npz").exists()
 
 
@@ -376,8 +406,8 @@ def test_logits_agree_with_torchvision(tmp_path):
                 module.weight.uniform_(0.5, 1.5)
                 module.bias.normal_(0, 0.1)
     torch.save(theirs.state_dict(), tmp_path / "tv.pth")
-    G.import_torchvision(str(tmp_path / "tv.pth"), str(tmp_path / "tv.npz"))
-    ours = G.load_model(str(tmp_path / "tv.npz")).eval()
+    C.import_torchvision(str(tmp_path / "tv.pth"), str(tmp_path / "tv.npz"))
+    ours = C.load_model(str(tmp_path / "tv.npz")).eval()
     x = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)
     with torch.no_grad():
         expected = theirs(torch.from_numpy(x)).numpy()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import tempfile
 import urllib.request
+from typing import BinaryIO
+
+from ..serialization import atomic_open
 
 
 def md5sum(path: str, chunk: int = 1 << 20) -> str:
@@ -20,20 +22,36 @@ def md5sum(path: str, chunk: int = 1 << 20) -> str:
 def download(url: str, path: str, md5: str | None = None, timeout: float = 60.0) -> str:
     """Fetch ``url`` into ``path`` (the folder must exist); returns ``path``.
 
-    The bytes go to a temporary file next to ``path``; only a complete download (all
-    Content-Length bytes, matching ``md5`` when given) is renamed to ``path``. On any failure
-    the temporary file is removed and an error says what happened, so no partial file is left.
+    The bytes go to a temporary file next to ``path`` (``minidl.serialization.atomic_open``);
+    only a complete download (all Content-Length bytes, matching ``md5`` when given) replaces
+    ``path``. On any failure the temporary file is removed and an error says what happened, so
+    no partial file is left.
     """
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"download: the folder {folder!r} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(
-        dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".part"
-    )
+    with atomic_open(path) as f:
+        received, expected, digest = _fetch(url, f, timeout)
+        if expected is not None and received != expected:
+            raise OSError(
+                f"download of {url} stopped after {received} of {expected} bytes (the connection "
+                f"closed early); nothing was kept, try again"
+            )
+        if md5 is not None and digest != md5:
+            raise ValueError(
+                f"download of {url}: MD5 checksum {digest} does not match the expected {md5} "
+                f"({received} bytes received); the file was discarded. Check the URL, or retry "
+                f"if the transfer was corrupted"
+            )
+    return path
+
+
+def _fetch(url: str, f: BinaryIO, timeout: float) -> tuple[int, int | None, str]:
+    """Stream ``url`` into ``f``: (bytes received, Content-Length or None, MD5 hex digest)."""
     h = hashlib.md5()
     received, expected = 0, None
     try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             length = response.headers.get("Content-Length")
             expected = int(length) if length is not None else None
             while block := response.read(1 << 20):
@@ -41,30 +59,7 @@ def download(url: str, path: str, md5: str | None = None, timeout: float = 60.0)
                 h.update(block)
                 received += len(block)
     except (OSError, http.client.HTTPException) as e:  # URLError and timeouts are OSErrors
-        _remove(tmp)
         raise OSError(
             f"download of {url} failed after {received} bytes: {e}; nothing was kept, try again"
         ) from e
-    except BaseException:
-        _remove(tmp)
-        raise
-    if expected is not None and received != expected:
-        _remove(tmp)
-        raise OSError(
-            f"download of {url} stopped after {received} of {expected} bytes (the connection "
-            f"closed early); nothing was kept, try again"
-        )
-    if md5 is not None and h.hexdigest() != md5:
-        _remove(tmp)
-        raise ValueError(
-            f"download of {url}: MD5 checksum {h.hexdigest()} does not match the expected {md5} "
-            f"({received} bytes received); the file was discarded. Check the URL, or retry if "
-            f"the transfer was corrupted"
-        )
-    os.replace(tmp, path)
-    return path
-
-
-def _remove(path: str) -> None:
-    if os.path.exists(path):
-        os.remove(path)
+    return received, expected, h.hexdigest()

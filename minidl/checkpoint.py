@@ -1,0 +1,112 @@
+"""Training checkpoints: what a run saves so that it can continue exactly where it stopped.
+
+A checkpoint is a dict written with ``md.save`` (an ``.npz``, atomically), as ``<folder>/last.npz``
+and, when the run reached its best test accuracy, copied to ``<folder>/best.npz``:
+
+    model, optimizer, scheduler   the state dicts (``scheduler`` None without a schedule)
+    epoch, batch                  where to continue: batch ``batch`` of epoch ``epoch`` (from 0)
+    loader_rng                    the training loader's generator at the start of that epoch: the
+                                  epoch's shuffle and augmentation are replayed and the first
+                                  ``batch`` batches skipped
+    dropout_rng                   NumPy's global generator (dropout masks on the CPU)
+    partial                       the epoch's running sums so far: loss_sum, correct, seen
+    elapsed_s, best_acc           wall time and the best test accuracy so far
+    metrics                       the per-epoch rows so far (``metrics.json``)
+
+plus what the caller adds (googlenet.py stores how to rebuild its model and the run's options).
+Nothing here knows a particular model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .serialization import atomic_open, load, save
+
+
+@dataclass
+class Position:
+    """Where a run stands: the loop's state besides the model, optimizer and generators."""
+
+    epoch: int = 0
+    batch: int = 0
+    partial: dict[str, Any] = field(
+        default_factory=lambda: {"loss_sum": 0.0, "correct": 0, "seen": 0}
+    )
+    elapsed_s: float = 0.0
+    best_acc: float = 0.0
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+
+def training_state(
+    model: Any, optimizer: Any, schedule: Any, loader_rng: dict[str, Any], position: Position
+) -> dict[str, Any]:
+    """The checkpoint dict for a run at ``position`` (``loader_rng``: the training loader's
+    generator state at the start of ``position.epoch``)."""
+    return {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": None if schedule is None else schedule.state_dict(),
+        "epoch": position.epoch,
+        "batch": position.batch,
+        "loader_rng": loader_rng,
+        "dropout_rng": list(np.random.get_state()),
+        "partial": dict(position.partial),
+        "elapsed_s": position.elapsed_s,
+        "best_acc": position.best_acc,
+        "metrics": position.metrics,
+    }
+
+
+def restore_training_state(
+    checkpoint: dict[str, Any], model: Any, optimizer: Any, schedule: Any, loader: Any
+) -> Position:
+    """Load a checkpoint's states into the model, optimizer, schedule, the loader's generator and
+    NumPy's global one; returns the run's position."""
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    if schedule is not None:
+        schedule.load_state_dict(checkpoint["scheduler"])
+    loader.rng.bit_generator.state = checkpoint["loader_rng"]
+    np.random.set_state(tuple(checkpoint["dropout_rng"]))
+    return Position(
+        int(checkpoint["epoch"]),
+        int(checkpoint["batch"]),
+        dict(checkpoint["partial"]),
+        float(checkpoint["elapsed_s"]),
+        float(checkpoint["best_acc"]),
+        list(checkpoint["metrics"]),
+    )
+
+
+def save_checkpoint(state: dict[str, Any], folder: str | os.PathLike, best: bool = False) -> str:
+    """``md.save`` the state as ``<folder>/last.npz`` (atomic); copy it to ``best.npz`` when
+    ``best``. Returns the path of ``last.npz``."""
+    last = os.path.join(os.fspath(folder), "last.npz")
+    save(state, last)
+    if best:
+        with open(last, "rb") as source, atomic_open(os.path.join(folder, "best.npz")) as f:
+            shutil.copyfileobj(source, f)
+    return last
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """``md.load`` a checkpoint dict. FileNotFoundError when ``path`` does not exist, ValueError
+    when the file is corrupt or holds something else than a dict with a ``model`` entry."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    try:
+        checkpoint = load(path)
+    except ValueError as e:
+        raise ValueError(
+            f"checkpoint {path!r} is corrupt or not a minidl checkpoint: {e}"
+        ) from None
+    if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+        raise ValueError(f"{path!r} is not a checkpoint (no model entry)")
+    return checkpoint

@@ -1,0 +1,236 @@
+"""minidl.training as a library: fit a tiny model on tiny data, its files, resuming, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import minidl as md
+import minidl.functional as F
+from minidl import nn, optim
+from minidl.checkpoint import read_checkpoint
+from minidl.data import DataLoader, RandomHorizontalFlip
+from minidl.training import Interrupted, estimate_epochs, evaluate, fit, train_step
+from minidl.viz import plot_curves, save_figure
+
+EPOCHS, BATCH = 3, 8  # 32 training images: 4 batches per epoch
+
+
+def images(n, seed):
+    """Learnable 8x8 images: the class (of 4) sets the mean colour of the image."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, n)
+    data = rng.integers(0, 30, (n, 8, 8, 3)) + (labels * 60)[:, None, None, None]
+    return data.astype(np.uint8), labels
+
+
+def make_run(seed=0):
+    """Model (conv, batch norm, dropout: every kind of state), optimizer, schedule, loaders."""
+    nn.init.manual_seed(seed)
+    np.random.seed(seed)
+    model = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.BatchNorm2d(6),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(0.2),
+        nn.Linear(6, 4),
+    )
+    optimizer = optim.SGD(list(model.parameters()), lr=0.2, momentum=0.9, nesterov=True)
+    loader = DataLoader(
+        images(32, 1), BATCH, shuffle=True, drop_last=True, seed=seed,
+        transform=RandomHorizontalFlip(),
+    )  # fmt: skip
+    schedule = optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=0.2, total_steps=EPOCHS * len(loader)
+    )
+    return model, optimizer, schedule, loader, DataLoader(images(24, 2), 10)
+
+
+def loss_fn(output, y):
+    return F.cross_entropy(output, y)
+
+
+def weights(model):
+    return {k: v.numpy().copy() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    """An uninterrupted run of EPOCHS epochs: (result, final weights, output folder)."""
+    out = tmp_path_factory.mktemp("full")
+    model, optimizer, schedule, loader, test_loader = make_run()
+    result = fit(
+        model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=test_loader,
+        out=out, checkpoint_extra={"note": "mine"}, progress=False,
+    )  # fmt: skip
+    return result, weights(model), out, schedule
+
+
+def comparable(rows):
+    return [{k: v for k, v in r.items() if k not in ("time_s", "images_per_s")} for r in rows]
+
+
+def test_fit_learns_and_writes_its_files(full_run):
+    result, _, out, schedule = full_run
+    assert result.finished and [r["epoch"] for r in result.rows] == [1, 2, 3]
+    first, last = result.rows[0], result.rows[-1]
+    assert last["train_loss"] < first["train_loss"] - 0.2 and last["test_loss"] < first["test_loss"]
+    assert last["test_acc"] > 0.35  # 4 classes: chance is 0.25
+    for name in ("metrics.csv", "metrics.json", "curves.png", "last.npz", "best.npz"):
+        assert (out / name).is_file(), name
+    assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
+    assert json.loads((out / "metrics.json").read_text()) == result.rows
+    header = (out / "metrics.csv").read_text().splitlines()[0]
+    assert header == "epoch,train_loss,train_acc,test_loss,test_acc,lr,images_per_s,time_s"
+    saved = read_checkpoint(out / "last.npz")
+    assert saved["note"] == "mine" and (saved["epoch"], saved["batch"]) == (EPOCHS, 0)
+    assert saved["best_acc"] == result.best_acc
+    assert result.best_acc == pytest.approx(max(r["test_acc"] for r in result.rows), abs=1e-5)
+    assert schedule.last_epoch == EPOCHS * 4 - 1  # never stepped past the planned steps
+
+
+@pytest.mark.parametrize("how", ["on_step", "ctrl-c"])
+@pytest.mark.parametrize("after_steps", [1, 4, 6])  # mid-epoch, at an epoch's end, mid-epoch 2
+def test_resumed_run_equals_the_uninterrupted_one(full_run, tmp_path, how, after_steps):
+    """Stopped after any step (by on_step or by Ctrl-C), then resumed from its checkpoint with
+    freshly built objects: the same weights, bit for bit, and the same metrics."""
+    full, final, _, _ = full_run
+    model, optimizer, schedule, loader, test_loader = make_run()
+
+    def stop(step):
+        if step.step == after_steps:
+            if how == "ctrl-c":
+                raise KeyboardInterrupt
+            return True
+        return None
+
+    run = dict(schedule=schedule, test_loader=test_loader, out=tmp_path, progress=False)
+    if how == "ctrl-c":
+        with pytest.raises(Interrupted) as caught:
+            fit(model, loss_fn, loader, optimizer, EPOCHS, on_step=stop, **run)
+        path = caught.value.checkpoint
+        epoch, done = divmod(after_steps - 1, 4)  # (an epoch's last batch: its end still due)
+        assert (caught.value.epoch, caught.value.batch) == (epoch, done + 1)
+    else:
+        first = fit(model, loss_fn, loader, optimizer, EPOCHS, on_step=stop, **run)
+        assert not first.finished
+        path = first.checkpoint
+    model, optimizer, schedule, loader, test_loader = make_run(seed=7)  # other weights, streams
+    run.update(schedule=schedule, test_loader=test_loader)
+    resumed = fit(model, loss_fn, loader, optimizer, EPOCHS, resume=read_checkpoint(path), **run)
+    assert resumed.finished
+    assert comparable(resumed.rows) == comparable(full.rows)
+    for key, value in weights(model).items():
+        np.testing.assert_array_equal(value, final[key], err_msg=key)
+
+
+def test_stop_after_epochs_then_resume(full_run, tmp_path):
+    full, final, _, _ = full_run
+    model, optimizer, schedule, loader, test_loader = make_run()
+    run = dict(schedule=schedule, test_loader=test_loader, out=tmp_path, progress=False)
+    first = fit(model, loss_fn, loader, optimizer, EPOCHS, stop_after_epochs=2, **run)
+    assert not first.finished and [r["epoch"] for r in first.rows] == [1, 2]
+    model, optimizer, schedule, loader, test_loader = make_run(seed=3)
+    run.update(schedule=schedule, test_loader=test_loader)
+    resumed = fit(
+        model, loss_fn, loader, optimizer, EPOCHS, resume=read_checkpoint(first.checkpoint), **run
+    )
+    assert comparable(resumed.rows) == comparable(full.rows)
+    for key, value in weights(model).items():
+        np.testing.assert_array_equal(value, final[key], err_msg=key)
+
+
+class InterruptingLoader:
+    """A test loader that presses Ctrl-C (sends SIGINT) while the epoch's files are due."""
+
+    def __init__(self, loader):
+        self.loader, self.sent = loader, False
+
+    def __iter__(self):
+        if not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return iter(self.loader)
+
+
+def test_ctrl_c_at_the_end_of_an_epoch_waits_for_the_files(tmp_path):
+    model, optimizer, schedule, loader, test_loader = make_run()
+    with pytest.raises(Interrupted) as caught:
+        fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule,
+            test_loader=InterruptingLoader(test_loader), out=tmp_path, progress=False)  # fmt: skip
+    assert (caught.value.epoch, caught.value.batch) == (1, 0)  # after epoch 1, complete
+    rows = json.loads((tmp_path / "metrics.json").read_text())
+    assert [r["epoch"] for r in rows] == [1] and "test_acc" in rows[0]
+    assert read_checkpoint(caught.value.checkpoint)["epoch"] == 1
+
+
+def test_train_step_counts_accuracy_on_the_main_logits():
+    """A model whose training output is a tuple (main logits first, as GoogLeNet's aux heads)."""
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.fc(x), -self.fc(x)
+
+    model = TwoHeads()
+    x = md.tensor(np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 0.0]], np.float32))
+    y = md.tensor(np.array([0, 1, 1]))
+    with md.no_grad():
+        expected = int((model(x)[0].numpy().argmax(axis=1) == y.numpy()).sum())
+    optimizer = optim.SGD(list(model.parameters()), lr=0.0)
+    loss, correct = train_step(model, lambda out, t: F.cross_entropy(out[0], t), optimizer, x, y)
+    assert correct == expected
+    assert loss == pytest.approx(F.cross_entropy(model(x)[0], y).item())
+
+
+def test_evaluate_reports_loss_accuracy_and_predictions():
+    model, _, _, _, test_loader = make_run()
+    result = evaluate(model, test_loader)
+    assert not model.training
+    logits = model(md.Tensor(test_loader.images.transpose(0, 3, 1, 2).astype(np.float32) / 255))
+    np.testing.assert_array_equal(result.predictions, logits.numpy().argmax(axis=1))
+    np.testing.assert_array_equal(result.targets, test_loader.labels)
+    assert result.accuracy == pytest.approx(np.mean(result.predictions == result.targets))
+    assert result.loss == pytest.approx(F.cross_entropy(logits, md.tensor(result.targets)).item())
+
+
+def test_estimate_epochs_leaves_everything_as_it_was():
+    model, _, _, loader, _ = make_run()
+    before = weights(model)
+    loader_state, dropout_state = loader.rng.bit_generator.state, np.random.get_state()
+    few = estimate_epochs(model, loss_fn, loader, budget_s=1e-6)
+    many = estimate_epochs(model, loss_fn, loader, budget_s=1e6, eval_images=24)
+    assert few == 1 and many > 100
+    for key, value in weights(model).items():
+        np.testing.assert_array_equal(value, before[key], err_msg=key)
+    assert all(p.grad is None for p in model.parameters())
+    assert loader.rng.bit_generator.state == loader_state
+    np.testing.assert_array_equal(np.random.get_state()[1], dropout_state[1])
+
+
+def test_plot_curves_takes_fit_rows_with_a_wall_time_panel(full_run, tmp_path):
+    result = full_run[0]
+    path = plot_curves(result.rows, tmp_path / "rows.png")
+    assert open(path, "rb").read(4) == b"\x89PNG"
+
+
+def test_save_figure_leaves_nothing_when_drawing_fails(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure()
+    fig.savefig = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no"))
+    with pytest.raises(RuntimeError):
+        save_figure(fig, tmp_path / "f.png")
+    assert os.listdir(tmp_path) == []
