@@ -12,22 +12,20 @@ Run it: ``python examples/05_bottleneck_cost.py [--quick]``. Pictures: ``example
 
 # %% [markdown]
 # ## Set-up
-# `googlenet.py` lives at the repository root; the lesson imports its modules from there.
+# `googlenet.py` (the model, installed with the library by `pip install -e .`) gives the Inception
+# modules and the paper's channel plan.
 
 # %%
-import sys
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _lesson import REPO, parse_args, save
+from _lesson import parse_args, save
 
 import minidl as md
+from googlenet import INCEPTION_CHANNELS, Inception, NaiveInception
 from minidl import nn
 from minidl.summary import format_table, profile
-
-sys.path.insert(0, str(REPO))
-from googlenet import INCEPTION_CHANNELS, Inception, NaiveInception
 
 args = parse_args(__doc__.splitlines()[0], quick=True)
 out = args.output

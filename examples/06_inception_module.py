@@ -14,18 +14,15 @@ autograd graph as ``06_inception_graph.svg`` (``.dot`` without Graphviz).
 # ## Set-up
 
 # %%
-import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _lesson import REPO, parse_args, render_graph, save
+from _lesson import parse_args, render_graph, save
 from matplotlib.patches import FancyBboxPatch
 
 import minidl as md
-from minidl.summary import profile
-
-sys.path.insert(0, str(REPO))
 from googlenet import INCEPTION_CHANNELS, ConvBlock, Inception
+from minidl.summary import profile
 
 args = parse_args(__doc__.splitlines()[0])
 out = args.output

@@ -15,19 +15,16 @@ Pictures: ``examples/output/07_*.png``.
 # ## Set-up
 
 # %%
-import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _lesson import REPO, parse_args, save
+from _lesson import parse_args, save
 
 import minidl as md
 import minidl.functional as F
+from googlenet import googlenet_cifar
 from minidl import nn
 from minidl.summary import profile
-
-sys.path.insert(0, str(REPO))
-from googlenet import googlenet_cifar
 
 args = parse_args(__doc__.splitlines()[0], quick=True)
 out = args.output

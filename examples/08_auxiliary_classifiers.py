@@ -16,18 +16,15 @@ Pictures: ``examples/output/08_*.png``.
 # ## Set-up
 
 # %%
-import sys
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _lesson import REPO, parse_args, save
+from _lesson import parse_args, save
 
 import minidl as md
 import minidl.functional as F
-from minidl import nn
-
-sys.path.insert(0, str(REPO))
 from googlenet import googlenet_cifar
+from minidl import nn
 
 args = parse_args(__doc__.splitlines()[0], quick=True)
 out = args.output

@@ -24,10 +24,11 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _lesson import REPO, load_cifar10, parse_args, save
+from _lesson import load_cifar10, parse_args, save
 
 import minidl as md
 import minidl.functional as F
+from googlenet import googlenet_cifar
 from minidl import nn, optim, viz
 from minidl.data import (
     Compose,
@@ -37,9 +38,7 @@ from minidl.data import (
     ToFloat,
     cifar10_test_transform,
 )
-
-sys.path.insert(0, str(REPO))
-from googlenet import googlenet_cifar
+from minidl.training import train_step
 
 
 def options(parser):
@@ -114,10 +113,7 @@ def seconds_per_step(width, device, batch, steps):
     y = md.tensor(rng.integers(0, 10, batch), device=device)
 
     def step():
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        train_step(model, F.cross_entropy, opt, x, y)  # lesson 10's step, from the library
 
     step()
     synchronize(device)
@@ -190,13 +186,10 @@ start, step, losses = time.perf_counter(), 0, []
 model.train()
 for _epoch in range(epochs):
     for x, y in train_loader:
-        loss = F.cross_entropy(model(x), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        loss, _ = train_step(model, F.cross_entropy, opt, x, y)  # .item(): the host waits
         sched.step()
         step += 1
-        losses.append(loss.item())  # .item() copies one number to the host (and waits)
+        losses.append(loss)
         if step % max(1, total // 10) == 0 or step == total:
             acc = test_accuracy()
             history["step"].append(step)

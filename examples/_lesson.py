@@ -17,8 +17,11 @@ import matplotlib
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
-if importlib.util.find_spec("minidl") is None:  # not installed: use the checkout next door
-    sys.path.insert(0, str(REPO))
+if importlib.util.find_spec("googlenet") is None:
+    sys.exit(
+        "The lessons import minidl and googlenet: install them first, from the repository's "
+        f"root: python -m pip install -e {REPO}"
+    )
 
 IN_NOTEBOOK = "ipykernel" in sys.modules
 if not IN_NOTEBOOK:
@@ -49,11 +52,14 @@ def parse_args(description: str, quick: bool = False, extra=None) -> argparse.Na
 
 def save(fig, path: Path) -> Path:
     """Save ``fig`` as a PNG, say where, and close it (in a notebook: show it as well)."""
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    from minidl.viz import save_figure
+
+    save_figure(fig, path, bbox_inches="tight")
     print(f"  picture saved: {path}")
     if IN_NOTEBOOK:
-        plt.show()
-    plt.close(fig)
+        from IPython.display import display
+
+        display(fig)
     return path
 
 
@@ -76,10 +82,9 @@ CIFAR10_CLASSES = [
 
 def cifar10_candidates(explicit: str | None = None) -> list[Path]:
     """Where the lessons look for CIFAR-10 ("python version"), first match wins: ``--data``,
-    ``$MINIDL_CIFAR10``, the cache ``python googlenet.py train`` downloads to, and a shared
-    ``data/`` folder next to the checkout."""
+    ``$MINIDL_CIFAR10`` and the cache ``python googlenet.py train`` downloads to."""
     places = [explicit, os.environ.get("MINIDL_CIFAR10")]
-    places += [Path.home() / ".cache" / "minidl" / "cifar10", REPO.parent / "shared" / "data"]
+    places.append(Path.home() / ".cache" / "minidl" / "cifar10")
     return [Path(p) for p in places if p]
 
 

@@ -48,6 +48,15 @@ def test_lessons_found():
     assert numbers == sorted(set(numbers)), "lesson numbers must be unique"
 
 
+def test_lessons_import_the_installed_package():
+    """No lesson puts the checkout on sys.path or reads files outside it: ``googlenet`` and
+    ``minidl`` come from ``pip install -e .``, as a learner's copy has them."""
+    for path in [*LESSONS, ROOT / "examples" / "_lesson.py"]:
+        text = path.read_text()
+        assert "sys.path" not in text, path.name
+        assert '"shared"' not in text and "../shared" not in text, path.name
+
+
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
 def test_lesson_runs_quick(lesson: Path, tmp_path: Path, tiny_cifar: Path):
     env = dict(os.environ, MINIDL_EXAMPLES_OUTPUT=str(tmp_path), MINIDL_CIFAR10=str(tiny_cifar))
