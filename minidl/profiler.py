@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from . import function
+from . import backend, function
 
 
 class Profile:
@@ -74,20 +74,12 @@ class _Timer:
         self.prof.add(op, phase, time.perf_counter() - start)
 
 
-def _synchronize() -> None:
-    import sys
-
-    cp = sys.modules.get("cupy")
-    if cp is not None:
-        cp.cuda.get_current_stream().synchronize()
-
-
 @contextlib.contextmanager
 def profile() -> Iterator[Profile]:
     """Time every op run inside the block; yields the Profile that collects the times."""
     prof = Profile()
     previous = function.op_timer
-    function.op_timer = _Timer(prof, _synchronize)
+    function.op_timer = _Timer(prof, backend.synchronize)
     try:
         yield prof
     finally:

@@ -1,23 +1,31 @@
-"""Shared fixtures: ``xp`` runs a test body on every backend (numpy; cupy on a GPU)."""
+"""Shared fixtures: ``xp`` runs a test body on every backend.
+
+``numpy`` always; ``cupy-sim`` always (the simulated CuPy, plain NumPy underneath, so CI runs the
+GPU code path on every commit); real ``cupy`` where CuPy finds a GPU.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from minidl.backend import is_gpu_available
+from minidl import backend
 
-BACKENDS = ["numpy"] + (["cupy"] if is_gpu_available() else [])
+BACKENDS = ["numpy", "cupy-sim"] + (["cupy"] if backend.is_gpu_available() else [])
 
 
 @pytest.fixture(params=BACKENDS)
 def xp(request):
-    """The array module under test: numpy always, cupy when CuPy and a GPU are present."""
+    """The array module under test; with ``cupy-sim``, device "cuda" is the simulation."""
     if request.param == "cupy":
         import cupy
 
-        return cupy
-    return np
+        yield cupy
+    elif request.param == "cupy-sim":
+        with backend.simulate_cuda() as sim:
+            yield sim
+    else:
+        yield np
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ must be multiplied by ``size`` here. (TensorFlow also counts ``depth_radius`` = 
 
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import device_of, get_array_module, to_device
 from ..function import Function
 from ..registry import GradCase, register_gradcheck
 from . import _batchnorm_nhwc as nhwc_path
@@ -85,6 +85,11 @@ class BatchNorm(Function):
                 raise ValueError(
                     f"batch_norm: {name} must have shape ({C},) for x of shape {tuple(x.shape)}, "
                     f"got {tuple(a.shape)}"
+                )
+            if a is not None and device_of(a) != device_of(x):
+                raise ValueError(
+                    f"batch_norm: {name} must be on x's device {device_of(x)!r}, got "
+                    f"{device_of(a)!r}; move it with .to(device) (as PyTorch requires)"
                 )
         axes = (0,) + tuple(range(2, x.ndim))
         bshape = (1, C) + (1,) * (x.ndim - 2)
@@ -251,8 +256,11 @@ def _bn_cases(rng):
     def train(x, g, b):
         return batch_norm(x, None, None, g, b, training=True)
 
+    def on_device(stats, x):  # running statistics live where x lives, as in PyTorch
+        return [to_device(a, device_of(x.data)) for a in stats]
+
     def evaluate(x, g, b):
-        return batch_norm(x, rm, rv, g, b, training=False)
+        return batch_norm(x, *on_device((rm, rv), x), g, b, training=False)
 
     rm, rv = r(3), rng.uniform(0.5, 2, 3)
     yield GradCase("train 4-D, gamma, beta", train, [r(2, 3, 2, 3), r(3), r(3)])
@@ -280,7 +288,7 @@ def _bn_cases(rng):
     )
     yield GradCase(
         "eval channels-last, relu",
-        lambda x, g, b: batch_norm_relu(cl(x), rm, rv, g, b),
+        lambda x, g, b: batch_norm_relu(cl(x), *on_device((rm, rv), x), g, b),
         [r(2, 2, 2, 3), r(3), r(3)],
     )
     yield GradCase(
