@@ -5,8 +5,7 @@ the value came from: reshape back, transpose by the inverse permutation, scatter
 places, split the concatenation.
 
 Axes count from the end when negative (-1 is the last), as in NumPy and PyTorch; an axis out of
-range raises ``AxisError`` (NumPy's, both an IndexError, as PyTorch's "Dimension out of range",
-and a ValueError).
+range raises ``AxisError``.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from numpy.exceptions import AxisError
 
 from ..backend import device_of, get_array_module, scatter_add, to_device
 from ..function import Function
@@ -23,6 +21,11 @@ from ..registry import GradCase, register_gradcheck
 from ..tensor import Tensor
 from ._layout import channels_adjacent, nchw_view
 from ._parallel import parallel_batches
+
+
+class AxisError(IndexError, ValueError):
+    """An axis out of range: an IndexError, as PyTorch's "Dimension out of range" (and NumPy's
+    AxisError), and a ValueError, as minidl's other argument errors."""
 
 
 def normalize_axis(axis: Any, ndim: int, op: str, name: str = "axis") -> int:
