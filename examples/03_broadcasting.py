@@ -1,11 +1,11 @@
-"""Lesson 2: broadcasting, and why backward sums gradients back to the input's shape.
+"""Lesson 3: broadcasting, and why backward sums gradients back to the input's shape.
 
 What it teaches: when ``x + b`` adds a bias ``b`` of shape (3,) to a batch ``x`` of shape (4, 3),
 NumPy quietly uses b once per row: four copies. Every copy sends a gradient back, and b must
 receive their *sum*. That is ``sum_to``: the backward of broadcasting. We watch it for a row
 vector, a column and a scalar, for a product, and we see the engine refuse an op that forgets it.
 
-Run it: ``python examples/02_broadcasting.py``. Picture: ``examples/output/02_broadcasting.png``.
+Run it: ``python examples/03_broadcasting.py``. Picture: ``examples/output/03_broadcasting.png``.
 """
 
 # %% [markdown]
@@ -170,4 +170,4 @@ grid(axes[1], g, "backward: upstream gradient\ndL/dy, shape (4, 3)", "Oranges")
 grid(axes[2], g.sum(axis=0), "dL/db = sum_to(dL/dy, (3,))\nthe columns summed, shape (3,)", "Reds")
 axes[2].set_yticks([0], ["b"])
 fig.suptitle("Broadcasting copies b forward, so backward adds the copies' gradients", fontsize=13)
-save(fig, out / "02_broadcasting.png")
+save(fig, out / "03_broadcasting.png")

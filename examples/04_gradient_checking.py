@@ -1,4 +1,4 @@
-"""Lesson 3: gradient checking, or how to trust a backward pass you wrote yourself.
+"""Lesson 4: gradient checking, or how to trust a backward pass you wrote yourself.
 
 What it teaches: a derivative can be estimated without calculus, by nudging the input both ways
 (central differences). Comparing that estimate with backward's answer, as a *relative* error,
@@ -6,7 +6,7 @@ catches wrong backward code. We see why the nudge must be neither too big nor to
 check runs in float64, why the upstream gradient must be random (not all ones), why kinks (ReLU at
 0) fool it, and we watch the library's checker catch a deliberately broken op.
 
-Run it: ``python examples/03_gradient_checking.py``. Pictures: ``examples/output/03_*.png``.
+Run it: ``python examples/04_gradient_checking.py``. Pictures: ``examples/output/04_*.png``.
 """
 
 # %% [markdown]
@@ -77,7 +77,7 @@ ax.set(
 ax.set_ylim(1e-13, 10)
 ax.grid(alpha=0.3, which="both")
 ax.legend()
-save(fig, out / "03_step_size.png")
+save(fig, out / "04_step_size.png")
 
 # %% [markdown]
 # ## 2. Many inputs: the vector-Jacobian product
@@ -202,7 +202,7 @@ for ax, (name, analytic) in zip(axes, grads.items()):
     ax.legend(loc="upper left")
 fig.suptitle("A gradient check, element by element (40 inputs, random upstream gradient)")
 fig.tight_layout()
-save(fig, out / "03_broken_op.png")
+save(fig, out / "04_broken_op.png")
 
 # %% [markdown]
 # ## 6. Kinks fool the check

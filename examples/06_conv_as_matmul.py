@@ -1,4 +1,4 @@
-"""Lesson 4: convolution as one matrix multiplication (im2col), and its backward (col2im).
+"""Lesson 6: convolution as one matrix multiplication (im2col), and its backward (col2im).
 
 What it teaches: a convolution slides a small kernel over an image and takes a dot product at
 every position. ``im2col`` copies each of those image patches into one row of a matrix, so the
@@ -7,7 +7,7 @@ it on a 4x4 image as plain numbers, check it against the naive loop and ``F.conv
 backward pass by hand: the kernel's gradient is ``gy^T @ cols`` and the image's gradient is
 ``col2im(gy @ kernel)``, which adds every patch's gradient back onto the pixels it came from.
 
-Run it: ``python examples/04_conv_as_matmul.py [--quick]``. Pictures: ``examples/output/04_*.png``.
+Run it: ``python examples/06_conv_as_matmul.py [--quick]``. Pictures: ``examples/output/06_*.png``.
 """
 
 # %% [markdown]
@@ -147,7 +147,7 @@ ax.set_xticks(range(2))
 ax.set_yticks(range(2))
 ax.set(title="y = cols @ w (2x2)\nw: diagonal 1, 2, 1", xlabel="column", ylabel="row")
 fig.suptitle("Convolution as a matrix product: im2col, then one GEMM", fontsize=13)
-save(fig, out / "04_im2col.png")
+save(fig, out / "06_im2col.png")
 
 # %% [markdown]
 # ## 5. More channels, padding and stride
@@ -184,7 +184,7 @@ print(np.round(first[:, :, 0], 2), " <- zeros where the patch hangs over the bor
 #     dL/dx     = col2im(dL/dcols)    (scatter every row back onto its pixels, ADDING overlaps)
 #
 # col2im is the mirror image of im2col: where im2col copied a pixel into several rows, col2im
-# sums those rows' gradients into that pixel (the same rule as broadcasting in lesson 2).
+# sums those rows' gradients into that pixel (the same rule as broadcasting in lesson 3).
 
 # %%
 g = np.array([[1.0, -2.0], [0.5, 3.0]]).reshape(1, 1, 2, 2)
@@ -236,11 +236,11 @@ for ax, (values, title, cmap) in zip(axes, panels):
     ax.set_yticks(range(values.shape[0]))
     ax.set(title=title, xlabel="column", ylabel="row")
 fig.suptitle("Backward of a convolution: col2im adds each patch's gradient back onto its pixels")
-save(fig, out / "04_col2im.png")
+save(fig, out / "06_col2im.png")
 
 # %% [markdown]
 # ## 7. The gradient check agrees, and the matrix product is what makes it fast
-# The library's conv2d passes the float64 check of lesson 3. Then time the naive loop against
+# The library's conv2d passes the float64 check of lesson 4. Then time the naive loop against
 # our own im2col + one GEMM on a small batch: the loop pays Python's overhead once per output
 # value, the GEMM once per layer. `F.conv2d` is timed too: it is built on the same idea but may
 # take faster routes for some shapes (a 1x1 convolution needs no im2col at all), so it can be

@@ -1,4 +1,4 @@
-"""Lesson 6: one Inception module, taken apart.
+"""Lesson 8: one Inception module, taken apart.
 
 What it teaches: an Inception module runs four branches side by side on the same input (a 1x1
 convolution; 1x1 then 3x3; 1x1 then 5x5; 3x3 max pool then 1x1) and stacks their outputs along
@@ -6,8 +6,8 @@ the channel axis. We follow the shapes through each branch, count the parameters
 the library, and watch backward through the concatenation: each branch gets its own slice of the
 gradient, and the input, read by all four branches, receives the sum of four gradients.
 
-Run it: ``python examples/06_inception_module.py``. Pictures: ``examples/output/06_*.png`` and the
-autograd graph as ``06_inception_graph.svg`` (``.dot`` without Graphviz).
+Run it: ``python examples/08_inception_module.py``. Pictures: ``examples/output/08_*.png`` and the
+autograd graph as ``08_inception_graph.svg`` (``.dot`` without Graphviz).
 """
 
 # %% [markdown]
@@ -164,13 +164,13 @@ ax.set_title(
     f"Inception 3a (Figure 2b): four branches on one input, {module.num_parameters():,} parameters",
     fontsize=13,
 )
-save(fig, out / "06_inception_module.png")
+save(fig, out / "08_inception_module.png")
 
 # %% [markdown]
 # ## 5. Backward through the concatenation
 # Concatenation's backward is slicing: channels 0-63 of the output gradient go to branch 1,
 # 64-191 to branch 2, and so on. And because x feeds all four branches, x.grad is the *sum* of the
-# four branches' input gradients (lesson 2's rule again: a value used several times collects
+# four branches' input gradients (lesson 3's rule again: a value used several times collects
 # every use's gradient). Check both by running each branch alone with its slice of the gradient.
 
 # %%
@@ -216,4 +216,4 @@ for name, param in module.named_parameters():
 x.name = "x (input)"
 y = module(x)
 y.name = "output"
-render_graph(y, out / "06_inception_graph.svg")
+render_graph(y, out / "08_inception_graph.svg")

@@ -1,4 +1,4 @@
-"""Lesson 8: auxiliary classifiers, and the gradient that reaches the early layers.
+"""Lesson 11: auxiliary classifiers, and the gradient that reaches the early layers.
 
 What it teaches: backward multiplies the gradient by every layer's local derivative on its way
 down. In a deep plain network (no batch norm) those factors are mostly below one, so the
@@ -6,10 +6,10 @@ gradient that reaches the first layers is tiny: they barely learn. GoogLeNet's a
 to attach small classifiers to intermediate layers and add their losses (weight 0.3): each one
 injects a fresh gradient half-way down. We measure the gradient norm per layer of a 20-layer
 plain convolutional network with and without two such heads, then do the same on the CIFAR
-GoogLeNet, whose batch norm (lesson 9) already keeps gradients alive.
+GoogLeNet, whose batch norm (lesson 12) already keeps gradients alive.
 
-Run it: ``python examples/08_auxiliary_classifiers.py [--quick]``.
-Pictures: ``examples/output/08_*.png``.
+Run it: ``python examples/11_auxiliary_classifiers.py [--quick]``.
+Pictures: ``examples/output/11_*.png``.
 """
 
 # %% [markdown]
@@ -34,7 +34,7 @@ rng = np.random.default_rng(0)
 # %% [markdown]
 # ## 1. A deep plain network with optional auxiliary heads
 # 20 convolutions of 3x3 with 16 channels and ReLU, no normalisation, PyTorch's default
-# initialisation; the main head averages the last feature map over space (lesson 7) and maps it
+# initialisation; the main head averages the last feature map over space (lesson 9) and maps it
 # to 10 classes. Two auxiliary heads of the same kind read the feature maps after layers 7 and
 # 14, as GoogLeNet's read the outputs of inception 4a and 4d.
 
@@ -141,7 +141,7 @@ fig.suptitle(
     f"A {DEPTH}-layer plain conv net (no batch norm): auxiliary heads feed the early layers"
 )
 fig.tight_layout()
-save(fig, out / "08_aux_plain_net.png")
+save(fig, out / "11_aux_plain_net.png")
 
 # %% [markdown]
 # ## 4. The same measurement on GoogLeNet for CIFAR-10
@@ -217,4 +217,4 @@ ax.set(
 )
 ax.grid(alpha=0.3)
 ax.legend()
-save(fig, out / "08_aux_googlenet.png")
+save(fig, out / "11_aux_googlenet.png")

@@ -1,4 +1,4 @@
-"""Lesson 9: batch norm and local response norm, side by side.
+"""Lesson 12: batch norm and local response norm, side by side.
 
 What it teaches: both layers divide activations by something, but by very different things.
 Local response normalisation (LRN, AlexNet 2012; in GoogLeNet's stem) divides each value by the
@@ -9,8 +9,8 @@ learned gamma and beta. We compute both by hand and with the library, compare ac
 histograms, look at LRN's response curve, follow activation scales through a 12-layer stack,
 and see BN's train/eval difference.
 
-Run it: ``python examples/09_batchnorm_vs_lrn.py [--quick]``.
-Pictures: ``examples/output/09_*.png``.
+Run it: ``python examples/12_batchnorm_vs_lrn.py [--quick]``.
+Pictures: ``examples/output/12_*.png``.
 """
 
 # %% [markdown]
@@ -139,7 +139,7 @@ for ax, (values, title, color) in zip(axes, panels):
     ax.grid(alpha=0.3)
 fig.suptitle("The same activations, three ways: LRN divides locally, BN standardises each channel")
 fig.tight_layout()
-save(fig, out / "09_histograms.png")
+save(fig, out / "12_histograms.png")
 
 # %% [markdown]
 # ## 5. LRN's response curve
@@ -165,13 +165,13 @@ ax.set(
 )
 ax.grid(alpha=0.3, which="major")
 ax.legend()
-save(fig, out / "09_lrn_response.png")
+save(fig, out / "12_lrn_response.png")
 
 # %% [markdown]
 # ## 6. Through a 12-layer stack
 # Repeat conv (16 channels) -> [norm] -> ReLU twelve times and track the activations' standard
 # deviation. Without normalisation it drifts by a constant factor per layer (here it shrinks,
-# as in lesson 8); LRN cannot stop that, it only trims large values; BN resets every layer to the
+# as in lesson 11); LRN cannot stop that, it only trims large values; BN resets every layer to the
 # same scale, which is also what keeps gradients alive in backward.
 
 # %%
@@ -211,7 +211,7 @@ ax.set(
 ax.set_xticks(range(1, depth + 1))
 ax.grid(alpha=0.3)
 ax.legend()
-save(fig, out / "09_depth.png")
+save(fig, out / "12_depth.png")
 
 # %% [markdown]
 # ## 7. Batch norm in training vs evaluation

@@ -1,4 +1,4 @@
-"""Lesson 11: the same training on a GPU, with CuPy.
+"""Lesson 15: the same training on a GPU, with CuPy.
 
 What it teaches: minidl never calls NumPy directly on a tensor's data; every op asks the array
 for its module (``get_array_module``), so the same code runs on CuPy arrays on an NVIDIA GPU.
@@ -8,8 +8,8 @@ each (CPU vs GPU, several model widths), and train the CIFAR GoogLeNet on the GP
 
 Without CuPy or without a GPU the lesson says so and stops (exit status 0). To run it:
 ``pip install -e ".[cuda13]"`` (or ``.[cuda12]``) on a machine with an NVIDIA GPU, then
-``python examples/11_train_on_gpu.py [--quick] [--data PATH]``.
-Pictures: ``examples/output/11_*.png``.
+``python examples/15_train_on_gpu.py [--quick] [--data PATH]``.
+Pictures: ``examples/output/15_*.png``.
 """
 
 # %% [markdown]
@@ -52,7 +52,7 @@ try:
     cp = md.backend.import_cupy()
 except RuntimeError as err:
     print(f"SKIPPED: this lesson needs CuPy and an NVIDIA GPU. {err}")
-    print("Everything else in examples/ runs on the CPU; lesson 10 is this lesson's CPU twin.")
+    print("Everything else in examples/ runs on the CPU; lesson 14 is this lesson's CPU twin.")
     sys.exit(0)
 props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
 print(
@@ -113,7 +113,7 @@ def seconds_per_step(width, device, batch, steps):
     y = md.tensor(rng.integers(0, 10, batch), device=device)
 
     def step():
-        train_step(model, F.cross_entropy, opt, x, y)  # lesson 10's step, from the library
+        train_step(model, F.cross_entropy, opt, x, y)  # lesson 14's step, from the library
 
     step()
     synchronize(device)
@@ -137,7 +137,7 @@ print(f"at width {widths[0]:g} the GPU is {speedup:.0f}x faster than this machin
 
 # %% [markdown]
 # ## 3. Train on the GPU
-# Lesson 10's recipe, with the data loader delivering batches straight to the GPU (each uint8
+# Lesson 14's recipe, with the data loader delivering batches straight to the GPU (each uint8
 # batch is copied once, then flipped and normalised there). The GPU's speed buys a wider model
 # and more images in the same time budget.
 
@@ -238,12 +238,12 @@ ax.set(
     title=f"GoogLeNet-CIFAR training step, batch {batch}: CPU vs {props['name'].decode()}",
 )
 ax.grid(axis="y", alpha=0.3)
-save(fig, out / "11_cpu_vs_gpu.png")
+save(fig, out / "15_cpu_vs_gpu.png")
 
 viz.plot_curves(
     history,
-    out / "11_gpu_curves.png",
+    out / "15_gpu_curves.png",
     x_key="step",
     title=f"GoogLeNet-CIFAR width {width:g} trained on the GPU ({budget:g} s budget)",
 )
-print(f"  picture saved: {out / '11_gpu_curves.png'}")
+print(f"  picture saved: {out / '15_gpu_curves.png'}")
