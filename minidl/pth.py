@@ -18,17 +18,32 @@ that the unpickler must resolve itself. Here ``storage_type`` is a typed storage
 Unpickling runs whatever functions a pickle names, so ``_TorchUnpickler.find_class`` allows only
 a short list: the torch names are mapped to the small functions below, ``collections.OrderedDict``
 to itself, and anything else is refused. torch is never imported.
+
+A file cannot make the reader allocate more than it backs: the archive's members may unpack to at
+most ``max(file size, max_bytes)`` bytes (torch stores them uncompressed), and a tensor may hold
+no more elements than its storage (a zero stride repeating one element 2**31 times is refused).
+Every problem with a file's content is a ``PthError``, a ``ValueError`` naming the file.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import os
 import pickle
+import struct
 import zipfile
 from typing import Any
 
 import numpy as np
+
+MAX_BYTES = 1 << 30  # the most a compressed archive may unpack to (load_pth(max_bytes=))
+
+
+class PthError(ValueError, pickle.UnpicklingError):
+    """A ``.pth`` file this reader cannot or will not rebuild (a ValueError; an UnpicklingError
+    too, as it was before)."""
+
 
 # Typed storage classes and the NumPy dtype of their elements.
 _STORAGE_DTYPES = {
@@ -114,9 +129,15 @@ def _rebuild_tensor(
         raise pickle.UnpicklingError(f"a tensor's storage must be a persistent id, got {storage!r}")
     store, byteorder = storage
     flat = store.as_array(dtype, byteorder)
-    size, stride = tuple(int(s) for s in size), tuple(int(s) for s in stride)
+    if not all(isinstance(n, int) for n in (offset, *size, *stride)):
+        raise pickle.UnpicklingError(
+            f"tensor offset {offset!r}, size {size!r} and stride {stride!r} must be integers"
+        )
+    size, stride = tuple(size), tuple(stride)
     if len(size) != len(stride):
         raise pickle.UnpicklingError(f"tensor size {size} and stride {stride} differ in length")
+    if any(s < 0 for s in size):
+        raise pickle.UnpicklingError(f"tensor size {size} is negative")
     if any(s == 0 for s in size):
         return np.zeros(size, dtype=flat.dtype)
     last = offset + sum((n - 1) * st for n, st in zip(size, stride))
@@ -124,6 +145,11 @@ def _rebuild_tensor(
         raise pickle.UnpicklingError(
             f"tensor (offset {offset}, size {size}, stride {stride}) reaches outside its storage "
             f"{store.key!r} of {flat.size} elements"
+        )
+    if math.prod(size) > flat.size:  # checked before the copy below allocates
+        raise pickle.UnpicklingError(
+            f"tensor of size {size} ({math.prod(size)} elements) repeats the {flat.size} elements "
+            f"of its storage {store.key!r} (stride {stride}): a state dict never does that"
         )
     view = np.lib.stride_tricks.as_strided(
         flat[offset:], shape=size, strides=tuple(st * flat.itemsize for st in stride)
@@ -214,32 +240,50 @@ class _TorchUnpickler(pickle.Unpickler):
         return (self.storages[key], self.byteorder)
 
 
-def load_pth(path: str | os.PathLike) -> Any:
+def load_pth(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> Any:
     """Load a ``torch.save`` zip file; tensors come back as NumPy arrays (owning their memory).
 
-    Raises ``ValueError`` for a file that is not a torch zip archive (e.g. the pre-1.6 format),
-    and ``pickle.UnpicklingError`` for content it will not or cannot rebuild.
+    Raises ``FileNotFoundError`` when ``path`` does not exist and ``PthError`` (a ``ValueError``
+    naming the file) for anything else: not a torch zip archive (e.g. the pre-1.6 format),
+    members that would unpack to more than ``max(file size, max_bytes)`` bytes, or content it
+    will not or cannot rebuild.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such file {path!r}")
     if not zipfile.is_zipfile(path):
-        raise ValueError(
+        raise PthError(
             f"{path!r} is not a PyTorch zip archive (torch.save since PyTorch 1.6); "
             "re-save it with a recent PyTorch: torch.save(torch.load(old), new)"
         )
+    try:
+        return _load_archive(path, max(os.path.getsize(path), max_bytes))
+    except PthError:
+        raise
+    except (
+        pickle.UnpicklingError, ValueError, TypeError, EOFError, AttributeError, IndexError,
+        KeyError, OverflowError, struct.error, zipfile.BadZipFile, OSError,
+    ) as e:  # fmt: skip
+        raise PthError(f"cannot read {path!r}: {type(e).__name__}: {e}") from e
+
+
+def _load_archive(path: str, limit: int) -> Any:
     with zipfile.ZipFile(path) as archive:
+        total = sum(info.file_size for info in archive.infolist())
+        if total > limit:
+            raise PthError(
+                f"{path!r}: its members unpack to {total:,} bytes, more than the limit of "
+                f"{limit:,} (load_pth(..., max_bytes=) raises it)"
+            )
         pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pickles) != 1:
-            raise ValueError(
-                f"{path!r}: expected one <top>/data.pkl in the archive, found {pickles}"
-            )
+            raise PthError(f"{path!r}: expected one <top>/data.pkl in the archive, found {pickles}")
         top = pickles[0].split("/")[0]
         byteorder = "little"
         if f"{top}/byteorder" in archive.namelist():
             byteorder = archive.read(f"{top}/byteorder").decode().strip()
             if byteorder not in ("little", "big"):
-                raise ValueError(f"{path!r}: unknown byteorder {byteorder!r}")
+                raise PthError(f"{path!r}: unknown byteorder {byteorder!r}")
         with archive.open(pickles[0]) as f:
             return _TorchUnpickler(f, archive, top, byteorder).load()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import pickle
 import struct
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -190,6 +191,7 @@ def test_clear_errors(tmp_path):
         load_pth(tmp_path / "outside.pth")
 
 
+@pytest.mark.torch
 def test_matches_torch_save(tmp_path):
     torch = pytest.importorskip("torch")
     g = torch.Generator().manual_seed(0)
@@ -211,3 +213,59 @@ def test_matches_torch_save(tmp_path):
         expected = value.detach().float().numpy() if key == "bf" else value.detach().numpy()
         np.testing.assert_array_equal(ours[key], expected, err_msg=key)
         assert ours[key].dtype == expected.dtype, key
+
+
+# ---------------------------------------------------------------- hostile files (bounded loading)
+def test_a_zero_stride_cannot_make_a_tiny_file_allocate_gigabytes(tmp_path):
+    """A 2**15 x 2**16 tensor of float32s (8 GiB) viewing one stored element with strides 0."""
+    w = PickleWriter()
+    shape = (2**15, 2**16)
+    pkl = w.state_dict([("x", lambda: w.tensor("FloatStorage", "0", 1, 0, shape, (0, 0)))])
+    path = tmp_path / "tiny.pth"
+    write_archive(path, pkl, {"0": np.zeros(1, np.float32).tobytes()})
+    assert path.stat().st_size < 1000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"tiny.pth.*2147483648 elements"):
+            load_pth(path)
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < 10 * 2**20
+
+
+def test_a_compressed_storage_expands_only_up_to_the_limit(tmp_path):
+    w = PickleWriter()
+    pkl = w.state_dict([("x", lambda: w.tensor("FloatStorage", "0", 1 << 18, 0, (4,), (1,)))])
+    path = tmp_path / "bomb.pth"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("w/data.pkl", pkl)
+        z.writestr("w/data/0", bytes(1 << 20), compress_type=zipfile.ZIP_DEFLATED)
+    with pytest.raises(ValueError, match=r"bomb.pth.*max_bytes"):
+        load_pth(path, max_bytes=100_000)
+    assert load_pth(path)["x"].shape == (4,)
+
+
+@pytest.mark.parametrize("case", ["few-arguments", "size-not-ints", "truncated", "bad-offset"])
+def test_every_content_error_is_a_value_error_naming_the_file(tmp_path, case):
+    w = PickleWriter()
+    if case == "few-arguments":  # _rebuild_tensor_v2() called with one argument: a TypeError
+        w.glob("torch._utils", "_rebuild_tensor_v2")
+        w.mark()
+        w.int(1)
+        w.tuple()
+        w.out += b"R."
+        pkl = bytes(w.out)
+    elif case == "size-not-ints":
+        pkl = w.state_dict([("x", lambda: (w.glob("torch._utils", "_rebuild_tensor_v2"),
+                                           w.mark(), w.storage_id("FloatStorage", "0", 1),
+                                           w.int(0), w.str("ab"), w.str("cd"), w.tuple(),
+                                           w.out.extend(b"R")))])  # fmt: skip
+    elif case == "truncated":
+        pkl = w.state_dict([("x", lambda: w.tensor("FloatStorage", "0", 1, 0, (1,), (1,)))])[:-9]
+    else:
+        pkl = w.state_dict([("x", lambda: w.tensor("FloatStorage", "0", 1, -1, (1,), (1,)))])
+    path = tmp_path / "odd.pth"
+    write_archive(path, pkl, {"0": np.zeros(1, np.float32).tobytes()})
+    with pytest.raises(ValueError, match="odd.pth"):
+        load_pth(path)
