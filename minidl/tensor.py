@@ -351,7 +351,7 @@ def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
     if like is not None and np.isscalar(x):
         xp = get_array_module(like.data)
         dtype = like.dtype if np.issubdtype(like.dtype, np.floating) else None
-        return Tensor(xp.asarray(x, dtype=dtype))
+        return Tensor(xp.full((), x, dtype=dtype))  # made on the device: no host transfer
     return Tensor(x)
 
 

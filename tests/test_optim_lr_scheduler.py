@@ -48,6 +48,18 @@ def test_warmup_cosine():
         sched.WarmupCosineLR(_opt(), warmup_steps=10, total_steps=10)
 
 
+@pytest.mark.parametrize("total", [2, 3, 4])
+def test_one_cycle_warm_up_shorter_than_a_step(total):
+    """pct_start * total_steps <= 1 (a short run): no warm-up, straight down from max_lr.
+
+    It divided by zero (the tiny-data `googlenet.py train` of one 4-batch epoch crashed)."""
+    s = sched.OneCycleLR(_opt(0.1), max_lr=1.0, total_steps=total, pct_start=0.25)
+    got = _lrs(s, total)
+    assert all(math.isfinite(v) for v in got)
+    assert got == sorted(got, reverse=True) and got[0] >= 0.75
+    assert got[-1] == pytest.approx(1.0 / (25 * 1e4))
+
+
 def test_one_cycle_shape_and_momentum():
     opt = _opt(0.1)
     s = sched.OneCycleLR(opt, max_lr=1.0, total_steps=100, pct_start=0.3)

@@ -73,7 +73,8 @@ def _check_targets(x, t):
             f"cross_entropy: target must have shape ({x.shape[0]},) to match the batch of logits "
             f"{tuple(x.shape)}, got {tuple(t.shape)}"
         )
-    if t.size and (int(t.min()) < 0 or int(t.max()) >= x.shape[1]):
+    # one boolean read back (a GPU synchronisation; PyTorch uses a device-side assert instead)
+    if t.size and bool(((t < 0) | (t >= x.shape[1])).any()):
         raise ValueError(
             f"cross_entropy: target values must be class indices in [0, {x.shape[1] - 1}], got "
             f"values in [{int(t.min())}, {int(t.max())}]"

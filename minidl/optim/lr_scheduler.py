@@ -188,7 +188,8 @@ class OneCycleLR(LRScheduler):
                 f"OneCycleLR stepped {step} times, more than total_steps={self.total_steps}"
             )
         if step <= self.warm_end:
-            return 0, step / self.warm_end
+            # a warm-up shorter than one step (pct_start * total_steps <= 1) is already done
+            return 0, step / self.warm_end if self.warm_end > 0 else 1.0
         return 1, min(1.0, (step - self.warm_end) / (self.total_steps - 1 - self.warm_end))
 
     def lr_at(self, base_lr: float, step: int) -> float:
