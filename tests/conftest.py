@@ -11,7 +11,9 @@ import pytest
 
 from minidl import backend
 
-BACKENDS = ["numpy", "cupy-sim"] + (["cupy"] if backend.is_gpu_available() else [])
+BACKENDS = ["numpy", "cupy-sim"] + (
+    [pytest.param("cupy", marks=pytest.mark.gpu)] if backend.is_gpu_available() else []
+)
 
 
 @pytest.fixture(params=BACKENDS)

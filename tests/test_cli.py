@@ -69,6 +69,7 @@ def trained(tmp_path_factory):
     return data, out, first
 
 
+@pytest.mark.slow
 def test_train_writes_metrics_checkpoints_and_plot(trained):
     data, out, result = trained
     for name in ("metrics.csv", "metrics.json", "last.npz", "best.npz", "curves.png"):
@@ -83,6 +84,7 @@ def test_train_writes_metrics_checkpoints_and_plot(trained):
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]  # nothing half-written
 
 
+@pytest.mark.slow
 def test_resume_continues_and_matches_an_uninterrupted_run(trained, tmp_path):
     data, out, _ = trained
     # a run stopped after epoch 1, resumed for epoch 2, must equal the two-epoch run
@@ -105,6 +107,7 @@ def test_resume_continues_and_matches_an_uninterrupted_run(trained, tmp_path):
             assert got[key] == pytest.approx(want[key], rel=0.03), key
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
     data = write_cifar(str(tmp_path / "data"), n_train=160)
     out = tmp_path / "run"
@@ -127,6 +130,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path):
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_epochs_fit_the_time_budget(tmp_path):
     data = write_cifar(str(tmp_path / "data"))
     out = tmp_path / "run"
@@ -138,6 +142,7 @@ def test_epochs_fit_the_time_budget(tmp_path):
     assert len(rows) == epochs >= 1
 
 
+@pytest.mark.slow
 def test_eval_prints_accuracy_per_class_and_confusion(trained, tmp_path):
     data, out, _ = trained
     png = tmp_path / "confusion.png"
@@ -148,6 +153,7 @@ def test_eval_prints_accuracy_per_class_and_confusion(trained, tmp_path):
     assert png.is_file()
 
 
+@pytest.mark.slow
 def test_clear_errors(trained, tmp_path):
     data, out, _ = trained
     missing = run("train", "--data", tmp_path / "nope", "--out", tmp_path / "r", check=False)

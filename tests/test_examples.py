@@ -57,6 +57,7 @@ def test_lessons_import_the_installed_package():
         assert '"shared"' not in text and "../shared" not in text, path.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
 def test_lesson_runs_quick(lesson: Path, tmp_path: Path, tiny_cifar: Path):
     env = dict(os.environ, MINIDL_EXAMPLES_OUTPUT=str(tmp_path), MINIDL_CIFAR10=str(tiny_cifar))

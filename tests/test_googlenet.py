@@ -301,6 +301,7 @@ def test_aux_loss_alone_reaches_the_stem():
     assert model.inception4b.branch1.conv.weight.grad is None  # after aux1's tap: untouched
 
 
+@pytest.mark.slow
 def test_tiny_cifar_model_overfits_64_images():
     md.nn.init.manual_seed(0)
     rng = np.random.default_rng(0)
@@ -383,6 +384,7 @@ def _torchvision():
     return torch, models
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("aux", [False, True])
 def test_keys_and_shapes_equal_torchvisions(aux):
     torch, models = _torchvision()
@@ -393,6 +395,7 @@ def test_keys_and_shapes_equal_torchvisions(aux):
         assert ours[key].shape == tuple(value.shape), key
 
 
+@pytest.mark.torch
 def test_logits_agree_with_torchvision(tmp_path):
     torch, models = _torchvision()
     torch.manual_seed(0)

@@ -13,6 +13,7 @@ from test_nn_layers import SmallCNN
 import minidl as md
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
 tnn = torch.nn
 
 

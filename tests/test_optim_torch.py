@@ -12,6 +12,7 @@ from minidl import Tensor, nn, optim
 from minidl.optim import lr_scheduler as sched
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
 
 CASES = {
     "sgd": (optim.SGD, "SGD", dict(lr=0.05)),

@@ -105,6 +105,7 @@ def test_flatten_follows_torch_flatten(call, device):
     np.testing.assert_array_equal(y.numpy(), host.reshape(shape))
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("call", FLATTEN_SHAPES)
 def test_flatten_shapes_are_torchs(call):
     torch = pytest.importorskip("torch")
@@ -154,6 +155,7 @@ def test_matmul_with_vectors_gradcheck(name, a_shape, b_shape, xp):
     check_grad(md.F.matmul, [xp.asarray(rng.standard_normal(s)) for s in (a_shape, b_shape)])
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("name, a_shape, b_shape", MATMUL_VECTOR_CASES)
 def test_matmul_with_vectors_matches_torch(name, a_shape, b_shape):
     torch = pytest.importorskip("torch")

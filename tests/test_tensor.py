@@ -153,6 +153,7 @@ def test_tensor_factory_dtype_follows_torch_tensor(kind, device):
     assert md.tensor(data, device=device).dtype == dtype
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("kind", FACTORY_CASES)
 def test_tensor_factory_dtype_table_is_torchs(kind):
     torch = pytest.importorskip("torch")
@@ -222,6 +223,7 @@ def test_cuda_without_cupy_or_gpu_says_what_is_missing():
         md.tensor([1.0]).to("cuda")
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not md.is_gpu_available(), reason="needs CuPy and a GPU")
 def test_mixing_devices_names_both():
     a = md.tensor([1.0], device="cuda")
@@ -230,6 +232,7 @@ def test_mixing_devices_names_both():
         a + b
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not md.is_gpu_available(), reason="needs CuPy and a GPU")
 def test_to_cuda_and_back_round_trip():
     a = md.tensor([1.0, 2.0], requires_grad=True)
