@@ -58,7 +58,7 @@ for name, (fc, gap) in heads.items():
     print(f"{name.replace(chr(10), ': ')}")
     print(f"    flatten + FC: {fc:>12,} parameters")
     print(f"    GAP + FC:     {gap:>12,} parameters  ({fc / gap:.0f}x fewer)")
-total_paper = 6_998_552  # the whole network with a GAP head (recount in GOOGLENET.md)
+total_paper = 6_998_552  # the whole network with a GAP head (recount: docs/googlenet-facts.md)
 fc_paper, gap_paper = heads["paper's GoogLeNet\n1024 x 7 x 7 -> 1000"]
 print(
     f"the paper's whole network has {total_paper:,} parameters with the GAP head; a flatten+FC "

@@ -1,0 +1,174 @@
+"""The repository keeps its promises: README's commands do what README says, CI runs them, the
+PyTorch oracle tests carry the ``torch`` mark, the layout section lists the real tree, and no
+file points at something outside the repository."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+
+
+def _tracked_files() -> list[str]:
+    try:
+        out = subprocess.run(
+            ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    return out.splitlines()
+
+
+def _readme_test_command() -> list[str]:
+    """The arguments README's set-up gives to ``python -m pytest`` (its second command)."""
+    commands = re.findall(
+        r"^python -m pip install -e \"\.\[test\]\" && (.*)$", README.read_text(), re.M
+    )
+    assert len(commands) == 1, "README's set-up must give the test command once"
+    words = shlex.split(commands[0])
+    assert words[:3] == ["python", "-m", "pytest"], commands[0]
+    return words[3:]
+
+
+def test_readme_test_command_prints_the_summary_line(tmp_path: Path):
+    """With the repository's pytest settings, README's command ends with "N passed in X s" (a
+    ``-q`` in pyproject's addopts plus README's own made it ``-qq``, which prints dots only)."""
+    (tmp_path / "test_tiny.py").write_text("def test_one():\n    pass\n")
+    args = _readme_test_command()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *args, "-c", str(ROOT / "pyproject.toml"),
+         "--rootdir", str(tmp_path), "-p", "no:cacheprovider", str(tmp_path / "test_tiny.py")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"^1 passed in [\d.]+s", proc.stdout, re.M), proc.stdout
+
+
+def test_ci_installs_torch_then_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    readme_command = shlex.join(["python", "-m", "pytest", *_readme_test_command()])
+    lines = [line.strip() for line in ci.splitlines()]
+    assert readme_command in lines, "CI must run README's test command exactly as README gives it"
+    torch_install = next(i for i, line in enumerate(lines) if "torch==" in line)
+    assert torch_install < lines.index(readme_command), (
+        "the oracle tests need torch installed first"
+    )
+    assert any("torchvision==" in line for line in lines), "torchvision's oracle tests need it"
+
+
+def _calls_importorskip_torch(node: ast.AST) -> bool:
+    for call in ast.walk(node):
+        if (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Attribute)
+            and call.func.attr == "importorskip"
+            and call.args
+            and isinstance(call.args[0], ast.Constant)
+            and str(call.args[0].value).split(".")[0] in ("torch", "torchvision")
+        ):
+            return True
+    return False
+
+
+def _is_torch_mark(node: ast.AST) -> bool:
+    return "pytest.mark.torch" in ast.unparse(node)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "tests").glob("test_*.py")), ids=lambda p: p.name)
+def test_pytorch_oracle_tests_carry_the_torch_mark(path: Path):
+    """``-m "not torch"`` must leave out every test that imports PyTorch or torchvision."""
+    tree = ast.parse(path.read_text())
+    module_marked = any(
+        isinstance(stmt, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in stmt.targets)
+        and _is_torch_mark(stmt.value)
+        for stmt in tree.body
+    )
+    top_level_import = any(
+        _calls_importorskip_torch(stmt)
+        for stmt in tree.body
+        if not isinstance(stmt, ast.FunctionDef | ast.ClassDef)
+    )
+    if top_level_import:
+        assert module_marked, f"{path.name} imports torch at module level: needs pytestmark"
+        return
+    functions = [stmt for stmt in tree.body if isinstance(stmt, ast.FunctionDef)]
+    helpers = {f.name for f in functions if _calls_importorskip_torch(f)}
+    for f in functions:
+        if not f.name.startswith("test_"):
+            continue
+        uses_helper = any(
+            isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in helpers
+            for n in ast.walk(f)
+        )
+        if _calls_importorskip_torch(f) or uses_helper:
+            assert module_marked or any(map(_is_torch_mark, f.decorator_list)), (
+                f"{path.name}::{f.name} needs @pytest.mark.torch"
+            )
+
+
+def _layout_block() -> str:
+    text = README.read_text()
+    section = text.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```", 2)[1]
+
+
+def test_readme_layout_lists_the_real_tree():
+    """Every module of minidl/ and minidl/ops/, every subpackage and every top-level script and
+    folder appears in README's layout section, and nothing listed there is missing."""
+    block = _layout_block()
+    tracked = [Path(p) for p in _tracked_files()]
+    expected = set()
+    for p in tracked:
+        if p.parts[0] == "minidl" and p.suffix == ".py" and p.name != "__init__.py":
+            if len(p.parts) == 2 or p.parts[1] == "ops":
+                expected.add(p.name)
+        if p.parts[0] == "minidl" and len(p.parts) > 2:
+            expected.add(p.parts[1] + "/")
+        if len(p.parts) == 1 and p.suffix == ".py":
+            expected.add(p.name)
+        if len(p.parts) > 1 and not p.parts[0].startswith("."):
+            expected.add(p.parts[0] + "/")
+    missing = sorted(name for name in expected if name not in block)
+    assert not missing, f"README's layout section does not list {missing}"
+    names = {p.name for p in tracked}
+    stale = sorted(set(re.findall(r"[\w.]+\.py\b", block)) - names)
+    assert not stale, f"README's layout section lists {stale}, which the repository lacks"
+
+
+# Spelled in two parts so that this file does not match itself.
+OUTSIDE_REFERENCES = ("../" + "shared", "GOOGLENET" + ".md")
+# Owned by another change in progress; remove from here once its docstring no longer says it.
+PENDING = {"bench/data_check.py"}
+
+
+def _files_naming_outside_references() -> set[str]:
+    found = set()
+    for name in _tracked_files():
+        if name.startswith("tests/"):  # tests may name the strings to forbid them
+            continue
+        try:
+            text = (ROOT / name).read_text(encoding="utf-8")
+        except (UnicodeDecodeError, FileNotFoundError):
+            continue  # pictures, archives; a file deleted but not yet committed
+        if any(ref in text for ref in OUTSIDE_REFERENCES):
+            found.add(name)
+    return found
+
+
+def test_no_file_refers_outside_the_repository():
+    """A user's clone has no ../shared: the facts live in docs/googlenet-facts.md."""
+    offenders = _files_naming_outside_references() - PENDING
+    assert not offenders, f"these files refer to files outside the repository: {sorted(offenders)}"
+
+
+def test_pending_exceptions_are_still_needed():
+    assert PENDING <= _files_naming_outside_references(), "fixed: drop it from PENDING"
