@@ -1,12 +1,14 @@
 """Lesson 11: auxiliary classifiers, and the gradient that reaches the early layers.
 
 What it teaches: backward multiplies the gradient by every layer's local derivative on its way
-down. In a deep plain network (no batch norm) those factors are mostly below one, so the
-gradient that reaches the first layers is tiny: they barely learn. GoogLeNet's answer (2014) was
-to attach small classifiers to intermediate layers and add their losses (weight 0.3): each one
-injects a fresh gradient half-way down. We measure the gradient norm per layer of a 20-layer
-plain convolutional network with and without two such heads, then do the same on the CIFAR
-GoogLeNet, whose batch norm (lesson 12) already keeps gradients alive.
+down. In a deep plain network (no batch norm) with PyTorch's default initialisation each layer
+multiplies it by about 1/sqrt(6) (lesson 10 derives it: the default's gain, not depth itself),
+so the gradient that reaches the first layers is tiny: they barely learn. GoogLeNet (2014, before
+He initialisation and batch norm) attached small classifiers to intermediate layers and added
+their losses (weight 0.3): each one injects a fresh gradient half-way down. We measure the
+gradient norm per layer of a 20-layer plain convolutional network with and without two such
+heads, then the gradient per module of the CIFAR GoogLeNet, whose batch norm (lessons 10 and 12)
+already keeps gradients alive.
 
 Run it: ``python examples/11_auxiliary_classifiers.py [--quick]``.
 Pictures: ``examples/output/11_*.png``.
@@ -112,7 +114,10 @@ print(
 )
 print(f"with them it is {dw1[-1] / dw1[0]:.0e} times smaller.")
 per_layer = (dh0[-1] / dh0[0]) ** (1 / (DEPTH - 1))  # geometric mean of the per-layer factors
-print(f"on its way down, the gradient shrinks by a factor of about {per_layer:.1f} per layer.")
+print(
+    f"on its way down, the gradient shrinks by a factor of about {per_layer:.1f} per layer "
+    "(lesson 10: sqrt(6) = 2.45 for this initialisation; He's would keep it at 1)."
+)
 
 # %% [markdown]
 # ## 3. The picture
@@ -145,11 +150,21 @@ save(fig, out / "11_aux_plain_net.png")
 
 # %% [markdown]
 # ## 4. The same measurement on GoogLeNet for CIFAR-10
-# The CIFAR model has batch norm after every convolution (torchvision's blocks). Batch norm
-# rescales every layer's output to unit variance, and with it each layer's backward factor, so
-# the gradient no longer shrinks on the way down and the aux heads add only a little. That is
+# The CIFAR model has batch norm after every convolution (torchvision's blocks). Lesson 10 showed
+# what that does at initialisation: the forward scale is reset at every layer and the gradient
+# no longer shrinks on its way down; it even grows a little, by 1/(1 - 1/pi) in mean square
+# (about 1.2 in RMS) per conv + BN + ReLU layer, because batch norm divides by the variance of
+# a convolution whose output has a per-channel mean. So the aux heads add only a little. That is
 # why later Inception versions kept them mainly as regularisers, and why torchvision builds them
-# only when asked (`aux_logits=True`). Norms are per module (all its parameters together).
+# only when asked (`aux_logits=True`).
+#
+# What we measure: the root mean square, per element, of the gradient reaching each module's
+# output (as lesson 10 did per layer). Per element, because the modules differ in size: the
+# summed norm of a module's parameter gradients would also grow with its parameter count and
+# with the number of positions its weights are applied at (32x32 for 3a and 3b, 8x8 for 5a and
+# 5b), which says nothing about vanishing. The two dips, at 3b and 4e, are the max pools after
+# them: each routes a window's gradient to its arg-max alone (lesson 5), so only about one
+# element in four of 3b's and 4e's outputs receives any.
 
 # %%
 model = googlenet_cifar(width=0.125, aux_logits=True)
@@ -157,21 +172,30 @@ model.train()
 n = 8 if args.quick else 16
 imgs = md.tensor(rng.standard_normal((n, 3, 32, 32)).astype(np.float32))
 tgts = md.tensor(rng.integers(0, 10, n))
-modules = [
-    "conv1",
-    "inception3a",
-    "inception3b",
-    "inception4a",
-    "inception4b",
-    "inception4c",
-    "inception4d",
-    "inception4e",
-    "inception5a",
-    "inception5b",
-]
+modules = ["conv1", "inception3a", "inception3b", "inception4a", "inception4b"]
+modules += ["inception4c", "inception4d", "inception4e", "inception5a", "inception5b"]
+kept = {}  # module name -> its latest output (gradient retained)
 
 
-def module_norms(use_aux):
+class KeepOutput(nn.Module):
+    """Runs a module unchanged and keeps its output, with its gradient, in ``kept``."""
+
+    def __init__(self, name, inner):
+        super().__init__()
+        self.name, self.inner = name, inner
+
+    def forward(self, x):
+        y = self.inner(x)
+        y.retain_grad()
+        kept[self.name] = y
+        return y
+
+
+for m in modules:
+    setattr(model, m, KeepOutput(m, getattr(model, m)))
+
+
+def module_grads(use_aux):
     model.zero_grad()
     np.random.seed(0)  # the same dropout masks in both runs: only the loss differs
     out_ = model(imgs)  # training mode with aux heads: (logits, aux2, aux1)
@@ -179,22 +203,22 @@ def module_norms(use_aux):
     if use_aux:
         loss = loss + 0.3 * (F.cross_entropy(out_.aux1, tgts) + F.cross_entropy(out_.aux2, tgts))
     loss.backward()
-    return np.array(
-        [
-            np.sqrt(sum(float((p.grad.numpy() ** 2).sum()) for p in getattr(model, m).parameters()))
-            for m in modules
-        ]
-    )
+    return np.array([np.sqrt(np.mean(kept[m].grad.numpy() ** 2)) for m in modules])
 
 
-g0, g1 = module_norms(False), module_norms(True)
+g0, g1 = module_grads(False), module_grads(True)
 print(f"\nGoogLeNet CIFAR, width 1/8, batch norm; batch of {n}")
-print(f"{'module':<12} {'main only':>10} {'with aux':>10}")
+print(f"{'module':<12} {'output':>14} {'RMS dL/d(output): main only':>28} {'with aux':>10}")
 for m, a, b in zip(modules, g0, g1):
-    print(f"{m:<12} {a:>10.3f} {b:>10.3f}")
-print(f"the first module's gradient is {g0[0] / g0[-1]:.1f}x the last one's (main loss only):")
-print("with batch norm the gradient does not vanish on its way down.")
-
+    shape = "x".join(map(str, kept[m].shape[1:]))
+    print(f"{m:<12} {shape:>14} {a:>28.2e} {b:>10.2e}")
+growth = (g0[0] / g0[-1]) ** (1 / (len(modules) - 1))
+print(
+    f"from 5b down to conv1 the gradient grows {g0[0] / g0[-1]:.1f}x, {growth:.2f}x per module "
+    "(each module is one or two conv + BN + ReLU layers deep; lesson 10: about 1.2x per layer)."
+)
+print("With batch norm the gradient does not vanish on its way down.")
+assert g0[0] > g0[-1] and 1.0 < growth < 1.6
 fig, ax = plt.subplots(figsize=(11, 4.8))
 pos = np.arange(len(modules))
 ax.semilogy(pos, g0, "o-", color="#1f77b4", label="main loss only")
@@ -211,7 +235,7 @@ for k, m in enumerate(("inception4a", "inception4d")):
 ax.set_xticks(pos, [m.replace("inception", "") for m in modules])
 ax.set(
     xlabel="module (input side on the left)",
-    ylabel="gradient norm of the module's parameters",
+    ylabel="RMS of dL/d(module output), per element",
     title="GoogLeNet for CIFAR-10 (batch norm): no vanishing gradient, aux heads add little",
     ylim=(g0.min() * 0.5, max(g0.max(), g1.max()) * 2),
 )
