@@ -154,6 +154,29 @@ def test_only_names_real_cupy_has(a):
         cp.ElementwiseKernel  # noqa: B018  (CuPy has it; the simulation cannot compile kernels)
 
 
+def test_submodules_hold_only_names_real_cupy_has():
+    from minidl.testing.cupy_sim import cupyx
+
+    api = _names.API
+
+    def public(namespace) -> set[str]:
+        return {n for n in vars(namespace) if not n.startswith("_")} - {"annotations"}
+
+    # Generator is real but loaded lazily by CuPy, so dir(cupy.random) does not list it
+    assert public(cp.random) <= set(api["random"]) | {"Generator"}
+    assert public(cp.cuda) <= set(api["cuda"])
+    assert public(cupyx) <= set(api["cupyx"])
+    assert public(cp.lib) == {"stride_tricks"}
+    assert public(cp.lib.stride_tricks) <= set(api["lib.stride_tricks"])
+    assert set(dir(cp.cuda.Stream)) - set(dir(object)) - {"null"} <= set(api["cuda.Stream"]) | {
+        "__enter__",
+        "__exit__",
+        "__dict__",
+        "__weakref__",
+        "__module__",
+    }
+
+
 def test_random_is_cupys_api_with_a_stream_unlike_numpys():
     rng = cp.random.default_rng(0)
     values = rng.random(5)

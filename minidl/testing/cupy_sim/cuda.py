@@ -6,13 +6,15 @@ in ``stats.syncs`` so tests can see where code would stall a real GPU.
 
 from __future__ import annotations
 
-import time
-from types import SimpleNamespace
+import time as _time
+from types import SimpleNamespace as _Namespace
 
 from ._array import _count
-from ._names import API, no_such_name, not_simulated
+from ._names import API as _API
+from ._names import no_such_name as _no_such_name
+from ._names import not_simulated as _not_simulated
 
-_NAMES = frozenset(API["cuda"])
+_NAMES = frozenset(_API["cuda"])
 _NAME = b"minidl cupy-sim (host memory)"
 
 
@@ -86,7 +88,7 @@ class Event:
         self._t: float | None = None
 
     def record(self, stream: Stream | None = None) -> None:
-        self._t = time.perf_counter()
+        self._t = _time.perf_counter()
 
     def synchronize(self) -> None:
         _synchronize()
@@ -163,7 +165,7 @@ def _get_device_properties(device: int) -> dict:
     return {"name": _NAME, "totalGlobalMem": 16 << 30, "major": 9, "minor": 0}
 
 
-runtime = SimpleNamespace(
+runtime = _Namespace(
     getDeviceCount=lambda: 1,
     getDevice=lambda: 0,
     getDeviceProperties=_get_device_properties,
@@ -175,5 +177,5 @@ runtime = SimpleNamespace(
 
 def __getattr__(name: str):
     if name not in _NAMES:
-        raise no_such_name("cupy.cuda", name)
-    raise not_simulated(f"cuda.{name}")
+        raise _no_such_name("cupy.cuda", name)
+    raise _not_simulated(f"cuda.{name}")

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import numpy as np
+import numpy as _np
 
-from ._array import ndarray, unwrap
+from ._array import ndarray as _ndarray
+from ._array import unwrap as _unwrap
 
 
 def _scatter(ufunc):
-    def scatter(a: ndarray, slices, value) -> None:
-        if not isinstance(a, ndarray):
+    def scatter(a: _ndarray, slices, value) -> None:
+        if not isinstance(a, _ndarray):
             raise TypeError(f"scatter target must be a cupy.ndarray, got {type(a)}")
-        ufunc.at(a._a, unwrap(slices), unwrap(value))
+        ufunc.at(a._a, _unwrap(slices), _unwrap(value))
 
     return scatter
 
 
-scatter_add = _scatter(np.add)
-scatter_max = _scatter(np.maximum)
-scatter_min = _scatter(np.minimum)
+scatter_add = _scatter(_np.add)
+scatter_max = _scatter(_np.maximum)
+scatter_min = _scatter(_np.minimum)
