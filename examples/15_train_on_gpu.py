@@ -15,16 +15,15 @@ Pictures: ``examples/output/15_*.png``.
 # %% [markdown]
 # ## Set-up, and is there a GPU?
 # `md.backend.import_cupy()` imports CuPy and asks CUDA for a device; its error says which of the
-# two is missing. Without a GPU the lesson ends here (in Jupyter: the SystemExit below stops the
-# cell; nothing is wrong).
+# two is missing. Without a GPU the lesson ends here (in Jupyter the run stops quietly, without
+# a traceback; nothing is wrong).
 
 # %%
-import sys
 import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _lesson import load_cifar10, parse_args, save
+from _lesson import load_cifar10, parse_args, save, stop_here
 
 import minidl as md
 import minidl.functional as F
@@ -51,9 +50,12 @@ out = args.output
 try:
     cp = md.backend.import_cupy()
 except RuntimeError as err:
-    print(f"SKIPPED: this lesson needs CuPy and an NVIDIA GPU. {err}")
-    print("Everything else in examples/ runs on the CPU; lesson 14 is this lesson's CPU twin.")
-    sys.exit(0)
+    stop_here(
+        f"SKIPPED: this lesson needs CuPy and an NVIDIA GPU. {err}\n"
+        'With this checkout, CuPy comes with: python -m pip install -e ".[cuda13]" (or '
+        '".[cuda12]"), run in the repository\'s root on a machine with an NVIDIA GPU.\n'
+        "Everything else in examples/ runs on the CPU; lesson 14 is this lesson's CPU twin."
+    )
 props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
 print(
     f"GPU: {props['name'].decode()}, {props['totalGlobalMem'] / 2**30:.0f} GiB; "

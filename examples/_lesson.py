@@ -63,6 +63,23 @@ def save(fig, path: Path) -> Path:
     return path
 
 
+class _Stop(Exception):
+    """Ends a notebook's "run all" quietly: IPython shows no traceback for it."""
+
+    def _render_traceback_(self):
+        return []
+
+
+def stop_here(message: str) -> None:
+    """End the lesson early (no GPU, no PyTorch...), saying why: ``message`` should start with
+    "SKIPPED:". As a script: exit status 0. In a notebook: stop the run without a traceback
+    and without killing the kernel (``sys.exit`` there only prints a SystemExit)."""
+    print(message)
+    if IN_NOTEBOOK:
+        raise _Stop(message)
+    sys.exit(0)
+
+
 def render_graph(y, path: Path, verbose: bool = False) -> None:
     """Draw the computation graph behind ``y`` as SVG with Graphviz; the .dot text is always
     written, so without Graphviz the graph can still be pasted into an online DOT viewer."""
