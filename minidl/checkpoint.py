@@ -5,6 +5,7 @@ and, when the run reached its best test accuracy, copied to ``<folder>/best.npz`
 
     model, optimizer, scheduler   the state dicts (``scheduler`` None without a schedule)
     epoch, batch                  where to continue: batch ``batch`` of epoch ``epoch`` (from 0)
+    epochs                        the run's planned epoch count (a resume may extend it)
     loader_rng                    the training loader's generator at the start of that epoch: the
                                   epoch's shuffle and augmentation are replayed and the first
                                   ``batch`` batches skipped
@@ -35,6 +36,7 @@ class Position:
 
     epoch: int = 0
     batch: int = 0
+    epochs: int = 0  # planned
     partial: dict[str, Any] = field(
         default_factory=lambda: {"loss_sum": 0.0, "correct": 0, "seen": 0}
     )
@@ -54,6 +56,7 @@ def training_state(
         "scheduler": None if schedule is None else schedule.state_dict(),
         "epoch": position.epoch,
         "batch": position.batch,
+        "epochs": position.epochs,
         "loader_rng": loader_rng,
         "dropout_rng": list(np.random.get_state()),
         "partial": dict(position.partial),
@@ -64,19 +67,33 @@ def training_state(
 
 
 def restore_training_state(
-    checkpoint: dict[str, Any], model: Any, optimizer: Any, schedule: Any, loader: Any
+    checkpoint: dict[str, Any],
+    model: Any,
+    optimizer: Any,
+    schedule: Any,
+    loader: Any,
+    epochs: int | None = None,
 ) -> Position:
     """Load a checkpoint's states into the model, optimizer, schedule, the loader's generator and
-    NumPy's global one; returns the run's position."""
+    NumPy's global one; returns the run's position.
+
+    ``epochs``: the run's epoch count now. When it differs from the checkpoint's plan, the run
+    is being extended: ``schedule`` was built for the new count, so it keeps its plan (total
+    steps, rates) and takes only the saved step count, continuing from there.
+    """
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
+    planned = int(checkpoint.get("epochs", 0)) or None  # (absent in older checkpoints)
+    replan = epochs is not None and planned is not None and planned != epochs
     if schedule is not None:
-        schedule.load_state_dict(checkpoint["scheduler"])
+        saved = checkpoint["scheduler"]
+        schedule.load_state_dict({"last_epoch": saved["last_epoch"]} if replan else saved)
     loader.rng.bit_generator.state = checkpoint["loader_rng"]
     np.random.set_state(tuple(checkpoint["dropout_rng"]))
     return Position(
         int(checkpoint["epoch"]),
         int(checkpoint["batch"]),
+        epochs if epochs is not None else planned or 0,
         dict(checkpoint["partial"]),
         float(checkpoint["elapsed_s"]),
         float(checkpoint["best_acc"]),

@@ -5,9 +5,10 @@ zero the gradients, backward, optimizer step), written once here and used by ``f
 ``python googlenet.py train`` and the lessons. Around it ``fit`` keeps the chores: a progress
 bar, one metrics row per epoch (``metrics.csv``/``metrics.json``), curves, checkpoints
 (``minidl.checkpoint``: ``last.npz`` after every epoch, ``best.npz`` at the best test
-accuracy), resuming a checkpoint exactly (mid-epoch too), and Ctrl-C: during an epoch it saves
-where the run stands and raises ``Interrupted``; while an epoch's files are being written it
-waits until they are complete. ``estimate_epochs`` sizes a run to a time budget.
+accuracy), resuming a checkpoint exactly (mid-epoch too), Ctrl-C and SIGTERM (the batch being
+trained finishes, the state is saved, ``Interrupted`` is raised: a resume continues bit for bit),
+and a diverging loss (``NonFiniteLoss``). ``estimate_epochs`` sizes a run to a time budget.
+docs/training.md says what a resume reproduces.
 
 Models whose training output is a tuple (GoogLeNet's auxiliary heads) hand it to the loss
 function whole; accuracy is counted on its first entry, the main logits (torchvision's order).
@@ -16,6 +17,7 @@ function whole; accuracy is counted on its first entry, the main logits (torchvi
 from __future__ import annotations
 
 import copy
+import math
 import os
 import signal
 import sys
@@ -93,12 +95,39 @@ class FitResult(NamedTuple):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during ``fit``: the run's state was saved first (``checkpoint``, None without an
-    output folder); resuming it continues at ``epoch``, ``batch`` (both from 0)."""
+    """Ctrl-C (SIGINT) or SIGTERM during ``fit``.
 
-    def __init__(self, checkpoint: str | None, epoch: int, batch: int):
+    The first one is deferred to the end of the batch being trained, where the run's state is
+    saved (``saved`` True): resuming ``checkpoint`` continues at ``epoch``, ``batch`` (both from 0)
+    exactly as if nothing had happened. A second Ctrl-C stops at once, inside the batch, and
+    saves nothing of it (``saved`` False): ``checkpoint`` is then the last one this call wrote
+    (None if none), at ``epoch``, ``batch``. ``signal`` names the signal: "SIGINT" or "SIGTERM".
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | None,
+        epoch: int,
+        batch: int,
+        signal: str = "SIGINT",
+        saved: bool = True,
+    ):
         super().__init__(checkpoint, epoch, batch)
         self.checkpoint, self.epoch, self.batch = checkpoint, epoch, batch
+        self.signal, self.saved = signal, saved
+
+
+class NonFiniteLoss(FloatingPointError):
+    """The training loss became NaN or infinite at ``epoch``, ``batch`` (from 0); nothing of that
+    epoch was saved: ``checkpoint`` is the last good one this call wrote (None if none)."""
+
+    def __init__(self, loss: float, epoch: int, batch: int, lr: float, checkpoint: str | None):
+        where = f"the training loss is {loss} at batch {batch + 1} of epoch {epoch + 1}"
+        super().__init__(
+            f"{where} (learning rate {lr:g}): training diverged; lower the learning rate. "
+            + (f"The last good checkpoint is {checkpoint}" if checkpoint else "Nothing was saved")
+        )
+        self.loss, self.epoch, self.batch, self.checkpoint = loss, epoch, batch, checkpoint
 
 
 def fit(
@@ -126,11 +155,16 @@ def fit(
     with an ``out`` folder write ``metrics.csv``, ``metrics.json``, ``curves.png`` and the
     checkpoint ``last.npz`` (plus ``best.npz`` at a new best test accuracy), each holding
     ``checkpoint_extra`` too. ``resume``: a checkpoint dict ``fit`` wrote; the run continues
-    where it stopped, with the same batches, augmentation and dropout masks (on the CPU).
+    where it stopped, with the same batches, augmentation and dropout masks (on the CPU), bit
+    for bit. A checkpoint planned for fewer ``epochs`` is extended: ``schedule`` (built for the
+    new count) keeps its own plan and continues from the saved step.
     ``stop_after_epochs``: return after that many epochs of this call. ``on_step(step)`` runs
-    after every step; returning True stops the run there (its state saved, as on Ctrl-C).
+    after every step; returning True stops the run there (its state saved).
     ``start_time``: the ``time.perf_counter()`` the run's wall time counts from (default: now).
-    Ctrl-C during an epoch saves the state and raises ``Interrupted``.
+
+    Ctrl-C or SIGTERM: the batch being trained finishes, the state is saved, and ``Interrupted``
+    is raised; a second Ctrl-C raises it at once, saving nothing of the unfinished batch. A NaN
+    or infinite loss raises ``NonFiniteLoss`` and saves nothing.
     """
     if epochs < 1:
         raise ValueError(f"fit: epochs must be at least 1, got {epochs}")
@@ -139,91 +173,122 @@ def fit(
     if per_epoch == 0:
         raise ValueError("fit: the training loader yields no batches (batch_size > data set?)")
     last_step = epochs * per_epoch - 1
+    position = Position(epochs=epochs)
     if resume is not None:
-        position = restore_training_state(resume, model, optimizer, schedule, train_loader)
-    else:
-        position = Position()
-    earlier_s, first_epoch, rows = position.elapsed_s, position.epoch, position.metrics
-
-    def save(epoch: int, batch: int, loader_rng: Any, partial: dict, best: bool = False):
-        position.epoch, position.batch, position.partial = epoch, batch, partial
-        position.elapsed_s = earlier_s + time.perf_counter() - start_time
-        if out is None:
-            return None
-        state = dict(checkpoint_extra or {})
-        state.update(training_state(model, optimizer, schedule, loader_rng, position))
-        return save_checkpoint(state, out, best=best)
-
-    path = None
-    for epoch in range(first_epoch, epochs):
-        model.train()
-        epoch_rng = copy.deepcopy(train_loader.rng.bit_generator.state)
-        skip = position.batch if epoch == first_epoch else 0
-        bar = Progress(per_epoch, f"epoch {epoch + 1}/{epochs}", initial=skip, enabled=progress)
-        if skip:
-            bar.seen, bar.loss_sum, bar.correct = (
-                position.partial["seen"],
-                position.partial["loss_sum"],
-                position.partial["correct"],
-            )
-        batch, stop = skip, False
+        position = restore_training_state(resume, model, optimizer, schedule, train_loader, epochs)
+    if position.epoch * per_epoch + position.batch > epochs * per_epoch:
+        raise ValueError(
+            f"fit: the checkpoint has trained {position.epoch} epochs and {position.batch} "
+            f"batches; epochs={epochs} is fewer"
+        )
+    first_epoch, rows = position.epoch, position.metrics
+    run = _Saver(model, optimizer, schedule, out, checkpoint_extra, position, start_time)
+    with DeferredSignals() as signals:
         try:
-            for b, (x, y) in enumerate(train_loader):
-                if b < skip:  # resuming mid-epoch: the same batches, already trained on
-                    continue
-                lr = optimizer.param_groups[0]["lr"]
-                loss, correct = train_step(model, loss_fn, optimizer, x, y)
-                if schedule is not None and schedule.last_epoch < last_step:
-                    schedule.step()
-                bar.update(len(y), loss * len(y), correct)
-                batch = b + 1
-                if on_step is not None:
-                    stop = bool(
-                        on_step(
-                            Step(epoch, b, epoch * per_epoch + batch, loss, correct, len(y), lr)
-                        )
-                    )
+            for epoch in range(first_epoch, epochs):
+                model.train()
+                epoch_rng = copy.deepcopy(train_loader.rng.bit_generator.state)
+                skip = position.batch if epoch == first_epoch else 0
+                bar = Progress(
+                    per_epoch, f"epoch {epoch + 1}/{epochs}", initial=skip, enabled=progress,
+                    later_batches=(epochs - epoch - 1) * per_epoch,
+                )  # fmt: skip
+                if skip:
+                    bar.resume_sums(position.partial)
+                stop = False
+                for b, (x, y) in enumerate(train_loader):
+                    if b < skip:  # resuming mid-epoch: the same batches, already trained on
+                        continue
+                    lr = optimizer.param_groups[0]["lr"]
+                    loss, correct = train_step(model, loss_fn, optimizer, x, y)
+                    if not math.isfinite(loss):
+                        bar.close()
+                        raise NonFiniteLoss(loss, epoch, b, lr, run.last[0])
+                    if schedule is not None and schedule.last_epoch < last_step:
+                        schedule.step()
+                    bar.update(len(y), loss * len(y), correct)
+                    step = Step(epoch, b, epoch * per_epoch + b + 1, loss, correct, len(y), lr)
+                    stop = on_step is not None and bool(on_step(step))
+                    if (stop or signals.received) and b + 1 < per_epoch:
+                        bar.close()  # at a batch boundary: the state is whole, save it
+                        path = run.save(epoch, b + 1, epoch_rng, bar.sums())
+                        if signals.received:
+                            raise Interrupted(path, epoch, b + 1, signals.received)
+                        return FitResult(rows, position.best_acc, path, False, position.elapsed_s)
                     if stop:
-                        break
-        except KeyboardInterrupt:
-            bar.close()
-            raise Interrupted(save(epoch, batch, epoch_rng, bar.sums()), epoch, batch) from None
-        bar.close()
-        if stop:
-            path = save(epoch, batch, epoch_rng, bar.sums())
-            return FitResult(rows, position.best_acc, path, False, position.elapsed_s)
-        with DeferredInterrupt() as interrupt:  # a Ctrl-C now waits until the files are written
-            row = {
-                "epoch": epoch + 1,
-                "train_loss": round(bar.loss_sum / bar.seen, 5),
-                "train_acc": round(bar.correct / bar.seen, 5),
-            }
-            best = False
-            if test_loader is not None:
-                result = evaluate(model, test_loader)
-                row["test_loss"], row["test_acc"] = round(result.loss, 5), round(result.accuracy, 5)
-                best = result.accuracy > position.best_acc
-                position.best_acc = max(position.best_acc, result.accuracy)
-            row["lr"] = optimizer.param_groups[0]["lr"]
-            row["images_per_s"] = round(bar.images_per_s, 1)
-            row["time_s"] = round(earlier_s + time.perf_counter() - start_time, 1)
-            rows.append(row)  # (in the checkpoint too)
-            next_rng = copy.deepcopy(train_loader.rng.bit_generator.state)
-            path = save(epoch + 1, 0, next_rng, Position().partial, best=best)
-            if out is not None:
-                write_metrics(rows, out)
-                plot_curves(rows, os.path.join(out, "curves.png"))
-            print(_epoch_line(row, bar.images_per_s))
-        if interrupt.hit:
-            raise Interrupted(path, epoch + 1, 0)
-        if (
-            stop_after_epochs
-            and epoch + 1 - first_epoch >= stop_after_epochs
-            and epoch + 1 < epochs
-        ):
-            return FitResult(rows, position.best_acc, path, False, position.elapsed_s)
-    elapsed = earlier_s + time.perf_counter() - start_time
-    return FitResult(rows, position.best_acc, path, True, elapsed)
+                        break  # the epoch's last batch: its end (evaluation, files) comes first
+                bar.close()
+                next_rng = copy.deepcopy(train_loader.rng.bit_generator.state)
+                path = run.end_epoch(epoch, bar, test_loader, next_rng)
+                if signals.received:
+                    raise Interrupted(path, epoch + 1, 0, signals.received)
+                session_epochs = epoch + 1 - first_epoch
+                if (stop or (stop_after_epochs and session_epochs >= stop_after_epochs)) and (
+                    epoch + 1 < epochs
+                ):
+                    return FitResult(rows, position.best_acc, path, False, position.elapsed_s)
+        except KeyboardInterrupt as e:
+            # a second Ctrl-C (or one outside the main thread): the batch is half done, keep
+            # nothing of it; the last checkpoint written stays what a resume continues from
+            path, epoch, batch = run.last
+            raise (
+                e
+                if isinstance(e, Interrupted)
+                else Interrupted(path, epoch, batch, "SIGINT", saved=False)
+            ) from None
+    return FitResult(rows, position.best_acc, run.last[0], True, run.elapsed_s())
+
+
+class _Saver:
+    """``fit``'s checkpoints and per-epoch files; ``last``: (path, epoch, batch) of the last
+    checkpoint written (path None before the first)."""
+
+    def __init__(self, model, optimizer, schedule, out, extra, position, start_time):
+        self.model, self.optimizer, self.schedule = model, optimizer, schedule
+        self.out, self.extra, self.position = out, extra, position
+        self.earlier_s, self.start_time = position.elapsed_s, start_time
+        self.last: tuple[str | None, int, int] = (None, position.epoch, position.batch)
+
+    def elapsed_s(self) -> float:
+        return self.earlier_s + time.perf_counter() - self.start_time
+
+    def save(self, epoch: int, batch: int, loader_rng: Any, partial: dict, best: bool = False):
+        position = self.position
+        position.epoch, position.batch, position.partial = epoch, batch, partial
+        position.elapsed_s = self.elapsed_s()
+        if self.out is None:
+            return None
+        state = dict(self.extra or {})
+        state.update(
+            training_state(self.model, self.optimizer, self.schedule, loader_rng, position)
+        )
+        self.last = (save_checkpoint(state, self.out, best=best), epoch, batch)
+        return self.last[0]
+
+    def end_epoch(self, epoch: int, bar: Progress, test_loader: Any, next_rng: Any) -> str | None:
+        """Evaluate, append the epoch's row, save the checkpoint and the files, print the line."""
+        rows, position = self.position.metrics, self.position
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": round(bar.loss_sum / bar.seen, 5),
+            "train_acc": round(bar.correct / bar.seen, 5),
+        }
+        best = False
+        if test_loader is not None:
+            result = evaluate(self.model, test_loader)
+            row["test_loss"], row["test_acc"] = round(result.loss, 5), round(result.accuracy, 5)
+            best = result.accuracy > position.best_acc
+            position.best_acc = max(position.best_acc, result.accuracy)
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        row["images_per_s"] = round(bar.images_per_s, 1)
+        row["time_s"] = round(self.elapsed_s(), 1)
+        rows.append(row)  # (in the checkpoint too)
+        path = self.save(epoch + 1, 0, next_rng, Position().partial, best=best)
+        if self.out is not None:
+            write_metrics(rows, self.out)
+            plot_curves(rows, os.path.join(self.out, "curves.png"))
+        print(_epoch_line(row, bar.images_per_s))
+        return path
 
 
 def _epoch_line(row: dict[str, Any], images_per_s: float) -> str:
@@ -260,13 +325,22 @@ def estimate_epochs(
 
 # ---------------------------------------------------------------------------- progress, Ctrl-C
 class Progress:
-    """A per-epoch progress bar (tqdm): running loss and accuracy, images/s and the ETA.
+    """A per-epoch progress bar (tqdm): running loss and accuracy, images/s, the epoch's ETA and
+    the whole run's (``run_left``: this epoch's and ``later_batches`` more at the same pace).
 
     ``update(n, loss_sum, correct)`` after each batch, with the batch's size, summed loss and
-    number of correct predictions. ``images_per_s`` is measured over the batches of this bar.
+    number of correct predictions. ``images_per_s`` counts only the batches trained since the bar
+    started, so an epoch resumed halfway is not credited with the images trained before.
     """
 
-    def __init__(self, total: int, desc: str, initial: int = 0, enabled: bool = True):
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        initial: int = 0,
+        enabled: bool = True,
+        later_batches: int = 0,
+    ):
         from tqdm import tqdm
 
         self.bar = tqdm(
@@ -281,16 +355,28 @@ class Progress:
             leave=True,
         )
         self.seen, self.loss_sum, self.correct = 0, 0.0, 0
+        self.timed_images, self.timed_batches = 0, 0
+        self.batches_left = total - initial + later_batches
         self.start = time.perf_counter()
+
+    def resume_sums(self, partial: dict[str, Any]) -> None:
+        """Continue the running sums of an epoch resumed halfway (a checkpoint's ``partial``)."""
+        self.seen, self.loss_sum = partial["seen"], partial["loss_sum"]
+        self.correct = partial["correct"]
+        self.start = time.perf_counter()  # the skipped batches' replay is no training time
 
     def update(self, n: int, loss_sum: float, correct: int) -> None:
         self.seen += n
         self.loss_sum += loss_sum
         self.correct += correct
+        self.timed_images += n
+        self.timed_batches += 1
+        self.batches_left -= 1
         self.bar.set_postfix(
             loss=f"{self.loss_sum / self.seen:.3f}",
             acc=f"{self.correct / self.seen:.1%}",
             img_s=f"{self.images_per_s:.0f}",
+            run_left=_duration(self.run_left_s),
             refresh=False,
         )
         self.bar.update(1)
@@ -301,26 +387,44 @@ class Progress:
 
     @property
     def images_per_s(self) -> float:
-        return self.seen / max(time.perf_counter() - self.start, 1e-9)
+        return self.timed_images / max(time.perf_counter() - self.start, 1e-9)
+
+    @property
+    def run_left_s(self) -> float:
+        """Seconds of training left in the run at this epoch's pace (evaluations not counted)."""
+        per_batch = (time.perf_counter() - self.start) / max(self.timed_batches, 1)
+        return self.batches_left * per_batch
 
     def close(self) -> None:
         self.bar.close()
 
 
-class DeferredInterrupt:
-    """``with DeferredInterrupt() as d:`` notes Ctrl-C (SIGINT) instead of raising it, so that a
-    block writing a checkpoint and its metrics runs to the end; ``d.hit`` tells afterwards.
-    (Outside the main thread, where signals cannot be handled, it does nothing.)"""
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{s:02d}"
 
-    def __enter__(self) -> DeferredInterrupt:
-        self.hit, self.previous = False, None
+
+class DeferredSignals:
+    """``with DeferredSignals() as s:`` notes Ctrl-C (SIGINT) and SIGTERM in ``s.received`` (the
+    signal's name) instead of stopping the program, so that a loop can stop where its state is
+    whole and save it. A second Ctrl-C raises ``KeyboardInterrupt`` at once. (Outside the main
+    thread, where signals cannot be handled, it does nothing.)"""
+
+    def __enter__(self) -> DeferredSignals:
+        self.received: str | None = None
+        self.previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._note)
+            for name in ("SIGINT", "SIGTERM"):
+                number = getattr(signal, name, None)
+                if number is not None:
+                    self.previous[number] = signal.signal(number, self._note)
         return self
 
     def _note(self, signum: int, frame: Any) -> None:
-        self.hit = True
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the second Ctrl-C: stop now
+        self.received = self.received or signal.Signals(signum).name
 
     def __exit__(self, *exc: Any) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)

@@ -11,10 +11,18 @@ import pytest
 
 import minidl as md
 import minidl.functional as F
-from minidl import nn, optim
+from minidl import nn, optim, training
 from minidl.checkpoint import read_checkpoint
 from minidl.data import DataLoader, RandomHorizontalFlip
-from minidl.training import Interrupted, estimate_epochs, evaluate, fit, train_step
+from minidl.ops.activation import ReLU
+from minidl.training import (
+    Interrupted,
+    NonFiniteLoss,
+    estimate_epochs,
+    evaluate,
+    fit,
+    train_step,
+)
 from minidl.viz import plot_curves, save_figure
 
 EPOCHS, BATCH = 3, 8  # 32 training images: 4 batches per epoch
@@ -95,35 +103,84 @@ def test_fit_learns_and_writes_its_files(full_run):
     assert schedule.last_epoch == EPOCHS * 4 - 1  # never stepped past the planned steps
 
 
-@pytest.mark.parametrize("how", ["on_step", "ctrl-c"])
+def interrupt(how, at_step, monkeypatch, optimizer):
+    """Arrange for the interrupt ``how`` during training step ``at_step`` (from 1): a signal sent
+    from inside ReLU's backward or between two parameters' updates of the optimizer's step, or
+    two Ctrl-C's in a row (the second stops at once). Returns the ``on_step`` callback."""
+    steps = [0]
+
+    def on_step(step):
+        steps[0] = step.step
+        return how == "on_step" and step.step == at_step
+
+    def send():
+        if steps[0] + 1 == at_step:  # (steps[0]: the steps completed)
+            sig = signal.SIGTERM if how == "sigterm-in-step" else signal.SIGINT
+            os.kill(os.getpid(), sig)
+            if how == "two-ctrl-c-in-backward":
+                os.kill(os.getpid(), signal.SIGINT)
+
+    if how in ("sigint-in-backward", "two-ctrl-c-in-backward"):
+        relu_backward = ReLU.backward
+
+        def backward(self, *grads):
+            send()
+            return relu_backward(self, *grads)
+
+        monkeypatch.setattr(ReLU, "backward", backward)
+    if how == "sigterm-in-step":
+        update, updates = optimizer._update, [0]
+
+        def update_then_signal(*args):
+            update(*args)
+            updates[0] += 1
+            if updates[0] % len(list(optimizer._all_params())) == 2:  # two of them updated
+                send()
+
+        optimizer._update = update_then_signal
+    return on_step
+
+
+@pytest.mark.parametrize(
+    "how", ["on_step", "sigint-in-backward", "sigterm-in-step", "two-ctrl-c-in-backward"]
+)
 @pytest.mark.parametrize("after_steps", [1, 4, 6])  # mid-epoch, at an epoch's end, mid-epoch 2
-def test_resumed_run_equals_the_uninterrupted_one(full_run, tmp_path, how, after_steps):
-    """Stopped after any step (by on_step or by Ctrl-C), then resumed from its checkpoint with
-    freshly built objects: the same weights, bit for bit, and the same metrics."""
+def test_resumed_run_equals_the_uninterrupted_one(
+    full_run, tmp_path, monkeypatch, how, after_steps
+):
+    """Stopped at any step (by on_step, Ctrl-C or SIGTERM inside backward or inside the
+    optimizer's step), then resumed from its checkpoint with freshly built objects: the same
+    weights, bit for bit, and the same metrics. A signal lets the step finish and saves there;
+    a second Ctrl-C stops inside the step and keeps the last checkpoint written before."""
     full, final, _, _ = full_run
     model, optimizer, schedule, loader, test_loader = make_run()
-
-    def stop(step):
-        if step.step == after_steps:
-            if how == "ctrl-c":
-                raise KeyboardInterrupt
-            return True
-        return None
-
+    on_step = interrupt(how, after_steps, monkeypatch, optimizer)
     run = dict(schedule=schedule, test_loader=test_loader, out=tmp_path, progress=False)
-    if how == "ctrl-c":
-        with pytest.raises(Interrupted) as caught:
-            fit(model, loss_fn, loader, optimizer, EPOCHS, on_step=stop, **run)
-        path = caught.value.checkpoint
-        epoch, done = divmod(after_steps - 1, 4)  # (an epoch's last batch: its end still due)
-        assert (caught.value.epoch, caught.value.batch) == (epoch, done + 1)
-    else:
-        first = fit(model, loss_fn, loader, optimizer, EPOCHS, on_step=stop, **run)
+    where = divmod(after_steps, 4)  # (epoch, batch) a save at the step's end continues from
+    if how == "on_step":
+        first = fit(model, loss_fn, loader, optimizer, EPOCHS, on_step=on_step, **run)
         assert not first.finished
         path = first.checkpoint
+    else:
+        with pytest.raises(Interrupted) as caught:
+            fit(model, loss_fn, loader, optimizer, EPOCHS, on_step=on_step, **run)
+        stopped, path = caught.value, caught.value.checkpoint
+        if how == "two-ctrl-c-in-backward":  # the last epoch's end, or nothing
+            where = ((after_steps - 1) // 4, 0)
+            assert not stopped.saved and (path is None) == (after_steps <= 4)
+        else:
+            assert stopped.saved and stopped.signal == ("SIGTERM" if "sigterm" in how else "SIGINT")
+        assert (stopped.epoch, stopped.batch) == where
+    monkeypatch.undo()
+    if path is not None:
+        saved = read_checkpoint(path)
+        assert (saved["epoch"], saved["batch"]) == where
     model, optimizer, schedule, loader, test_loader = make_run(seed=7)  # other weights, streams
+    if path is None:
+        model, optimizer, schedule, loader, test_loader = make_run()
     run.update(schedule=schedule, test_loader=test_loader)
-    resumed = fit(model, loss_fn, loader, optimizer, EPOCHS, resume=read_checkpoint(path), **run)
+    resume = read_checkpoint(path) if path is not None else None
+    resumed = fit(model, loss_fn, loader, optimizer, EPOCHS, resume=resume, **run)
     assert resumed.finished
     assert comparable(resumed.rows) == comparable(full.rows)
     for key, value in weights(model).items():
@@ -234,3 +291,82 @@ def test_save_figure_leaves_nothing_when_drawing_fails(tmp_path):
     with pytest.raises(RuntimeError):
         save_figure(fig, tmp_path / "f.png")
     assert os.listdir(tmp_path) == []
+
+
+def test_extending_epochs_on_resume_replans_the_schedule(tmp_path):
+    """A 2-epoch run resumed with epochs=3: the schedule built for 3 epochs keeps its plan and
+    continues from the saved step (the saved plan's total made OneCycleLR fail at step 9)."""
+    model, optimizer, _, loader, test_loader = make_run()
+    schedule = optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.2, total_steps=2 * len(loader))
+    run = dict(test_loader=test_loader, out=tmp_path, progress=False)
+    fit(model, loss_fn, loader, optimizer, 2, schedule=schedule, **run)
+    model, optimizer, _, loader, test_loader = make_run(seed=5)
+    schedule = optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.2, total_steps=3 * len(loader))
+    run["test_loader"] = test_loader
+    resume = read_checkpoint(tmp_path / "last.npz")
+    longer = fit(model, loss_fn, loader, optimizer, 3, schedule=schedule, resume=resume, **run)
+    assert longer.finished and [r["epoch"] for r in longer.rows] == [1, 2, 3]
+    assert schedule.last_epoch == 3 * len(loader) - 1 and schedule.total_steps == 12
+    assert read_checkpoint(tmp_path / "last.npz")["epochs"] == 3
+    with pytest.raises(ValueError, match="epochs=2 is fewer"):
+        fit(model, loss_fn, loader, optimizer, 2, resume=read_checkpoint(tmp_path / "last.npz"))
+
+
+def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    model, optimizer, schedule, loader, test_loader = make_run()
+    calls = [0]
+
+    def diverging(output, y):
+        calls[0] += 1
+        loss = F.cross_entropy(output, y)
+        return loss * float("nan") if calls[0] == 6 else loss  # step 2 of epoch 2
+
+    with pytest.raises(NonFiniteLoss, match=r"nan at batch 2 of epoch 2.*last\.npz") as caught:
+        fit(model, diverging, loader, optimizer, EPOCHS, schedule=schedule,
+            test_loader=test_loader, out=tmp_path, progress=False)  # fmt: skip
+    assert (caught.value.epoch, caught.value.batch) == (1, 1)
+    saved = read_checkpoint(tmp_path / "last.npz")
+    assert (saved["epoch"], saved["batch"]) == (1, 0)
+    arrays = [v.numpy() if isinstance(v, md.Tensor) else v for v in saved["model"].values()]
+    assert all(np.isfinite(a).all() for a in arrays)
+
+
+class FakeClock:
+    """time.perf_counter for minidl.training: a train_step takes exactly one second."""
+
+    def __init__(self, monkeypatch):
+        self.now = 0.0
+        monkeypatch.setattr(training, "time", self)
+        step = training.train_step
+
+        def one_second_step(*args):
+            self.now += 1.0
+            return step(*args)
+
+        monkeypatch.setattr(training, "train_step", one_second_step)
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_images_per_s_after_a_resume_counts_only_the_images_trained_since(tmp_path, monkeypatch):
+    FakeClock(monkeypatch)
+    model, optimizer, schedule, loader, test_loader = make_run()
+    run = dict(schedule=schedule, test_loader=test_loader, out=tmp_path, progress=False)
+    fit(model, loss_fn, loader, optimizer, EPOCHS, on_step=lambda s: s.step == 3, **run)
+    model, optimizer, schedule, loader, test_loader = make_run()
+    run.update(schedule=schedule, test_loader=test_loader)
+    resumed = fit(model, loss_fn, loader, optimizer, EPOCHS,
+                  resume=read_checkpoint(tmp_path / "last.npz"), **run)  # fmt: skip
+    # every step takes a second: BATCH images/s, not the 4 batches' images over 1 s
+    assert [r["images_per_s"] for r in resumed.rows] == [BATCH] * EPOCHS
+
+
+def test_the_bar_shows_the_whole_runs_time_left(monkeypatch):
+    clock = FakeClock(monkeypatch)
+    bar = training.Progress(4, "epoch 1/3", enabled=False, later_batches=8)
+    for _ in range(2):
+        clock.now += 2.0
+        bar.update(8, 8.0, 4)
+    assert bar.run_left_s == pytest.approx(10 * 2.0)  # 2 of this epoch and 8 later, 2 s each
+    assert training._duration(3725) == "1:02:05"
