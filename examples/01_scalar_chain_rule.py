@@ -96,8 +96,8 @@ for t in (u, v, y):
 
 rules = {
     "Pow": "grad_in = grad_out * 2 * input",
-    "Add": "grad_a = grad_out, grad_b = grad_out",
-    "Mul": "grad_a = grad_out * b, grad_b = grad_out * a",
+    "Add": "grad_first = grad_out, grad_second = grad_out",
+    "Mul": "grad_first = grad_out * second, grad_second = grad_out * first",
 }
 order, fn = [], y.creator
 while fn is not None:  # this graph is a chain: follow the input that was made by an op
@@ -106,7 +106,7 @@ while fn is not None:  # this graph is a chain: follow the input that was made b
 print("Functions in the order backward visits them (youngest generation first):")
 for fn in order:
     ins = ", ".join(f"{t.name}={t.item():g}" for t in fn.inputs)
-    print(f"  generation {fn.generation}: {fn.name:<4} inputs ({ins:<16}) rule: {rules[fn.name]}")
+    print(f"  generation {fn.generation}: {fn.name:<4} inputs ({ins:<15}) rule: {rules[fn.name]}")
 
 y.backward()
 
@@ -199,12 +199,17 @@ save(fig, out / "01_slope.png")
 # %% [markdown]
 # ## 6. Gradients accumulate
 # Calling backward again on a new graph *adds* to the leaves' `.grad` (as in PyTorch). That is
-# what lets a tensor used twice collect both contributions, and it is why a training loop sets
-# the gradients to zero before every step.
+# what lets a tensor used twice collect both contributions, and it is why a training loop clears
+# the gradients before every step. `zero_grad()` clears a gradient to `None` rather than to an
+# array of zeros (PyTorch's default too, `set_to_none=True`): "no gradient yet", so the next
+# backward stores its gradient instead of adding it to zeros. Same result, one pass less.
 
 # %%
 before = x.grad.item()
 ((x * w + b) ** 2).backward()
 print(f"x.grad after one backward: {before:g}; after a second one: {x.grad.item():g} (added up)")
 x.zero_grad()
-print(f"after x.zero_grad(): x.grad = {x.grad}")
+print(f"after x.zero_grad(): x.grad = {x.grad} (cleared)")
+((x * w + b) ** 2).backward()
+print(f"after one more backward: x.grad = {x.grad.item():g}, the single backward's value again")
+assert x.grad.item() == before

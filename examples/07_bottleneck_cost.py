@@ -75,8 +75,7 @@ print(
 #     1x1: 11*11*5  * 1*1*300 = 181,500
 #     5x5: 11*11*30 * 5*5*5   = 453,750
 #
-# The second term is 453,750. Some widely read write-ups print 21,780 for it, which is wrong; the
-# counter below measures the real layer.
+# The counter below measures the real layers.
 
 # %%
 bottleneck = nn.Sequential(
@@ -88,7 +87,6 @@ show(stats_bn, "B: 1x1 reduction to 5 channels, then the 5x5 convolution")
 reduce_cost, conv_cost = stats_bn["0"].macs, stats_bn["1"].macs
 cost_bn = stats_bn[""].macs
 print(f"counted: {reduce_cost:,} + {conv_cost:,} = {cost_bn:,} multiply-adds")
-print(f"the 5x5 layer costs {conv_cost:,}, not 21,780 as some write-ups print")
 print(
     f"saving: {cost_direct:,} / {cost_bn:,} = {cost_direct / cost_bn:.1f} times fewer "
     f"multiply-adds, and {stats_direct[''].params:,} -> {stats_bn[''].params:,} weights"

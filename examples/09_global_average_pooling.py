@@ -34,7 +34,8 @@ rng = np.random.default_rng(0)
 # ## 1. Two heads on the same feature map
 # GoogLeNet's last inception module (5b) outputs 1024 channels of 7x7 on ImageNet. A flatten+FC
 # head needs one weight per (channel, row, column, class); a GAP head one per (channel, class).
-# The small CIFAR-10 model (width 1/4, 8x8 maps, 10 classes) shows the same ratio: 64 = 8*8.
+# The small CIFAR-10 model (width 1/4 with a 3x3 kernel in the "5x5" branch, as
+# `python googlenet.py train` builds it; 8x8 maps, 10 classes) shows the same ratio: 64 = 8*8.
 
 
 # %%
@@ -44,7 +45,7 @@ def head_params(channels, size, classes):
     return fc.num_parameters(), gap.num_parameters()
 
 
-cifar_model = googlenet_cifar(width=0.25)
+cifar_model = googlenet_cifar(width=0.25, kernel5=3)  # the model `python googlenet.py train` trains
 c_last = cifar_model.inception5b.out_channels
 heads = {
     f"CIFAR model, width 1/4\n{c_last} x 8 x 8 -> 10": head_params(c_last, 8, 10),
@@ -89,7 +90,7 @@ print(fmap.grad.numpy()[0, 0])
 
 # %%
 cifar_model.eval()
-fc_model = googlenet_cifar(width=0.25)  # the same network with a flatten + FC head
+fc_model = googlenet_cifar(width=0.25, kernel5=3)  # the same network, flatten + FC head
 fc_model.avgpool = nn.Flatten()  # N x 256 x 8 x 8 -> N x 16384 (forward flattens again: no-op)
 fc_model.fc = nn.Linear(c_last * 8 * 8, 10)
 fc_model.eval()

@@ -170,9 +170,13 @@ save(fig, out / "12_lrn_response.png")
 # %% [markdown]
 # ## 6. Through a 12-layer stack
 # Repeat conv (16 channels) -> [norm] -> ReLU twelve times and track the activations' standard
-# deviation. Without normalisation it drifts by a constant factor per layer (here it shrinks,
-# as in lesson 11); LRN cannot stop that, it only trims large values; BN resets every layer to the
-# same scale, which is also what keeps gradients alive in backward.
+# deviation. Without normalisation it first shrinks by a constant factor per layer, about
+# sqrt(6) = 2.45 with the default initialisation (lesson 10 derives it), then, from about layer
+# 8, levels off: the convolutions' biases add the same small amount to every layer whatever comes
+# in, and the shrinking stops where the two balance (lesson 10, section 4). That floor is no
+# help in backward, where biases add nothing and the gradient keeps shrinking (lesson 11). LRN
+# cannot change any of this, it only trims large values; BN resets every layer to the same
+# scale, which is also what keeps gradients alive in backward.
 
 # %%
 depth = 12
@@ -194,6 +198,13 @@ with md.no_grad():
 print(f"{'layer':>5}" + "".join(f"{n:>24}" for n in stds))
 for i in range(depth):
     print(f"{i + 1:>5}" + "".join(f"{s[i]:>24.3g}" for s in stds.values()))
+plain = np.array(stds["no normalisation"])
+shrink = (plain[1] / plain[5]) ** (1 / 4)
+print(
+    f"no normalisation: {shrink:.2f}x smaller per layer over layers 2-6 (lesson 10: about "
+    f"{np.sqrt(6):.2f}), then level: layers 9-12 within {plain[8:].max() / plain[8:].min():.2f}x"
+)
+assert 2 < shrink < 3.2 and plain[8:].max() / plain[8:].min() < 2
 
 fig, ax = plt.subplots(figsize=(8, 4.8))
 colors = {
