@@ -1,3 +1,4 @@
+# %% [markdown]
 """Lesson 1: one scalar's gradient, by hand and by autograd.
 
 What it teaches: the chain rule is all backpropagation is. We take ``y = (x*w + b)^2``, split it

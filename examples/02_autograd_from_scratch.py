@@ -1,3 +1,4 @@
+# %% [markdown]
 """Lesson 2: autograd from scratch, in fifty lines, then the same job in minidl.
 
 What it teaches: lesson 1 let minidl walk the graph. Here we write the walker ourselves: a scalar

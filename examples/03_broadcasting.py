@@ -1,3 +1,4 @@
+# %% [markdown]
 """Lesson 3: broadcasting, and why backward sums gradients back to the input's shape.
 
 What it teaches: when ``x + b`` adds a bias ``b`` of shape (3,) to a batch ``x`` of shape (4, 3),

@@ -1,3 +1,4 @@
+# %% [markdown]
 """Lesson 4: gradient checking, or how to trust a backward pass you wrote yourself.
 
 What it teaches: a derivative can be estimated without calculus, by nudging the input both ways

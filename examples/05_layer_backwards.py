@@ -1,3 +1,4 @@
+# %% [markdown]
 """Lesson 5: the backward pass of every layer GoogLeNet is made of, derived, then checked.
 
 What it teaches: each layer's backward is a few lines of NumPy once the derivative is written

@@ -1,3 +1,4 @@
+# %% [markdown]
 """Lesson 6: convolution as one matrix multiplication (im2col), and its backward (col2im).
 
 What it teaches: a convolution slides a small kernel over an image and takes a dot product at

@@ -1,3 +1,4 @@
+# %% [markdown]
 """Lesson 7: the 1x1 bottleneck, GoogLeNet's central trick, counted on real layers.
 
 What it teaches: a convolution costs (output values) x (input channels x kernel height x kernel

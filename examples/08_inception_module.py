@@ -1,3 +1,4 @@
+# %% [markdown]
 """Lesson 8: one Inception module, taken apart.
 
 What it teaches: an Inception module runs four branches side by side on the same input (a 1x1

@@ -1,3 +1,4 @@
+# %% [markdown]
 """Lesson 9: global average pooling instead of a big fully connected head.
 
 What it teaches: classic networks (AlexNet, VGG) flatten the last feature map and feed it to

@@ -1,3 +1,4 @@
+# %% [markdown]
 """Lesson 10: initialisation, or why a deep plain network's gradient vanishes, and how to stop it.
 
 What it teaches: a layer multiplies the scale of what passes through it, forward and backward,

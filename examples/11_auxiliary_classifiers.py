@@ -1,3 +1,4 @@
+# %% [markdown]
 """Lesson 11: auxiliary classifiers, and the gradient that reaches the early layers.
 
 What it teaches: backward multiplies the gradient by every layer's local derivative on its way

@@ -1,3 +1,4 @@
+# %% [markdown]
 """Lesson 12: batch norm and local response norm, side by side.
 
 What it teaches: both layers divide activations by something, but by very different things.

@@ -1,3 +1,4 @@
+# %% [markdown]
 """Lesson 13: the whole GoogLeNet, assembled stage by stage.
 
 What it teaches: the pieces of the previous lessons (the Inception module, 1x1 bottlenecks,

@@ -1,3 +1,4 @@
+# %% [markdown]
 """Lesson 14: train the scaled-down GoogLeNet on CIFAR-10, on the CPU.
 
 What it teaches: everything so far, put to work. A training step is five lines (forward, loss,
@@ -30,7 +31,7 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _lesson import load_cifar10, parse_args, save
+from _lesson import load_cifar10, parse_args, save, shown
 
 import minidl as md
 import minidl.functional as F
@@ -275,8 +276,7 @@ save(fig, out / "14_predictions.png")
 # %%
 matrix = confusion_matrix(test_y[: len(preds)], preds, 10)
 print(format_confusion(matrix, classes))
-plot_confusion(matrix, classes, out / "14_confusion.png")
-print(f"  picture saved: {out / '14_confusion.png'}")
+shown(plot_confusion(matrix, classes, out / "14_confusion.png"))
 
 # %% [markdown]
 # ## 8. The first layer's filters, before and after

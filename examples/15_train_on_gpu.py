@@ -1,3 +1,4 @@
+# %% [markdown]
 """Lesson 15: the same training on a GPU, with CuPy.
 
 What it teaches: minidl never calls NumPy directly on a tensor's data; every op asks the array
@@ -23,7 +24,7 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _lesson import load_cifar10, parse_args, save, stop_here
+from _lesson import load_cifar10, parse_args, save, shown, stop_here
 
 import minidl as md
 import minidl.functional as F
@@ -242,10 +243,11 @@ ax.set(
 ax.grid(axis="y", alpha=0.3)
 save(fig, out / "15_cpu_vs_gpu.png")
 
-viz.plot_curves(
-    history,
-    out / "15_gpu_curves.png",
-    x_key="step",
-    title=f"GoogLeNet-CIFAR width {width:g} trained on the GPU ({budget:g} s budget)",
+shown(
+    viz.plot_curves(
+        history,
+        out / "15_gpu_curves.png",
+        x_key="step",
+        title=f"GoogLeNet-CIFAR width {width:g} trained on the GPU ({budget:g} s budget)",
+    )
 )
-print(f"  picture saved: {out / '15_gpu_curves.png'}")

@@ -1,3 +1,4 @@
+# %% [markdown]
 """Lesson 16: the same code in PyTorch.
 
 What it teaches: minidl uses PyTorch's names on purpose, so what you learned here carries over.

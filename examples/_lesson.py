@@ -50,8 +50,10 @@ def parse_args(description: str, quick: bool = False, extra=None) -> argparse.Na
     return args
 
 
-def save(fig, path: Path) -> Path:
-    """Save ``fig`` as a PNG, say where, and close it (in a notebook: show it as well)."""
+def save(fig, path: Path) -> None:
+    """Save ``fig`` as a PNG, say where, and close it (in a notebook: show it as well).
+
+    Returns nothing, so that a notebook does not echo a path after the picture."""
     from minidl.viz import save_figure
 
     save_figure(fig, path, bbox_inches="tight")
@@ -60,7 +62,16 @@ def save(fig, path: Path) -> Path:
         from IPython.display import display
 
         display(fig)
-    return path
+
+
+def shown(path) -> None:
+    """Say where the library's plotting helpers (``minidl.viz``) saved a picture; in a notebook,
+    show it inline too (they close their figures once saved)."""
+    print(f"  picture saved: {path}")
+    if IN_NOTEBOOK:
+        from IPython.display import Image, display
+
+        display(Image(filename=str(path)))
 
 
 class _Stop(Exception):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -95,6 +96,21 @@ def render(output: Tensor, path: str | os.PathLike, verbose: bool = False) -> st
     return path
 
 
+def _pyplot() -> Any:
+    """matplotlib.pyplot, on the file-only Agg backend when nothing has chosen a backend yet.
+
+    Once pyplot is imported (a notebook's inline backend, a window, a program's own choice) the
+    backend is left alone: switching it there would stop a notebook's later figures showing.
+    """
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot_curves(
     history: Mapping[str, Sequence[float]] | Sequence[Mapping[str, Any]],
     path: str | os.PathLike,
@@ -108,11 +124,7 @@ def plot_curves(
     left, keys ending in ``acc``/``accuracy`` in the middle (in %); with a ``time_s`` column
     (wall time) a third panel shows the accuracies against minutes.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     if not isinstance(history, Mapping):  # rows -> columns
         keys = dict.fromkeys(k for row in history for k in row)
         history = {k: [row.get(k, np.nan) for row in history] for k in keys}
@@ -146,11 +158,7 @@ def plot_curves(
 
 def plot_confusion(matrix: np.ndarray, classes: Sequence[str], path: str | os.PathLike) -> str:
     """The confusion matrix (``m[true, predicted]`` counts) as a heat map with the counts."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 6.5))
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax)

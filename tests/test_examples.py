@@ -7,10 +7,13 @@ needs the real data.
 
 from __future__ import annotations
 
+import ast
 import os
 import pickle
+import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +38,13 @@ def write_tiny_cifar(folder: Path, per_batch: int = 20, seed: int = 0) -> Path:
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({b"label_names": [c.encode() for c in classes]}, f)
     return folder
+
+
+def run_python(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``python ARGS`` from the repository's root, as a learner runs a lesson."""
+    return subprocess.run(
+        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +72,7 @@ def test_lessons_import_the_installed_package():
 def test_lesson_runs_quick(lesson: Path, tmp_path: Path, tiny_cifar: Path):
     env = dict(os.environ, MINIDL_EXAMPLES_OUTPUT=str(tmp_path), MINIDL_CIFAR10=str(tiny_cifar))
     env["MPLBACKEND"] = "Agg"
-    proc = subprocess.run(
-        [sys.executable, str(lesson), "--quick"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_python([str(lesson), "--quick"], env)
     assert proc.returncode == 0, (
         f"{lesson.name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     )
@@ -80,3 +83,86 @@ def test_lesson_runs_quick(lesson: Path, tmp_path: Path, tiny_cifar: Path):
     assert pictures, f"{lesson.name} wrote no PNG to {tmp_path}"
     for picture in pictures:
         assert picture.stat().st_size > 1000, f"{picture.name} looks empty"
+
+
+CELL_MARKER = re.compile(r"^# %%.*$", re.M)
+
+
+def cells(path: Path) -> list[tuple[str, str]]:
+    """The lesson's ``# %%`` cells as (marker line, source), as Jupytext and VS Code split them."""
+    text = path.read_text()
+    markers = CELL_MARKER.findall(text)
+    bodies = CELL_MARKER.split(text)
+    assert not bodies[0].strip(), f"{path.name}: text before the first cell marker"
+    return list(zip(markers, bodies[1:]))
+
+
+@pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_cells_stand_alone(lesson: Path):
+    """Each code cell compiles on its own (no statement split across cells) and each markdown
+    cell is text only: comments, or the lesson's docstring as the first cell."""
+    found = cells(lesson)
+    assert found[0][0] == "# %% [markdown]", f"{lesson.name}: the docstring is not a markdown cell"
+    for marker, body in found:
+        if "[markdown]" in marker:
+            tree = ast.parse(body)
+            assert all(
+                isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) for n in tree.body
+            ), f"{lesson.name}: code in a markdown cell"
+        else:
+            compile(body, f"{lesson.name} cell", "exec")
+
+
+RUN_CELLS = textwrap.dedent(
+    """
+    import linecache, re, sys
+    path = sys.argv[1]
+    sys.argv = [path, "--quick"]
+    sys.path.insert(0, path.rsplit("/", 1)[0])
+    text = open(path).read()
+    marker = re.compile(r"^# %%.*$", re.M)
+    namespace = {"__name__": "__main__"}
+    for k, (head, body) in enumerate(zip(marker.findall(text), marker.split(text)[1:])):
+        if "[markdown]" in head:
+            continue
+        name = f"<cell {k}>"
+        linecache.cache[name] = (len(body), None, body.splitlines(True), name)  # as IPython does
+        exec(compile(body, name, "exec"), namespace)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["02_autograd_from_scratch", "16_same_code_in_pytorch"])
+def test_lesson_runs_cell_by_cell(name: str, tmp_path: Path):
+    """Cell by cell in one namespace, as a notebook runs it (these two read their own functions'
+    source with inspect, which only works when the cells' text is registered, as IPython does).
+    Every other lesson's cells only differ from the script run in being compiled one by one,
+    which test_lesson_cells_stand_alone checks."""
+    lesson = ROOT / "examples" / f"{name}.py"
+    env = dict(os.environ, MINIDL_EXAMPLES_OUTPUT=str(tmp_path), MPLBACKEND="Agg")
+    proc = run_python(["-c", RUN_CELLS, str(lesson)], env)
+    assert proc.returncode == 0, (
+        f"{name} failed cell by cell:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    )
+
+
+def test_plotting_helpers_leave_a_chosen_backend_alone(tmp_path: Path):
+    """In a notebook pyplot is already on the inline backend: minidl.viz must not switch it to
+    Agg (later figures would stop showing). Without a chosen backend it uses Agg (files)."""
+    code = textwrap.dedent(
+        f"""
+        import matplotlib
+        matplotlib.use("svg")
+        import matplotlib.pyplot
+        from minidl import viz
+        viz.plot_curves({{"epoch": [1, 2], "train_loss": [2.0, 1.5]}}, {str(tmp_path / "c.png")!r})
+        matrix = __import__("numpy").eye(2, dtype=int)
+        viz.plot_confusion(matrix, ["a", "b"], {str(tmp_path / "m.png")!r})
+        assert matplotlib.get_backend() == "svg", matplotlib.get_backend()
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "c.png").stat().st_size > 1000 and (tmp_path / "m.png").stat().st_size > 1000
