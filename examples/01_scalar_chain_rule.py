@@ -126,7 +126,7 @@ print("  all equal.")
 # is always written next to it.
 
 # %%
-render_graph(y, out / "01_graph.svg", verbose=True)
+render_graph(y, out / "01_graph.svg", verbose=True, fallback=False)  # drawn by hand below
 
 fig, ax = plt.subplots(figsize=(10, 3.6))
 ax.set_xlim(-0.8, 10.0)

@@ -8,7 +8,8 @@ the library, and watch backward through the concatenation: each branch gets its 
 gradient, and the input, read by all four branches, receives the sum of four gradients.
 
 Run it: ``python examples/08_inception_module.py``. Pictures: ``examples/output/08_*.png`` and the
-autograd graph as ``08_inception_graph.svg`` (``.dot`` without Graphviz).
+autograd graph as ``08_inception_graph.svg`` (with Graphviz; otherwise drawn with matplotlib as
+``08_inception_graph.png``).
 """
 
 # %% [markdown]
@@ -207,9 +208,14 @@ print(f"each branch's weights got the same gradient from its slice alone: {same_
 
 # %% [markdown]
 # ## 6. The autograd graph
-# Every op the forward pass ran, as recorded for backward: the input fans out to four chains that
-# meet again in one Concat. Orange ellipses are Functions, boxes are tensors (blue: parameters
-# and the input, the leaves that receive gradients).
+# Every op the forward pass ran, as recorded for backward: the input fans out to the branches,
+# which meet again in one Concat. (The three 1x1 convolutions that read the input run as one:
+# their weights are concatenated, one Conv2d computes all three, a Split hands each branch its
+# channels; `Inception.fuse_1x1`, the same values with one matrix product instead of three.)
+# Orange ellipses are Functions, boxes are tensors (blue: parameters and the input, the leaves
+# that receive gradients). With Graphviz installed (`apt install
+# graphviz`, `brew install graphviz` or `conda install graphviz`) the library draws it as SVG;
+# without it the lesson draws the same graph with matplotlib (`08_inception_graph.png`).
 
 # %%
 for name, param in module.named_parameters():

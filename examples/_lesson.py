@@ -91,16 +91,76 @@ def stop_here(message: str) -> None:
     sys.exit(0)
 
 
-def render_graph(y, path: Path, verbose: bool = False) -> None:
+def render_graph(y, path: Path, verbose: bool = False, fallback: bool = True) -> None:
     """Draw the computation graph behind ``y`` as SVG with Graphviz; the .dot text is always
-    written, so without Graphviz the graph can still be pasted into an online DOT viewer."""
+    written. Without Graphviz (and with ``fallback``) draw it with matplotlib instead, as
+    ``<name>_graph.png``, and say how to get the SVG."""
     from minidl import viz
 
     try:
         viz.render(y, path, verbose=verbose)
         print(f"  graph drawn: {path}")
-    except RuntimeError as err:
-        print(f"  {err}")
+    except RuntimeError:
+        print(
+            f"  Graphviz's 'dot' program is not installed, so {path.name} was not drawn; its DOT "
+            f"text is in {path.with_suffix('.dot').name}. For the SVG: install Graphviz (apt "
+            "install graphviz, brew install graphviz or conda install graphviz) and run the "
+            "lesson again, or paste the .dot text into an online Graphviz viewer."
+        )
+        if fallback:
+            draw_graph(y, path.with_name(path.stem + ".png"))
+
+
+def draw_graph(y, path: Path) -> None:
+    """The graph behind ``y`` with matplotlib: one column per generation, Functions as orange
+    ellipses, leaves (inputs, parameters) as blue boxes, an arrow per tensor passed on."""
+    fns, seen, stack = [], set(), [y.creator]
+    while stack:  # every Function that led to y
+        fn = stack.pop()
+        if id(fn) not in seen:
+            seen.add(id(fn))
+            fns.append(fn)
+            stack.extend(x.creator for x in fn.inputs if x.creator is not None)
+    nodes, edges = {}, []  # id -> [label, is_function, column]; (from id, to id)
+    for fn in fns:
+        nodes[id(fn)] = [fn.name, True, 2 * fn.generation + 1]
+        for x in fn.inputs:
+            source = id(x) if x.creator is None else id(x.creator)
+            if x.creator is None:
+                label = x.name or "x".join(map(str, x.shape))
+                column = min(nodes.get(source, [0, 0, 2 * fn.generation])[2], 2 * fn.generation)
+                nodes[source] = [label, False, column]
+            edges.append((source, id(fn)))
+    columns = sorted({n[2] for n in nodes.values()})
+    place, users = {}, {}
+    for a, b in edges:
+        users.setdefault(a, []).append(b)
+    for col in reversed(columns):  # right to left: each node level with the nodes it feeds,
+        here = [k for k, n in nodes.items() if n[2] == col]  # one row apart at least
+        wish = {k: np.mean([place[u][1] for u in users.get(k, [])] or [0]) for k in here}
+        here.sort(key=lambda k: -wish[k])
+        rows = [wish[here[0]] + (len(here) - 1) / 2]
+        for k in here[1:]:
+            rows.append(min(wish[k] + (len(here) - 1 - len(rows)) / 2, rows[-1] - 1))
+        shift = (rows[0] + rows[-1]) / 2 - np.mean([wish[k] for k in here])
+        for k, row in zip(here, rows):
+            place[k] = (columns.index(col), row - shift)
+    low, high = min(r for _, r in place.values()), max(r for _, r in place.values())
+    height = high - low + 1
+    fig, ax = plt.subplots(figsize=(1.5 * len(columns) + 1, 0.55 * height + 1.5))
+    for a, b in edges:
+        ax.annotate("", place[b], place[a], arrowprops=dict(arrowstyle="->", color="#555555",
+                    shrinkA=14, shrinkB=14, lw=0.8))  # fmt: skip
+    for k, (label, is_function, _) in nodes.items():
+        style = dict(boxstyle="round4" if is_function else "square", ec="black")
+        style["fc"] = "#ffb347" if is_function else "#cfe8ff"
+        ax.text(*place[k], label, ha="center", va="center", fontsize=7, bbox=style)
+    ax.set_xlim(-0.7, len(columns) - 0.3)
+    ax.set_ylim(low - 0.7, high + 0.7)
+    ax.axis("off")
+    ax.set_title(f"The autograd graph behind {y.name or 'the output'}: {len(fns)} Functions "
+                 "(orange), leaves in blue; forward runs left to right")  # fmt: skip
+    save(fig, path)
 
 
 CIFAR10_CLASSES = [
