@@ -7,7 +7,10 @@ Moving a model is ``model.to("cuda")``, moving data is the DataLoader's ``device
 check that CPU and GPU compute the same loss from the same weights, time one training step on
 each (CPU vs GPU, several model widths), and train the CIFAR GoogLeNet on the GPU for a minute.
 
-Without CuPy or without a GPU the lesson says so and stops (exit status 0). To run it:
+Without CuPy or without a GPU the lesson says so and stops (exit status 0), unless
+``MINIDL_SIMULATE_CUDA=1`` asks for the simulated CuPy: then the same code runs on the CPU behind
+CuPy's rules (how the test suite checks this lesson), tiny and with timings that mean nothing.
+To run it:
 ``pip install -e ".[cuda13]"`` (or ``.[cuda12]``) on a machine with an NVIDIA GPU, then
 ``python examples/15_train_on_gpu.py [--quick] [--data PATH]``.
 Pictures: ``examples/output/15_*.png``.
@@ -57,6 +60,9 @@ except RuntimeError as err:
         '".[cuda12]"), run in the repository\'s root on a machine with an NVIDIA GPU.\n'
         "Everything else in examples/ runs on the CPU; lesson 14 is this lesson's CPU twin."
     )
+simulated = md.backend.is_simulated(cp)
+if simulated:
+    print("SIMULATED GPU (MINIDL_SIMULATE_CUDA=1): the GPU code path on the CPU; sizes shrunk.")
 props = cp.cuda.runtime.getDeviceProperties(cp.cuda.Device().id)
 print(
     f"GPU: {props['name'].decode()}, {props['totalGlobalMem'] / 2**30:.0f} GiB; "
@@ -127,16 +133,20 @@ def seconds_per_step(width, device, batch, steps):
     return (time.perf_counter() - start) / steps
 
 
-batch = 32 if args.quick else 128
-widths = [0.125, 0.25] if args.quick else [0.25, 0.5, 1.0]
+batch = 8 if simulated else 32 if args.quick else 128
+widths = [0.0625] if simulated else [0.125, 0.25] if args.quick else [0.25, 0.5, 1.0]
+gpu_steps = 1 if simulated else 3 if args.quick else 10
 timings = {("cpu", widths[0]): seconds_per_step(widths[0], "cpu", batch, 1 if args.quick else 2)}
 for w in widths:
-    timings[("cuda", w)] = seconds_per_step(w, "cuda", batch, 3 if args.quick else 10)
+    timings[("cuda", w)] = seconds_per_step(w, "cuda", batch, gpu_steps)
 print(f"batch of {batch} images, seconds per training step:")
 for (device, w), s in timings.items():
     print(f"  width {w:<5g} {device:<4}: {s:8.3f} s  ({batch / s:7.0f} images/s)")
 speedup = timings[("cpu", widths[0])] / timings[("cuda", widths[0])]
-print(f"at width {widths[0]:g} the GPU is {speedup:.0f}x faster than this machine's CPU")
+if simulated:
+    print("(a simulated GPU: these times compare two CPU code paths, not a GPU)")
+else:
+    print(f"at width {widths[0]:g} the GPU is {speedup:.0f}x faster than this machine's CPU")
 
 # %% [markdown]
 # ## 3. Train on the GPU
@@ -145,12 +155,12 @@ print(f"at width {widths[0]:g} the GPU is {speedup:.0f}x faster than this machin
 # and more images in the same time budget.
 
 # %%
-width = 0.125 if args.quick else 0.5
-n_train, n_test = (512, 256) if args.quick else (50_000, 10_000)
+width = 0.0625 if simulated else 0.125 if args.quick else 0.5
+n_train, n_test = (64, 32) if simulated else (512, 256) if args.quick else (50_000, 10_000)
 budget = args.budget or (15 if args.quick else 60)
 train_x, train_y, test_x, test_y, classes, source = load_cifar10(args.data, n_train, n_test)
 print(source)
-bs = min(128, len(train_x))
+bs = min(128, len(train_x) // 4)  # at least 4 steps: OneCycle needs a warm-up and a decline
 train_loader = DataLoader(
     (train_x, train_y),
     batch_size=bs,
