@@ -9,10 +9,12 @@ rebuild its model (``model_config``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import pickle
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -23,7 +25,7 @@ from googlenet import VARIANTS, GoogLeNet, GoogLeNetOutputs, googlenet_cifar
 from googlenet_table import summary
 from minidl import checkpoint
 from minidl.backend import keep_freed_memory
-from minidl.training import Interrupted
+from minidl.training import Interrupted, NonFiniteLoss
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -144,11 +146,16 @@ def _load_cifar(data: str | None, train: bool) -> Any:
             f"CIFAR-10 into {DEFAULT_DATA}"
         )
     root = data if data is not None else DEFAULT_DATA
-    if data is None:
-        os.makedirs(root, exist_ok=True)
     try:
         return CIFAR10(root, train=train, download=data is None)
-    except (FileNotFoundError, ValueError, OSError) as e:
+    except OSError as e:
+        if data is None and not isinstance(e, FileNotFoundError):
+            raise CLIError(
+                f"cannot download CIFAR-10 into {root!r}: {e}. Without internet, fetch "
+                f"cifar-10-python.tar.gz elsewhere and pass --data FOLDER (the folder holding it)"
+            ) from None
+        raise CLIError(f"cannot load CIFAR-10 from {root!r}: {e}") from None
+    except ValueError as e:
         raise CLIError(f"cannot load CIFAR-10 from {root!r}: {e}") from None
 
 
@@ -212,36 +219,98 @@ TRAIN_DEFAULTS = {
 }
 
 
+# Options a resume cannot change: they define the run the checkpoint continues. --epochs may grow
+# (the schedule is re-planned); --data, --out, --device and --stop-after-epochs are the session's.
+FIXED_ON_RESUME = tuple(k for k in TRAIN_DEFAULTS if k not in ("epochs", "time_budget_min"))
+RUN_FILES = ("last.npz", "best.npz", "metrics.json", "metrics.csv", "curves.png")
+DEFAULT_OUT = os.path.join("runs", "googlenet_cifar")
+
+
+def _resume_config(args: Any, ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The run's options from its checkpoint; options given now must agree, except --epochs,
+    which may extend the run."""
+    if "train_config" not in ckpt:
+        raise CLIError(f"{args.resume!r} holds weights only (no training state) to resume")
+    config = dict(ckpt["train_config"])
+    clashes = [
+        f"--{key.replace('_', '-')} {getattr(args, key)!r} (the run has {config.get(key)!r})"
+        for key in FIXED_ON_RESUME
+        if getattr(args, key) is not None and getattr(args, key) != config.get(key)
+    ]
+    if args.time_budget_min is not None:
+        clashes.append(f"--time-budget-min {args.time_budget_min:g} (its epochs are fixed)")
+    if clashes:
+        raise CLIError(
+            "cannot change on --resume: " + "; ".join(clashes) + ". These define the run the "
+            "checkpoint continues; drop them (--epochs may grow), or start a new run with "
+            "another --out"
+        )
+    done = int(ckpt["epoch"]) + (int(ckpt["batch"]) > 0)
+    if args.epochs is not None:
+        if args.epochs < max(done, 1):
+            raise CLIError(
+                f"--epochs {args.epochs}: the run has already trained {ckpt['epoch']} epochs"
+                + (f" and {ckpt['batch']} batches" if ckpt["batch"] else "")
+                + f"; give at least {max(done, 1)}"
+            )
+        config["epochs"] = args.epochs
+    return config
+
+
+@contextlib.contextmanager
+def _claim_out(args: Any) -> Iterator[None]:
+    """Make the --out folder and lock it for the run, before any data is loaded: a folder that
+    cannot be written fails now. A folder holding another run is refused unless --overwrite (its
+    files are then removed) or it is the folder of the run being resumed."""
+    out = os.path.abspath(args.out)
+    own = args.resume is not None and os.path.dirname(os.path.abspath(args.resume)) == out
+    with contextlib.ExitStack() as stack:
+        try:
+            os.makedirs(out, exist_ok=True)
+            stack.enter_context(checkpoint.run_lock(out))
+        except checkpoint.RunLocked as e:
+            raise CLIError(str(e)) from None
+        except OSError as e:
+            raise CLIError(f"--out {args.out!r} cannot be written: {e.strerror or e}") from None
+        held = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
+        if held and not own:
+            if not args.overwrite:
+                raise CLIError(
+                    f"--out {args.out!r} holds a run ({', '.join(held)}). Continue it with "
+                    f"--resume {os.path.join(args.out, 'last.npz')}, replace it with --overwrite, "
+                    "or choose another --out"
+                )
+            for name in held:
+                os.remove(os.path.join(out, name))
+        yield
+
+
 def train(args: Any) -> float:
     """The ``train`` command: returns the final test accuracy."""
-    from minidl import optim
-    from minidl.data import DataLoader, cifar10_test_transform, cifar10_train_transform
-    from minidl.training import estimate_epochs, fit
-
     run_start = time.perf_counter()  # wall time counts loading the data and calibrating too
     device = _device(args.device)
-    os.makedirs(args.out, exist_ok=True)
     ckpt = None
     if args.resume:
         ckpt = read_checkpoint(args.resume)
-        if "train_config" not in ckpt:
-            raise CLIError(f"{args.resume!r} holds weights only (no training state) to resume")
-        saved = ckpt["model_config"]
-        check_compatible(
-            saved,
-            {"variant": "cifar", "width": args.width, "kernel5": args.kernel5,
-             "aux_logits": args.aux},
-            args.resume,
-        )  # fmt: skip
-        config = dict(ckpt["train_config"])
-        for key, value in vars(args).items():  # options given now override, where allowed
-            if key in TRAIN_DEFAULTS and value is not None and key not in ("width", "kernel5"):
-                config[key] = value
+        config = _resume_config(args, ckpt)
+        args.data = args.data if args.data is not None else config.get("data")
+        args.out = args.out or os.path.dirname(os.path.abspath(args.resume))
     else:
         config = {k: (getattr(args, k) if getattr(args, k) is not None else v)
                   for k, v in TRAIN_DEFAULTS.items()}  # fmt: skip
+        config["data"] = None if args.data is None else os.path.abspath(args.data)
+        args.out = args.out or DEFAULT_OUT
     for key, value in config.items():
-        setattr(args, key, value)
+        if key != "data":
+            setattr(args, key, value)
+    with _claim_out(args):
+        return _train(args, device, config, ckpt, run_start)
+
+
+def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: float) -> float:
+    from minidl import optim
+    from minidl.data import DataLoader, cifar10_test_transform, cifar10_train_transform
+    from minidl.training import estimate_epochs, fit
 
     train_set = _load_cifar(args.data, train=True)
     test_set = _load_cifar(args.data, train=False)
@@ -253,6 +322,8 @@ def train(args: Any) -> float:
     model = googlenet_cifar(
         args.width, len(train_set.classes), aux_logits=args.aux, kernel5=args.kernel5
     ).to(device)
+    if ckpt is not None:
+        check_compatible(ckpt["model_config"], model_config(model), args.resume)
     optimizer = optim.SGD(
         list(model.parameters()), lr=args.lr, momentum=args.momentum,
         nesterov=args.nesterov, weight_decay=args.weight_decay,
@@ -273,8 +344,6 @@ def train(args: Any) -> float:
             model, make_loss(args.aux_weight, 0.0), loader, budget_s, len(test_set)
         )
         print(f"{args.epochs} epochs fit the time budget of {args.time_budget_min:g} minutes")
-    if args.epochs < 1:
-        raise CLIError(f"--epochs must be at least 1, got {args.epochs}")
     schedule = _make_schedule(optimizer, args, args.epochs * len(loader))
     print(
         f"GoogLeNet CIFAR width {args.width:g} ('5x5' kernel {args.kernel5}), "
@@ -316,8 +385,13 @@ def evaluate_checkpoint(args: Any) -> float:
             f"checkpoint {args.checkpoint!r} holds a {config['variant']!r} GoogLeNet (ImageNet); "
             "eval measures CIFAR-10 models (variant 'cifar')"
         )
-    model = load_model(args.checkpoint, device)
     test_set = _load_cifar(args.data, train=False)
+    if config["num_classes"] != len(test_set.classes):
+        raise CLIError(
+            f"checkpoint {args.checkpoint!r} classifies {config['num_classes']} classes; "
+            f"CIFAR-10 has {len(test_set.classes)}"
+        )
+    model = load_model(args.checkpoint, device)
     loader = DataLoader(
         test_set, args.batch_size, transform=cifar10_test_transform(), device=device
     )
@@ -357,17 +431,31 @@ def _summary_command(args: Any) -> None:
     print(summary(model, size))
 
 
-def _positive(kind: type) -> Any:
+def _in(kind: type, low: float, high: float, *, open_low: bool = False, open_high: bool = False):
+    """An argparse type: a ``kind`` (int or float) in [low, high], ``open_low``/``open_high``
+    leaving an end out; NaN and infinities never pass. argparse names the option in the error."""
+    interval = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {kind.__name__}, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+            raise argparse.ArgumentTypeError(
+                f"expected a{'n integer' if kind is int else ' number'} in {interval}, got {text!r}"
+            ) from None
+        above = value > low if open_low else value >= low
+        below = value < high if open_high else value <= high
+        if not (above and below):  # (False for NaN)
+            raise argparse.ArgumentTypeError(f"must be in {interval}, got {text}")
         return value
 
+    parse.__name__ = f"{kind.__name__} in {interval}"
     return parse
+
+
+WIDTH = _in(float, 0, 8, open_low=True)  # channel multiplier: 1 is the paper's network
+BATCH = _in(int, 1, 65536)
+PROBABILITY = _in(float, 0, 1, open_high=True)  # [0, 1): label smoothing, momentum
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -391,31 +479,46 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--data", help=f"CIFAR-10 folder (default: {DEFAULT_DATA}, downloaded if missing)"
     )
-    t.add_argument("--out", default="runs/googlenet_cifar", help="output folder (%(default)s)")
-    t.add_argument("--resume", metavar="CHECKPOINT", help="continue from a checkpoint (last.npz)")
+    t.add_argument(
+        "--out", help=f"output folder ({DEFAULT_OUT}; with --resume: the checkpoint's folder)"
+    )
+    t.add_argument(
+        "--resume", metavar="CHECKPOINT",
+        help="continue the run of a checkpoint (last.npz) where it stopped, with its options",
+    )  # fmt: skip
+    t.add_argument(
+        "--overwrite", action="store_true", help="replace a run already in --out (refused without)"
+    )
     t.add_argument("--device", default="cpu", help="cpu or cuda (%(default)s)")
-    t.add_argument("--width", type=_positive(float), help=f"channel multiplier ({d['width']})")
+    t.add_argument("--width", type=WIDTH, help=f"channel multiplier ({d['width']})")
     t.add_argument(
         "--kernel5", type=int, choices=(3, 5), help=f"'5x5' branch kernel ({d['kernel5']})"
     )
     t.add_argument("--aux", action=argparse.BooleanOptionalAction, help="auxiliary heads (off)")
-    t.add_argument("--epochs", type=int, help="epochs; 0 = as many as fit the time budget (0)")
     t.add_argument(
-        "--time-budget-min", type=_positive(float),
+        "--epochs", type=_in(int, 0, 100000),
+        help="epochs; 0 = as many as fit the time budget (0); with --resume: more extends the run",
+    )  # fmt: skip
+    t.add_argument(
+        "--time-budget-min", type=_in(float, 0, 1e6, open_low=True),
         help=f"minutes the run may take when --epochs is 0 ({d['time_budget_min']:g})",
     )  # fmt: skip
-    t.add_argument("--batch-size", type=_positive(int), help=f"({d['batch_size']})")
-    t.add_argument("--lr", type=_positive(float), help=f"peak learning rate ({d['lr']})")
-    t.add_argument("--schedule", choices=("onecycle", "cosine", "step"), help="(onecycle)")
-    t.add_argument("--momentum", type=float, help=f"({d['momentum']})")
-    t.add_argument("--nesterov", action=argparse.BooleanOptionalAction, help="(on)")
-    t.add_argument("--weight-decay", type=float, help=f"({d['weight_decay']})")
-    t.add_argument("--aux-weight", type=float, help=f"weight of each aux loss ({d['aux_weight']})")
-    t.add_argument("--label-smoothing", type=float, help=f"({d['label_smoothing']})")
-    t.add_argument("--cutout", type=int, help="cutout square size, 0 = off (0)")
-    t.add_argument("--seed", type=int, help=f"({d['seed']})")
+    t.add_argument("--batch-size", type=BATCH, help=f"({d['batch_size']})")
     t.add_argument(
-        "--stop-after-epochs", type=_positive(int), metavar="N",
+        "--lr", type=_in(float, 0, 10, open_low=True), help=f"peak learning rate ({d['lr']})"
+    )
+    t.add_argument("--schedule", choices=("onecycle", "cosine", "step"), help="(onecycle)")
+    t.add_argument("--momentum", type=PROBABILITY, help=f"({d['momentum']})")
+    t.add_argument("--nesterov", action=argparse.BooleanOptionalAction, help="(on)")
+    t.add_argument("--weight-decay", type=_in(float, 0, 1), help=f"({d['weight_decay']})")
+    t.add_argument(
+        "--aux-weight", type=_in(float, 0, 10), help=f"weight of each aux loss ({d['aux_weight']})"
+    )
+    t.add_argument("--label-smoothing", type=PROBABILITY, help=f"({d['label_smoothing']})")
+    t.add_argument("--cutout", type=_in(int, 0, 32), help="cutout square size, 0 = off (0)")
+    t.add_argument("--seed", type=_in(int, 0, 2**32 - 1), help=f"({d['seed']})")
+    t.add_argument(
+        "--stop-after-epochs", type=_in(int, 1, 100000), metavar="N",
         help="stop after N epochs of this session, leaving last.npz to --resume later",
     )  # fmt: skip
 
@@ -423,20 +526,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", required=True, help="a checkpoint written by train")
     e.add_argument("--data", help=f"CIFAR-10 folder (default: {DEFAULT_DATA})")
     e.add_argument("--device", default="cpu", help="cpu or cuda (%(default)s)")
-    e.add_argument("--batch-size", type=_positive(int), default=500)
+    e.add_argument("--batch-size", type=BATCH, default=500)
     e.add_argument("--variant", choices=VARIANTS, help="expected variant (checked)")
-    e.add_argument("--width", type=_positive(float), help="expected width (checked)")
+    e.add_argument("--width", type=WIDTH, help="expected width (checked)")
     e.add_argument("--confusion", help="confusion matrix PNG (default: next to the checkpoint)")
 
     s = commands.add_parser("summary", help="print the paper's Table 1 for a variant")
     s.add_argument("--variant", choices=VARIANTS, default="paper")
-    s.add_argument("--width", type=_positive(float), help="channel multiplier (cifar only)")
-    s.add_argument("--input-size", type=_positive(int), help="224 (ImageNet) or 32 (cifar)")
+    s.add_argument("--width", type=WIDTH, help="channel multiplier (cifar only)")
+    s.add_argument("--input-size", type=_in(int, 1, 4096), help="224 (ImageNet) or 32 (cifar)")
     s.add_argument(
         "--kernel5", type=int, choices=(3, 5),
         help="'5x5' branch kernel (paper 5, torchvision 3, cifar: train's default 3)",
     )  # fmt: skip
-    s.add_argument("--num-classes", type=_positive(int))
+    s.add_argument("--num-classes", type=_in(int, 1, 100000))
     s.add_argument("--aux", action="store_true", help="build the auxiliary heads too")
 
     i = commands.add_parser(
@@ -449,6 +552,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="the model takes (x - 0.5) / 0.5 inputs instead of ImageNet-normalised ones",
     )  # fmt: skip
     return parser
+
+
+def _interrupted_message(e: Interrupted, resumed_from: str | None) -> str:
+    where = f"after epoch {e.epoch}" if e.batch == 0 < e.epoch else f"in epoch {e.epoch + 1}"
+    how = "terminated (SIGTERM)" if e.signal == "SIGTERM" else "interrupted"
+    if e.saved:
+        return (
+            f"{how} {where}: checkpoint saved to {e.checkpoint}; continue with "
+            f"python googlenet.py train --resume {e.checkpoint}"
+        )
+    last = e.checkpoint or resumed_from
+    return "stopped at once: nothing of the unfinished batch was saved; " + (
+        f"continue from the last checkpoint with --resume {last}" if last else "no checkpoint yet"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -472,14 +589,12 @@ def main(argv: list[str] | None = None) -> int:
     except CLIError as e:
         print(f"googlenet.py {args.command}: error: {e}", file=sys.stderr)
         return 2
-    except Interrupted as e:  # Ctrl-C in train's loop: the run's state was saved first
-        where = f"after epoch {e.epoch}" if e.batch == 0 < e.epoch else f"in epoch {e.epoch + 1}"
-        print(
-            f"\ngooglenet.py train: interrupted {where}: checkpoint saved to {e.checkpoint}; "
-            f"continue with --resume {e.checkpoint}",
-            file=sys.stderr,
-        )
-        return 130
+    except Interrupted as e:  # Ctrl-C or SIGTERM in train's loop
+        print(f"\ngooglenet.py train: {_interrupted_message(e, args.resume)}", file=sys.stderr)
+        return 143 if e.signal == "SIGTERM" else 130
+    except NonFiniteLoss as e:
+        print(f"googlenet.py train: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"\ngooglenet.py {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -15,19 +15,28 @@ and, when the run reached its best test accuracy, copied to ``<folder>/best.npz`
     metrics                       the per-epoch rows so far (``metrics.json``)
 
 plus what the caller adds (googlenet.py stores how to rebuild its model and the run's options).
-Nothing here knows a particular model.
+Nothing here knows a particular model. ``run_lock`` keeps two runs out of one folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .serialization import atomic_open, load, save
+from .serialization import atomic_open, load, process_alive, remove_stale_temp_files, save
+
+try:
+    import fcntl
+except ImportError:  # Windows: the process id in the lock file alone decides
+    fcntl = None
+
+LOCK_FILE = ".lock"
 
 
 @dataclass
@@ -127,3 +136,53 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(checkpoint, dict) or "model" not in checkpoint:
         raise ValueError(f"{path!r} is not a checkpoint (no model entry)")
     return checkpoint
+
+
+class RunLocked(RuntimeError):
+    """Another process holds a run folder's lock (``pid``)."""
+
+    def __init__(self, folder: str, pid: int | None):
+        who = f"process {pid}" if pid else "another process"
+        super().__init__(
+            f"{folder!r} is in use: {who} is training into it (lock file {LOCK_FILE}). Wait for "
+            "it to finish or stop it, or use another folder"
+        )
+        self.folder, self.pid = folder, pid
+
+
+@contextlib.contextmanager
+def run_lock(folder: str | os.PathLike) -> Iterator[int | None]:
+    """Hold ``<folder>/.lock`` while a run writes into ``folder``; yields the process id of a dead
+    run whose lock it took over (None if none), after removing that run's half-written temporary
+    files. The file holds the owner's process id. Where ``fcntl`` exists the lock is an
+    ``flock`` (the kernel drops it when its process dies, however it dies); elsewhere a lock
+    whose process is not running is stale and taken over. ``RunLocked`` when a live process
+    holds it; ``OSError`` when the folder is not writable (so it fails before any real work)."""
+    folder = os.fspath(folder)
+    path = os.path.join(folder, LOCK_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        previous = _read_pid(fd)
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunLocked(folder, previous) from None
+        elif previous and process_alive(previous):
+            raise RunLocked(folder, previous)
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        remove_stale_temp_files(folder)
+        try:
+            yield previous if previous and previous != os.getpid() else None
+        finally:
+            os.ftruncate(fd, 0)  # released: no process id (the file stays; see flock)
+    finally:
+        os.close(fd)
+
+
+def _read_pid(fd: int) -> int | None:
+    os.lseek(fd, 0, os.SEEK_SET)
+    text = os.read(fd, 32).decode(errors="replace").strip()
+    return int(text) if text.isdigit() else None

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,7 +14,7 @@ import pytest
 import minidl as md
 import minidl.functional as F
 from minidl import nn, optim, training
-from minidl.checkpoint import read_checkpoint
+from minidl.checkpoint import read_checkpoint, run_lock
 from minidl.data import DataLoader, RandomHorizontalFlip
 from minidl.ops.activation import ReLU
 from minidl.training import (
@@ -370,3 +372,23 @@ def test_the_bar_shows_the_whole_runs_time_left(monkeypatch):
         bar.update(8, 8.0, 4)
     assert bar.run_left_s == pytest.approx(10 * 2.0)  # 2 of this epoch and 8 later, 2 s each
     assert training._duration(3725) == "1:02:05"
+
+
+def test_run_lock_refuses_a_second_run_and_takes_over_a_dead_ones(tmp_path):
+    with run_lock(tmp_path) as taken_over:
+        assert taken_over is None
+        assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())
+        other = subprocess.run(
+            [sys.executable, "-c", "import sys; from minidl.checkpoint import run_lock\n"
+             "with run_lock(sys.argv[1]): pass", str(tmp_path)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert other.returncode == 1 and f"process {os.getpid()} is training" in other.stderr
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead_pid = int(dead.stdout)
+    (tmp_path / ".lock").write_text(f"{dead_pid}\n")
+    (tmp_path / f".last.npz.{dead_pid}.0123abcd.tmp").write_bytes(b"half")
+    with run_lock(tmp_path) as taken_over:
+        assert taken_over == dead_pid
+        assert sorted(os.listdir(tmp_path)) == [".lock"]  # the dead run's temporary file went
