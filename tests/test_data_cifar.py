@@ -154,3 +154,39 @@ def test_archive_without_batches(tmp_path):
     archive.write_bytes(tiny_archive_bytes({"readme.txt": b"hello"}))
     with pytest.raises(FileNotFoundError, match="official"):
         CIFAR10(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        ([0, 1, 10, 2], r"data_batch_2.*labels outside 0\.\.9.*10"),
+        ([0, -1, 3, 2], r"data_batch_2.*labels outside 0\.\.9.*-1"),
+        ([0.5, 1, 2, 3], r"data_batch_2.*integer labels"),
+        ([[0], [1], [2], [3]], r"data_batch_2.*labels of shape \(4, 1\)"),
+    ],
+)
+def test_labels_are_checked_when_loaded(tmp_path, labels, message):
+    files = tiny_cifar_files()
+    batch = pickle.loads(files["data_batch_2"], encoding="bytes")
+    batch[b"labels"] = labels
+    files["data_batch_2"] = pickle.dumps(batch, protocol=2)
+    write_folder(tmp_path, files)
+    with pytest.raises(ValueError, match=message):
+        CIFAR10(tmp_path, train=True)
+
+
+def test_class_names_and_batch_shapes_are_checked(tmp_path):
+    files = tiny_cifar_files()
+    meta = pickle.loads(files["batches.meta"], encoding="bytes")
+    meta[b"label_names"] = meta[b"label_names"][:9]
+    files["batches.meta"] = pickle.dumps(meta, protocol=2)
+    write_folder(tmp_path / "nine", files)
+    with pytest.raises(ValueError, match=r"batches.meta.*9 class names, expected 10"):
+        CIFAR10(tmp_path / "nine", train=False)
+    files = tiny_cifar_files()
+    batch = pickle.loads(files["test_batch"], encoding="bytes")
+    batch[b"data"] = batch[b"data"][:, :3000]
+    files["test_batch"] = pickle.dumps(batch, protocol=2)
+    write_folder(tmp_path / "short", files)
+    with pytest.raises(ValueError, match=r"test_batch.*\(6, 3000\)"):
+        CIFAR10(tmp_path / "short", train=False)

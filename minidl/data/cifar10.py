@@ -66,20 +66,15 @@ class CIFAR10:
             raise FileNotFoundError(_not_found_message(self.root))
         names = TRAIN_FILES if train else TEST_FILES
         raw = _read_files(source, (*names, META_FILE))
-        batches = [_unpickle(raw[name], _where(source, name)) for name in names]
         meta = _unpickle(raw[META_FILE], _where(source, META_FILE))
         self.classes = [_text(c) for c in _get(meta, "label_names", source, META_FILE)]
-        data = np.concatenate([_get(b, "data", source, n) for b, n in zip(batches, names)])
-        labels = np.concatenate(
-            [np.asarray(_get(b, "labels", source, n)) for b, n in zip(batches, names)]
-        )
-        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        if len(self.classes) != 10:
             raise ValueError(
-                f"CIFAR-10 batches in {source} hold data of shape {data.shape} and dtype "
-                f"{data.dtype}; expected uint8 (N, 3072). Is this the python version of CIFAR-10?"
+                f"{_where(source, META_FILE)} lists {len(self.classes)} class names, expected 10"
             )
-        if len(labels) != len(data):
-            raise ValueError(f"CIFAR-10 in {source}: {len(data)} images but {len(labels)} labels")
+        batches = [_checked_batch(raw[name], _where(source, name)) for name in names]
+        data = np.concatenate([b[0] for b in batches])
+        labels = np.concatenate([b[1] for b in batches])
         # each row is C x H x W; store NHWC contiguous (the usual image layout, as torchvision)
         self.data = np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         self.targets = labels.astype(np.int64)
@@ -220,6 +215,33 @@ def _unpickle(raw: bytes, where: str) -> dict:
     if not isinstance(obj, dict):
         raise ValueError(f"{where} holds a {type(obj).__name__}, expected a dict")
     return {_text(k): v for k, v in obj.items()}
+
+
+def _checked_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """A batch's images, uint8 (n, 3072), and labels, int64 in 0..9, checked."""
+    batch = _unpickle(raw, where)
+    for key in ("data", "labels"):
+        if key not in batch:
+            raise ValueError(f"{where} has no {key!r} entry (keys: {sorted(batch)})")
+    data, labels = batch["data"], np.asarray(batch["labels"])
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or (data.shape[1] != 3072)
+    ):
+        raise ValueError(
+            f"{where} holds data of shape {np.shape(data)} and dtype {getattr(data, 'dtype', '?')}"
+            "; expected uint8 (N, 3072). Is this the python version of CIFAR-10?"
+        )
+    if labels.shape != (len(data),):
+        raise ValueError(f"{where}: {len(data)} images but labels of shape {labels.shape}")
+    if labels.size and labels.dtype.kind not in "iu":
+        raise ValueError(f"{where}: expected integer labels, got {labels.dtype}")
+    bad = labels[(labels < 0) | (labels > 9)]
+    if bad.size:
+        raise ValueError(f"{where}: {bad.size} labels outside 0..9, e.g. {bad[:5].tolist()}")
+    return data, labels.astype(np.int64)
 
 
 def _get(d: dict, key: str, source: str, name: str) -> Any:
