@@ -23,8 +23,8 @@ import numpy as np
 DEVICES = ("cpu", "cuda")
 
 _INSTALL_HINT = (
-    "install the GPU extra matching your CUDA toolkit: pip install 'minidl[cuda13]' "
-    "(or 'minidl[cuda12]')"
+    "install the GPU extra matching your CUDA toolkit, in the repository's root: "
+    'python -m pip install -e ".[cuda13]" (or ".[cuda12]")'
 )
 
 

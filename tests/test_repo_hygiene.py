@@ -172,3 +172,14 @@ def test_no_file_refers_outside_the_repository():
 
 def test_pending_exceptions_are_still_needed():
     assert PENDING <= _files_naming_outside_references(), "fixed: drop it from PENDING"
+
+
+def test_readme_first_look_runs_and_shows_nonzero_gradients(capsys):
+    """The README's first example: it printed all-zero gradients (its ReLU input was negative)."""
+    text = README.read_text()
+    block = text.split("## A first look", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    x, w = namespace["x"], namespace["w"]
+    assert (x.grad.numpy() != 0).all() and (w.grad.numpy() != 0).all()
+    assert "tensor([[ 0.5, -0.1,  0.3]]" in capsys.readouterr().out
