@@ -336,3 +336,18 @@ def test_eval_checks_the_class_count_before_the_test_pass(trained, tmp_path, mon
     monkeypatch.setattr(training, "evaluate", lambda *a: pytest.fail("the test pass ran"))
     status, _, err = main_in_process("eval", "--checkpoint", path, "--data", data)
     assert status == 2 and "classifies 100 classes; CIFAR-10 has 10" in err
+
+
+def test_no_internet_names_data_and_leaves_no_folders(tmp_path, monkeypatch):
+    import googlenet_cli
+    from minidl.data import cifar10
+
+    def offline(url, path, md5=None, **kwargs):
+        raise OSError(f"download of {url} failed after 0 bytes: <urlopen error no network>")
+
+    cache = tmp_path / "cache" / "minidl" / "cifar10"
+    monkeypatch.setattr(googlenet_cli, "DEFAULT_DATA", str(cache))
+    monkeypatch.setattr(cifar10, "_download", offline)
+    status, _, err = main_in_process("train", "--out", tmp_path / "run", *TINY)
+    assert status == 2 and "--data" in err and "no network" in err
+    assert not (tmp_path / "cache").exists()

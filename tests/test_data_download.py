@@ -7,11 +7,13 @@ import hashlib
 import http.server
 import os
 import threading
+import time
 
 import pytest
 from test_data_cifar import CLASSES, PER_BATCH, tiny_archive_bytes
 
 from minidl.data import CIFAR10
+from minidl.data.download import download
 
 ARCHIVE = tiny_archive_bytes()
 MD5 = hashlib.md5(ARCHIVE).hexdigest()
@@ -24,6 +26,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         Handler.requests.append(self.path)
         if self.path == "/missing.tar.gz":
             self.send_error(404)
+            return
+        if self.path == "/trickle.tar.gz":  # a byte every 50 ms: no single read ever times out
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(ARCHIVE)))
+            self.end_headers()
+            try:
+                for i in range(100):
+                    self.wfile.write(ARCHIVE[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            except OSError:  # the client gave up
+                pass
+            self.close_connection = True
             return
         self.send_response(200)
         self.send_header("Content-Type", "application/gzip")
@@ -93,3 +108,23 @@ def test_incomplete_folder_is_reported_before_downloading(tmp_path, server):
     with pytest.raises(FileExistsError, match="Delete it"):
         CIFAR10(tmp_path, download=True, url=f"{server}/cifar.tar.gz", md5=MD5)
     assert len(Handler.requests) == before
+
+
+def test_a_trickling_server_meets_the_overall_deadline(tmp_path, server):
+    start = time.monotonic()
+    with pytest.raises(OSError, match="deadline passed"):
+        download(f"{server}/trickle.tar.gz", str(tmp_path / "a.tar.gz"), MD5, deadline_s=0.5)
+    assert time.monotonic() - start < 2.5
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_download_shows_progress(tmp_path, server, capsys):
+    CIFAR10(tmp_path, download=True, url=f"{server}/cifar.tar.gz", md5=MD5)
+    err = capsys.readouterr().err
+    assert "cifar.tar.gz" in err and "100%" in err
+
+
+def test_a_failed_download_leaves_no_empty_folders(tmp_path, server):
+    with pytest.raises(OSError, match="404"):
+        CIFAR10(tmp_path / "cache" / "cifar10", download=True, url=f"{server}/missing.tar.gz")
+    assert os.listdir(tmp_path) == []

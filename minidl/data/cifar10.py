@@ -9,6 +9,7 @@ planes one after the other (so a row reshapes to C x H x W), and ``labels`` a li
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
@@ -114,9 +115,26 @@ def _fetch(root: str, url: str, md5: str | None) -> str:
             f"{folder} exists but has no {META_FILE} (an interrupted extraction?); it holds "
             f"{sorted(os.listdir(folder))[:10]}. Delete it and run again to download afresh"
         )
+    created = _missing_folders(root)
     os.makedirs(root, exist_ok=True)
-    archive = _download(url, os.path.join(root, ARCHIVE), md5)
+    try:
+        archive = _download(url, os.path.join(root, ARCHIVE), md5, progress=True)
+    except BaseException:
+        for made in created:  # deepest first: leave no empty folders behind
+            with contextlib.suppress(OSError):
+                os.rmdir(made)
+        raise
     return _extract(archive, root)
+
+
+def _missing_folders(path: str) -> list[str]:
+    """The folders ``os.makedirs(path)`` would create, deepest first."""
+    missing = []
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    return missing
 
 
 def _extract(archive: str, root: str) -> str:
