@@ -226,19 +226,7 @@ def test_argument_errors_name_argument_expected_and_actual(case, device):
 
 
 # ---------------------------------------------------------------------------- type hints
-# A module being reworked elsewhere; its functions get hints with that work (then drop this).
-HINTS_PENDING = {"minidl.ops.norm"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(reason="hints pending in its module"))
-        if getattr(F, name).__module__ in HINTS_PENDING
-        else name
-        for name in F.__all__
-    ],
-)
+@pytest.mark.parametrize("name", F.__all__)
 def test_every_public_functional_has_type_hints(name):
     """The public API is type hinted (GUIDE, Style): the return type and every argument."""
     fn = getattr(F, name)

@@ -32,9 +32,12 @@ must be multiplied by ``size`` here. (TensorFlow also counts ``depth_radius`` = 
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..backend import device_of, get_array_module, to_device
 from ..function import Function
 from ..registry import GradCase, register_gradcheck
+from ..tensor import Tensor
 from . import _batchnorm_nhwc as nhwc_path
 from ._layout import check_float
 from .shape import transpose
@@ -166,16 +169,30 @@ class BatchNorm(Function):
 
 
 def batch_norm(
-    x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5
-):
+    x: Tensor,
+    running_mean: Any,
+    running_var: Any,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
     """PyTorch's F.batch_norm; ``running_mean``/``running_var`` (arrays or tensors, or None in
     training) are updated in place when ``training``."""
     return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, False)
 
 
 def batch_norm_relu(
-    x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5
-):
+    x: Tensor,
+    running_mean: Any,
+    running_var: Any,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
     """``relu(batch_norm(...))`` as one op: one pass over memory instead of two, the same values.
 
     Not in ``F`` (PyTorch has no such function): the layers reach it through
@@ -243,7 +260,9 @@ class LocalResponseNorm(Function):
         return gy * s ** (-self.beta) - (2 * self.alpha * self.beta / n) * x * back
 
 
-def local_response_norm(x, size, alpha=1e-4, beta=0.75, k=1.0):
+def local_response_norm(
+    x: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+) -> Tensor:
     """PyTorch's F.local_response_norm across channels (alpha divided by size; see module doc)."""
     return LocalResponseNorm(size, alpha, beta, k)(x)
 
