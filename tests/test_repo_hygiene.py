@@ -183,3 +183,10 @@ def test_readme_first_look_runs_and_shows_nonzero_gradients(capsys):
     x, w = namespace["x"], namespace["w"]
     assert (x.grad.numpy() != 0).all() and (w.grad.numpy() != 0).all()
     assert "tensor([[ 0.5, -0.1,  0.3]]" in capsys.readouterr().out
+
+
+def test_readme_lists_every_lesson_in_order():
+    section = README.read_text().split("## Lessons", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"\(examples/(\d\d_\w+\.py)\)", section)
+    lessons = sorted(p.name for p in (ROOT / "examples").glob("[0-9][0-9]_*.py"))
+    assert listed == lessons
