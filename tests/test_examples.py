@@ -166,3 +166,58 @@ def test_plotting_helpers_leave_a_chosen_backend_alone(tmp_path: Path):
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "c.png").stat().st_size > 1000 and (tmp_path / "m.png").stat().st_size > 1000
+
+
+STUB = "    return None  # your code here"
+EXP_RIGHT = "    return Value(np.exp(v.data), ((v, np.exp(v.data)),), 'exp')"
+EXP_WRONG = "    return Value(np.exp(v.data), ((v, 1.0),), 'exp')"  # the local derivative forgotten
+
+# Each lesson's exercise check, given a learner's right answer and a wrong one: the checks must
+# tell them apart, or the exercises teach nothing. (lesson, {stub: answer}, exercises checked)
+SOLUTIONS = [
+    (
+        "02_autograd_from_scratch",
+        {STUB: EXP_RIGHT},
+        {STUB: EXP_WRONG},
+        ["exercise 1"],
+    ),
+    (
+        "05_layer_backwards",
+        {STUB: "    return g * y * (1 - y)"},
+        {STUB: "    return g * y"},
+        ["exercise 2"],
+    ),
+    (
+        "10_initialisation",
+        {"my_std = None": "my_std = (2 / 144) ** 0.5", "my_factor = None": "my_factor = 1.04 / 6"},
+        {"my_std = None": "my_std = (1 / 144) ** 0.5", "my_factor = None": "my_factor = 1 / 6"},
+        ["exercise 1", "exercise 2"],
+    ),
+    (
+        "13_whole_googlenet",
+        {"my_params = None": "my_params = 4 * 348_770", "my_size = None": "my_size = 4"},
+        {"my_params = None": "my_params = 2 * 348_770", "my_size = None": "my_size = 5"},
+        ["exercise 1", "exercise 2"],
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem, right, wrong, exercises", SOLUTIONS, ids=[s[0] for s in SOLUTIONS])
+def test_exercise_checks_accept_right_answers_and_refuse_wrong_ones(
+    stem, right, wrong, exercises, tmp_path: Path
+):
+    source = (ROOT / "examples" / f"{stem}.py").read_text()
+    env = dict(os.environ, MINIDL_EXAMPLES_OUTPUT=str(tmp_path), MPLBACKEND="Agg")
+    env["PYTHONPATH"] = str(ROOT / "examples")  # the lesson's own _lesson helper
+    for answers, verdict in ((right, "correct"), (wrong, "not yet")):
+        text = source
+        for stub, answer in answers.items():
+            assert stub in text, f"{stem}: the exercise stub {stub!r} moved"
+            text = text.replace(stub, answer, 1)
+        script = tmp_path / f"{stem}.py"
+        script.write_text(text)
+        proc = run_python([str(script), "--quick"], env)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+        for exercise in exercises:
+            assert f"{exercise}: {verdict}" in proc.stdout, (exercise, verdict, proc.stdout[-1500:])
