@@ -214,3 +214,35 @@ print(f"after x.zero_grad(): x.grad = {x.grad} (cleared)")
 ((x * w + b) ** 2).backward()
 print(f"after one more backward: x.grad = {x.grad.item():g}, the single backward's value again")
 assert x.grad.item() == before
+
+# %% [markdown]
+# ## Exercises
+# 1. Change the square to a cube: y = (x*w + b)^3 at the same x = 1.5, w = 2, b = -1. Predict
+#    dy/dx with the chain rule (outer derivative times inner), set `my_dydx`, run the check.
+# 2. Without `zero_grad()`, call backward of y = (x*w + b)^2 twice on fresh graphs. Predict
+#    w.grad afterwards, set `my_w_grad`, and check.
+
+# %%
+my_dydx = None  # exercise 1: a number
+my_w_grad = None  # exercise 2: a number
+
+
+def check_exercises():
+    xs, ws, bs = (md.tensor(v, requires_grad=True) for v in (1.5, 2.0, -1.0))
+    if my_dydx is None:
+        print("exercise 1: not done yet (my_dydx is None)")
+    else:
+        ((xs * ws + bs) ** 3).backward()
+        ok = abs(my_dydx - xs.grad.item()) < 1e-6
+        print(f"exercise 1: {'correct' if ok else 'not yet'} (autograd says {xs.grad.item():g})")
+    if my_w_grad is None:
+        print("exercise 2: not done yet (my_w_grad is None)")
+    else:
+        ws.zero_grad()
+        for _ in range(2):
+            ((xs * ws + bs) ** 2).backward()
+        ok = abs(my_w_grad - ws.grad.item()) < 1e-6
+        print(f"exercise 2: {'correct' if ok else 'not yet'} (autograd says {ws.grad.item():g})")
+
+
+check_exercises()

@@ -172,3 +172,32 @@ grid(axes[2], g.sum(axis=0), "dL/db = sum_to(dL/dy, (3,))\nthe columns summed, s
 axes[2].set_yticks([0], ["b"])
 fig.suptitle("Broadcasting copies b forward, so backward adds the copies' gradients", fontsize=13)
 save(fig, out / "03_broadcasting.png")
+
+# %% [markdown]
+# ## Exercise
+# Write `sum_to` yourself: given an upstream gradient `g` and the shape an input had before
+# broadcasting, return `g` summed back to that shape (leading axes that broadcasting added are
+# summed away; axes where the input had size 1 are summed with keepdims). The check compares your
+# function with minidl's on four shapes.
+
+
+# %%
+def my_sum_to(g, shape):
+    """Exercise: g summed back to ``shape`` (as minidl.ops.arithmetic.sum_to)."""
+    return None  # your code here
+
+
+def check_exercise():
+    gs = np.random.default_rng(1).standard_normal((4, 3))
+    shapes = [(4, 3), (3,), (4, 1), (1, 3), ()]
+    if my_sum_to(gs, (3,)) is None:
+        print("exercise: not done yet (my_sum_to returns None)")
+        return
+    ok = all(
+        np.shape(my_sum_to(gs, s)) == s and np.allclose(my_sum_to(gs, s), sum_to(gs, s))
+        for s in shapes
+    )
+    print(f"exercise: {'correct' if ok else 'not yet'} (shapes tried: {shapes})")
+
+
+check_exercise()

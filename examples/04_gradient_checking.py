@@ -225,3 +225,28 @@ for x_val in (0.5, 3e-7):
         f"relu at x = {x_val:g}: backward says 1,",
         f"central difference with h = 1e-6 says {est[0]:.3f}",
     )
+
+# %% [markdown]
+# ## Exercise
+# The central difference's error has two parts: truncation, which shrinks like h^2, and
+# rounding, which grows like (float64's 1e-16) / h. Predict the power of ten h = 10^k that gives
+# the smallest error for d/dx sin(x) at x = 1, set `my_k`, and run the check (within one power
+# of ten counts). Then say why the library's checks use h = 1e-6 and not 1e-12.
+
+# %%
+my_k = None  # exercise: an integer, e.g. -3
+
+
+def check_exercise():
+    if my_k is None:
+        print("exercise: not done yet (my_k is None)")
+        return
+    ks = np.arange(-1, -14, -1)
+    hs = 10.0**ks
+    errors = np.abs((np.sin(1 + hs) - np.sin(1 - hs)) / (2 * hs) - np.cos(1))
+    best = int(ks[int(np.argmin(errors))])
+    verdict = "correct" if abs(my_k - best) <= 1 else "not yet"
+    print(f"exercise: {verdict} (the smallest error, {errors.min():.1e}, is at h = 1e{best})")
+
+
+check_exercise()

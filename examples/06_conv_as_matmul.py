@@ -285,3 +285,33 @@ print(f"  im2col + GEMM     {t_gemm:8.1f} ms   ({t_loop / t_gemm:.0f}x faster th
 print(f"  F.conv2d          {t_lib:8.1f} ms")
 same = np.allclose(ref, ours, atol=1e-3) and np.allclose(ref, lib, atol=1e-3)
 print(f"  all three give the same output: {same}")
+
+# %% [markdown]
+# ## Exercises
+# 1. For x of shape (2, 3, 8, 8) and a 5x5 kernel with stride 2 and padding 1, predict the shape
+#    of `im2col`'s result (N, Ho, Wo, kh, kw, C), set `my_cols_shape`, and check.
+# 2. With 16 such filters, how many multiply-adds does the convolution's one matrix product do?
+#    (rows x K x O), set `my_macs`, and check.
+
+# %%
+my_cols_shape = None  # exercise 1: a tuple of six integers
+my_macs = None  # exercise 2: an integer
+
+
+def check_exercises():
+    cols = im2col(np.zeros((2, 3, 8, 8)), 5, stride=2, padding=1)
+    if my_cols_shape is None:
+        print("exercise 1: not done yet (my_cols_shape is None)")
+    else:
+        ok = tuple(my_cols_shape) == cols.shape
+        print(f"exercise 1: {'correct' if ok else 'not yet'} (im2col gives {cols.shape})")
+    if my_macs is None:
+        print("exercise 2: not done yet (my_macs is None)")
+    else:
+        rows = int(np.prod(cols.shape[:3]))
+        k = int(np.prod(cols.shape[3:]))
+        macs = rows * k * 16
+        print(f"exercise 2: {'correct' if my_macs == macs else 'not yet'}")
+
+
+check_exercises()

@@ -270,3 +270,31 @@ else:
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
     save(fig, out / "07_all_modules.png")
+
+# %% [markdown]
+# ## Exercise
+# Inception 4a's "5x5" branch reads 480 channels at 14x14, reduces them to 16 with 1x1
+# convolutions, then applies 48 5x5 filters (padding 2). Predict the multiply-adds of that branch
+# without the reduction (`my_without`: 48 5x5 filters straight on the 480 channels) and with it
+# (`my_with`: the 1x1 plus the 5x5), and run the check.
+
+# %%
+my_without = None  # exercise: an integer
+my_with = None  # exercise: an integer
+
+
+def check_exercise():
+    if my_without is None or my_with is None:
+        print("exercise: not done yet (set my_without and my_with)")
+        return
+
+    def macs(cin, cout, k):  # counted by the library on a real layer
+        layer = nn.Conv2d(cin, cout, k, padding=k // 2, bias=False)
+        return profile(layer, md.tensor(np.zeros((1, cin, 14, 14), np.float32)))[""].macs
+
+    without, with_ = macs(480, 48, 5), macs(480, 16, 1) + macs(16, 48, 5)
+    ok = (my_without, my_with) == (without, with_)
+    print(f"exercise: {'correct' if ok else 'not yet'} ({without:,} vs {with_:,})")
+
+
+check_exercise()

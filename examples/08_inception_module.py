@@ -224,3 +224,26 @@ x.name = "x (input)"
 y = module(x)
 y.name = "output"
 render_graph(y, out / "08_inception_graph.svg")
+
+# %% [markdown]
+# ## Exercise
+# Inception 4e's branches have 256, 320, 128 and 128 output channels (Table 1). How many channels
+# leave the module, and what is its output shape for one 14x14 input? Set `my_shape` to the
+# (N, C, H, W) tuple and run the check, which builds the module from the paper's numbers.
+
+# %%
+my_shape = None  # exercise: (N, C, H, W)
+
+
+def check_exercise():
+    if my_shape is None:
+        print("exercise: not done yet (my_shape is None)")
+        return
+    cin, *channels = INCEPTION_CHANNELS["4e"]
+    module = Inception(cin, *channels)
+    with md.no_grad():
+        shape = module(md.tensor(np.zeros((1, cin, 14, 14), np.float32))).shape
+    print(f"exercise: {'correct' if tuple(my_shape) == shape else 'not yet'} (it is {shape})")
+
+
+check_exercise()

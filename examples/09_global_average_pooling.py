@@ -158,3 +158,25 @@ ax2.legend(loc="upper left")
 fig.suptitle("Global average pooling: a small head that works at any resolution")
 fig.tight_layout()
 save(fig, out / "09_gap_vs_fc.png")
+
+# %% [markdown]
+# ## Exercise
+# A flatten + fully connected head on a 4x4x256 feature map for 10 classes, against global
+# average pooling + the same classifier on 256 features: predict both parameter counts (weights
+# and biases), set `my_fc` and `my_gap`, and run the check.
+
+# %%
+my_fc = None  # exercise: parameters of Linear(4*4*256, 10)
+my_gap = None  # exercise: parameters of Linear(256, 10)
+
+
+def check_exercise():
+    if my_fc is None or my_gap is None:
+        print("exercise: not done yet (set my_fc and my_gap)")
+        return
+    fc, gap = nn.Linear(4 * 4 * 256, 10).num_parameters(), nn.Linear(256, 10).num_parameters()
+    ok = (my_fc, my_gap) == (fc, gap)
+    print(f"exercise: {'correct' if ok else 'not yet'} ({fc:,} vs {gap:,}: {fc / gap:.0f}x)")
+
+
+check_exercise()

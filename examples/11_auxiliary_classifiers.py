@@ -243,3 +243,39 @@ ax.set(
 ax.grid(alpha=0.3)
 ax.legend()
 save(fig, out / "11_aux_googlenet.png")
+
+# %% [markdown]
+# ## Exercise
+# The auxiliary losses are weighted by 0.3. If the weight were 0.6, by what factor would the
+# gradient reaching aux1's own convolution change? Predict `my_factor` (think: is the gradient
+# linear in the loss weight?), then run the check, which backpropagates both weights.
+
+# %%
+my_factor = None  # exercise: a number
+
+
+def check_exercise():
+    if my_factor is None:
+        print("exercise: not done yet (my_factor is None)")
+        return
+    nn.init.manual_seed(0)
+    net = googlenet_cifar(width=0.125, aux_logits=True).train()
+    for m in net.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0  # the same masks for both weights
+    imgs = md.tensor(np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32))
+    tgts = md.tensor(np.arange(4))
+    norms = []
+    for weight in (0.3, 0.6):
+        net.zero_grad()
+        out_ = net(imgs)
+        loss = F.cross_entropy(out_.logits, tgts)
+        loss = loss + weight * (F.cross_entropy(out_.aux1, tgts) + F.cross_entropy(out_.aux2, tgts))
+        loss.backward()
+        norms.append(float(np.linalg.norm(net.aux1.conv.conv.weight.grad.numpy())))
+    factor = norms[1] / norms[0]
+    ok = abs(my_factor - factor) < 0.01
+    print(f"exercise: {'correct' if ok else 'not yet'} (measured {factor:.4f})")
+
+
+check_exercise()

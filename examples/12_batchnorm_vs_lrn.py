@@ -262,3 +262,25 @@ print(
     f"running mean (first 4 channels) {np.round(rm, 2)} vs the data's "
     f"{np.round(p.mean(axis=(0, 2, 3))[:4], 2)}"
 )
+
+# %% [markdown]
+# ## Exercise
+# With PyTorch's convention (alpha divided by size), one nonzero channel of value a = 10 among
+# zeros, size = 5, alpha = 1e-4, beta = 0.75, k = 1: predict local response norm's output at
+# that channel, a / (k + alpha / size * a^2)^beta, set `my_output` (4 decimals), and check.
+
+# %%
+my_output = None  # exercise: a number
+
+
+def check_exercise():
+    if my_output is None:
+        print("exercise: not done yet (my_output is None)")
+        return
+    xs = np.zeros((1, 5, 1, 1))
+    xs[0, 2] = 10.0
+    got = F.local_response_norm(md.tensor(xs), 5, alpha=1e-4, beta=0.75, k=1.0).numpy()[0, 2, 0, 0]
+    print(f"exercise: {'correct' if abs(my_output - got) < 1e-4 else 'not yet'} ({got:.6f})")
+
+
+check_exercise()

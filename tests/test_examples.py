@@ -174,7 +174,66 @@ EXP_WRONG = "    return Value(np.exp(v.data), ((v, 1.0),), 'exp')"  # the local 
 
 # Each lesson's exercise check, given a learner's right answer and a wrong one: the checks must
 # tell them apart, or the exercises teach nothing. (lesson, {stub: answer}, exercises checked)
+SUM_TO_RIGHT = """    lead = g.ndim - len(shape)
+    g = g.sum(axis=tuple(range(lead)))
+    return g.sum(axis=tuple(i for i, n in enumerate(shape) if n == 1), keepdims=True)"""
+
 SOLUTIONS = [
+    (
+        "01_scalar_chain_rule",
+        {"my_dydx = None": "my_dydx = 24", "my_w_grad = None": "my_w_grad = 12"},
+        {"my_dydx = None": "my_dydx = 12", "my_w_grad = None": "my_w_grad = 6"},
+        ["exercise 1", "exercise 2"],
+    ),
+    ("03_broadcasting", {STUB: SUM_TO_RIGHT}, {STUB: "    return g.sum(axis=0)"}, ["exercise"]),
+    (
+        "04_gradient_checking",
+        {"my_k = None": "my_k = -5"},
+        {"my_k = None": "my_k = -12"},
+        ["exercise"],
+    ),
+    (
+        "06_conv_as_matmul",
+        {
+            "my_cols_shape = None": "my_cols_shape = (2, 3, 3, 5, 5, 3)",
+            "my_macs = None": "my_macs = 21600",
+        },
+        {
+            "my_cols_shape = None": "my_cols_shape = (2, 4, 4, 5, 5, 3)",
+            "my_macs = None": "my_macs = 0",
+        },
+        ["exercise 1", "exercise 2"],
+    ),
+    (
+        "07_bottleneck_cost",
+        {"my_without = None": "my_without = 112_896_000", "my_with = None": "my_with = 5_268_480"},
+        {"my_without = None": "my_without = 1", "my_with = None": "my_with = 1"},
+        ["exercise"],
+    ),
+    (
+        "08_inception_module",
+        {"my_shape = None": "my_shape = (1, 832, 14, 14)"},
+        {"my_shape = None": "my_shape = (1, 528, 14, 14)"},
+        ["exercise"],
+    ),
+    (
+        "09_global_average_pooling",
+        {"my_fc = None": "my_fc = 40_970", "my_gap = None": "my_gap = 2_570"},
+        {"my_fc = None": "my_fc = 40_960", "my_gap = None": "my_gap = 2_560"},
+        ["exercise"],
+    ),
+    (
+        "11_auxiliary_classifiers",
+        {"my_factor = None": "my_factor = 2"},
+        {"my_factor = None": "my_factor = 1"},
+        ["exercise"],
+    ),
+    (
+        "12_batchnorm_vs_lrn",
+        {"my_output = None": "my_output = 9.9850"},
+        {"my_output = None": "my_output = 10"},
+        ["exercise"],
+    ),
     (
         "02_autograd_from_scratch",
         {STUB: EXP_RIGHT},
