@@ -333,3 +333,33 @@ for ax in axes.ravel():
 fig.suptitle("First-layer feature maps after training (conv 3x3 -> BN -> ReLU), bright = strong")
 fig.tight_layout()
 save(fig, out / "14_feature_maps.png")
+
+# %% [markdown]
+# ## Exercises
+# 1. The full recipe trains on 50,000 images in batches of 128, dropping the last incomplete
+#    batch. How many optimizer steps is one epoch? Set `my_steps` and check.
+# 2. The loader sends each batch to the device as uint8 and converts it there. How many bytes
+#    does one batch of 128 CIFAR images (3x32x32) take as uint8, and how many as float32? Set
+#    `my_bytes` to the pair and check.
+
+# %%
+my_steps = None  # exercise 1: an integer
+my_bytes = None  # exercise 2: (uint8 bytes, float32 bytes)
+
+
+def check_exercises():
+    if my_steps is None:
+        print("exercise 1: not done yet (my_steps is None)")
+    else:
+        images = np.broadcast_to(np.zeros((1, 32, 32, 3), np.uint8), (50_000, 32, 32, 3))
+        steps = len(DataLoader((images, np.zeros(50_000, np.int64)), 128, drop_last=True))
+        print(f"exercise 1: {'correct' if my_steps == steps else 'not yet'} ({steps} steps)")
+    if my_bytes is None:
+        print("exercise 2: not done yet (my_bytes is None)")
+    else:
+        batch = np.zeros((128, 3, 32, 32), np.uint8)
+        sizes = (batch.nbytes, batch.astype(np.float32).nbytes)
+        print(f"exercise 2: {'correct' if tuple(my_bytes) == sizes else 'not yet'} {sizes}")
+
+
+check_exercises()

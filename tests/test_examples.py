@@ -229,6 +229,12 @@ SOLUTIONS = [
         ["exercise"],
     ),
     (
+        "14_train_cifar10",
+        {"my_steps = None": "my_steps = 390", "my_bytes = None": "my_bytes = (393_216, 1_572_864)"},
+        {"my_steps = None": "my_steps = 391", "my_bytes = None": "my_bytes = (393_216, 393_216)"},
+        ["exercise 1", "exercise 2"],
+    ),
+    (
         "12_batchnorm_vs_lrn",
         {"my_output = None": "my_output = 9.9850"},
         {"my_output = None": "my_output = 10"},
@@ -269,6 +275,7 @@ def test_exercise_checks_accept_right_answers_and_refuse_wrong_ones(
     source = (ROOT / "examples" / f"{stem}.py").read_text()
     env = dict(os.environ, MINIDL_EXAMPLES_OUTPUT=str(tmp_path), MPLBACKEND="Agg")
     env["PYTHONPATH"] = str(ROOT / "examples")  # the lesson's own _lesson helper
+    env["MINIDL_CIFAR10"] = str(write_tiny_cifar(tmp_path / "data" / "cifar-10-batches-py"))
     for answers, verdict in ((right, "correct"), (wrong, "not yet")):
         text = source
         for stub, answer in answers.items():
