@@ -261,3 +261,25 @@ shown(
         title=f"GoogLeNet-CIFAR width {width:g} trained on the GPU ({budget:g} s budget)",
     )
 )
+
+# %% [markdown]
+# ## Exercise
+# Each training batch crosses from the host to the GPU once: 128 CIFAR images as uint8
+# (3x32x32 each) and their 128 labels as int64. How many bytes is that? Set `my_bytes` and run
+# the check, which asks the data loader for one batch's arrays.
+
+# %%
+my_bytes = None  # exercise: an integer
+
+
+def check_exercise():
+    if my_bytes is None:
+        print("exercise: not done yet (my_bytes is None)")
+        return
+    images = np.zeros((128, 32, 32, 3), np.uint8)
+    labels = np.zeros(128, np.int64)
+    moved = images.nbytes + labels.nbytes  # what DataLoader(device="cuda") copies per batch
+    print(f"exercise: {'correct' if my_bytes == moved else 'not yet'} ({moved:,} bytes)")
+
+
+check_exercise()

@@ -235,6 +235,12 @@ SOLUTIONS = [
         ["exercise 1", "exercise 2"],
     ),
     (
+        "15_train_on_gpu",  # runs on the simulated GPU (MINIDL_SIMULATE_CUDA=1 below)
+        {"my_bytes = None": "my_bytes = 394_240"},
+        {"my_bytes = None": "my_bytes = 1_572_864"},
+        ["exercise"],
+    ),
+    (
         "12_batchnorm_vs_lrn",
         {"my_output = None": "my_output = 9.9850"},
         {"my_output = None": "my_output = 10"},
@@ -275,6 +281,7 @@ def test_exercise_checks_accept_right_answers_and_refuse_wrong_ones(
     source = (ROOT / "examples" / f"{stem}.py").read_text()
     env = dict(os.environ, MINIDL_EXAMPLES_OUTPUT=str(tmp_path), MPLBACKEND="Agg")
     env["PYTHONPATH"] = str(ROOT / "examples")  # the lesson's own _lesson helper
+    env["MINIDL_SIMULATE_CUDA"] = "1"  # lesson 15 without a GPU
     env["MINIDL_CIFAR10"] = str(write_tiny_cifar(tmp_path / "data" / "cifar-10-batches-py"))
     for answers, verdict in ((right, "correct"), (wrong, "not yet")):
         text = source
