@@ -133,17 +133,16 @@ RUN_CELLS = textwrap.dedent(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["02_autograd_from_scratch", "16_same_code_in_pytorch"])
-def test_lesson_runs_cell_by_cell(name: str, tmp_path: Path):
-    """Cell by cell in one namespace, as a notebook runs it (these two read their own functions'
-    source with inspect, which only works when the cells' text is registered, as IPython does).
-    Every other lesson's cells only differ from the script run in being compiled one by one,
-    which test_lesson_cells_stand_alone checks."""
-    lesson = ROOT / "examples" / f"{name}.py"
+@pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_runs_cell_by_cell(lesson: Path, tmp_path: Path, tiny_cifar: Path):
+    """Cell by cell in one namespace, as a notebook runs it: each cell compiled and run on its
+    own, its text registered as IPython does (lessons 2 and 16 read their own functions' source
+    with inspect). jupytext and a real kernel are not installed here; this runs the same cells."""
     env = dict(os.environ, MINIDL_EXAMPLES_OUTPUT=str(tmp_path), MPLBACKEND="Agg")
+    env["MINIDL_CIFAR10"] = str(tiny_cifar)
     proc = run_python(["-c", RUN_CELLS, str(lesson)], env)
     assert proc.returncode == 0, (
-        f"{name} failed cell by cell:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+        f"{lesson.name} failed cell by cell:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     )
 
 
