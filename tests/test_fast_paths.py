@@ -24,6 +24,7 @@ import minidl as md
 import minidl.functional as F
 from minidl.ops import _batchnorm_nhwc, _conv_nhwc, _parallel, _pool_blocked
 from minidl.ops._layout import output_size
+from minidl.ops._threads import ThreadPolicy
 from minidl.ops.norm import BatchNorm
 
 SHAPE = (5, 6, 9, 8)  # N, C, H, W: 5 images, so chunks and blocks of 2 end with a partial one
@@ -93,6 +94,7 @@ def shrunk(monkeypatch):
     monkeypatch.setattr(_parallel, "WORKERS", 2)
     monkeypatch.setattr(_parallel, "_MIN_ELEMENTS", 1)
     monkeypatch.setattr(_parallel, "_pool", pool)
+    monkeypatch.setattr(_parallel, "policy", ThreadPolicy(2, adapt=False))  # the load is ignored
     monkeypatch.setattr(_conv_nhwc, "_CHUNK_BYTES", 1)  # chunks of WORKERS = 2 images
     monkeypatch.setattr(_pool_blocked, "_BLOCK_BYTES", 2 * 6 * 9 * 8 * 8)  # 2 images of SHAPE
     monkeypatch.setattr(_batchnorm_nhwc, "_BLOCK_ELEMENTS", 256)  # 40 rows of 6 channels
