@@ -183,8 +183,9 @@ def make_loss(aux_weight: float, smoothing: float) -> Any:
     return loss
 
 
-def _make_schedule(optimizer: Any, args: Any, total_steps: int) -> Any:
-    """Per-batch learning-rate schedule: OneCycle (warm-up then cosine down), cosine, or step."""
+def _make_schedule(optimizer: Any, args: Any, epochs: int, total_steps: int) -> Any:
+    """Per-batch learning-rate schedule: OneCycle (warm-up then cosine down), cosine, or step
+    (a tenth of the rate after each third of the ``epochs``)."""
     from minidl import optim
 
     if args.schedule == "onecycle":
@@ -194,9 +195,9 @@ def _make_schedule(optimizer: Any, args: Any, total_steps: int) -> Any:
         )  # fmt: skip
     if args.schedule == "cosine":
         return optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
-    steps_per_epoch = max(total_steps // args.epochs, 1)
+    steps_per_epoch = max(total_steps // epochs, 1)
     return optim.lr_scheduler.StepLR(
-        optimizer, step_size=steps_per_epoch * max(args.epochs // 3, 1), gamma=0.1
+        optimizer, step_size=steps_per_epoch * max(epochs // 3, 1), gamma=0.1
     )
 
 
@@ -204,7 +205,7 @@ TRAIN_DEFAULTS = {
     "width": 0.25,
     "kernel5": 3,  # faster than 5 in NumPy at width 1/4 (docs/results.md); --kernel5 5: paper
     "aux": False,
-    "epochs": 0,  # 0: as many as fit --time-budget-min, measured on the first batches
+    "epochs": 0,  # 0: steered by --time-budget-min (minidl.budget), as many steps as fit
     "time_budget_min": 85.0,
     "batch_size": 128,
     "lr": 0.1,
@@ -221,7 +222,7 @@ TRAIN_DEFAULTS = {
 
 # Options a resume cannot change: they define the run the checkpoint continues. --epochs may grow
 # (the schedule is re-planned); --data, --out, --device and --stop-after-epochs are the session's.
-FIXED_ON_RESUME = tuple(k for k in TRAIN_DEFAULTS if k not in ("epochs", "time_budget_min"))
+FIXED_ON_RESUME = tuple(k for k in TRAIN_DEFAULTS if k != "epochs")
 RUN_FILES = ("last.npz", "best.npz", "metrics.json", "metrics.csv", "curves.png")
 DEFAULT_OUT = os.path.join("runs", "googlenet_cifar")
 
@@ -237,8 +238,11 @@ def _resume_config(args: Any, ckpt: dict[str, Any]) -> dict[str, Any]:
         for key in FIXED_ON_RESUME
         if getattr(args, key) is not None and getattr(args, key) != config.get(key)
     ]
-    if args.time_budget_min is not None:
-        clashes.append(f"--time-budget-min {args.time_budget_min:g} (its epochs are fixed)")
+    if args.epochs is not None and config["epochs"] == 0:
+        clashes.append(
+            f"--epochs {args.epochs} (the run is steered by its time budget of "
+            f"{config['time_budget_min']:g} minutes: it has no fixed epoch count)"
+        )
     if clashes:
         raise CLIError(
             "cannot change on --resume: " + "; ".join(clashes) + ". These define the run the "
@@ -246,7 +250,7 @@ def _resume_config(args: Any, ckpt: dict[str, Any]) -> dict[str, Any]:
             "another --out"
         )
     done = int(ckpt["epoch"]) + (int(ckpt["batch"]) > 0)
-    if args.epochs is not None:
+    if args.epochs is not None and config["epochs"] > 0:
         if args.epochs < max(done, 1):
             raise CLIError(
                 f"--epochs {args.epochs}: the run has already trained {ckpt['epoch']} epochs"
@@ -338,31 +342,38 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
             f"--batch-size {args.batch_size} is larger than the {len(train_set)} training images"
         )
     loss = make_loss(args.aux_weight, args.label_smoothing)
-    if ckpt is None and args.epochs == 0:
+    budgeted = args.epochs == 0
+    if budgeted and ckpt is None:  # a first plan for the schedule, re-planned after every step
         budget_s = args.time_budget_min * 60 - (time.perf_counter() - run_start)
-        args.epochs = config["epochs"] = estimate_epochs(
+        config["planned_epochs"] = estimate_epochs(
             model, make_loss(args.aux_weight, 0.0), loader, budget_s, len(test_set)
         )
-        print(f"{args.epochs} epochs fit the time budget of {args.time_budget_min:g} minutes")
-    schedule = _make_schedule(optimizer, args, args.epochs * len(loader))
+        print(
+            f"about {config['planned_epochs']} epochs fit the time budget of "
+            f"{args.time_budget_min:g} minutes (re-planned after every step)"
+        )
+    epochs = config["planned_epochs"] if budgeted else args.epochs
+    schedule = _make_schedule(optimizer, args, epochs, epochs * len(loader))
     print(
         f"GoogLeNet CIFAR width {args.width:g} ('5x5' kernel {args.kernel5}), "
-        f"{model.num_parameters():,} parameters, {args.epochs} epochs of {len(loader)} batches "
-        f"of {args.batch_size} on {device}; writing to {args.out}"
+        f"{model.num_parameters():,} parameters, "
+        + (f"{args.time_budget_min:g} minutes" if budgeted else f"{epochs} epochs")
+        + f" of {len(loader)} batches of {args.batch_size} on {device}; writing to {args.out}"
     )
     extra = {"model_config": model_config(model), "train_config": config}  # in every checkpoint
     result = fit(
-        model, loss, loader, optimizer, args.epochs, schedule=schedule, test_loader=test_loader,
+        model, loss, loader, optimizer, epochs, schedule=schedule, test_loader=test_loader,
         out=args.out, checkpoint_extra=extra, resume=ckpt,
         stop_after_epochs=args.stop_after_epochs, start_time=run_start,
+        time_budget_s=args.time_budget_min * 60 if budgeted else None,
     )  # fmt: skip
     final = result.rows[-1]["test_acc"] if result.rows else 0.0
+    epochs_done = result.rows[-1]["epoch"] if result.rows else 0
     if not result.finished:
-        epochs_done = result.rows[-1]["epoch"] if result.rows else 0
         print(f"stopped after {epochs_done} epochs; continue with --resume {result.checkpoint}")
         return final
     print(
-        f"final test accuracy {final:.2%} (best {result.best_acc:.2%}) after {args.epochs} "
+        f"final test accuracy {final:.2%} (best {result.best_acc:.2%}) after {epochs_done:g} "
         f"epochs, wall time {result.elapsed_s / 60:.1f} min"
     )
     return final
@@ -473,8 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train googlenet_cifar on CIFAR-10. Defaults (width 0.25, 3x3 kernel in "
         "the '5x5' branch, SGD with Nesterov momentum, OneCycle schedule, crop+flip "
         "augmentation) fit the run into --time-budget-min (85 minutes): with --epochs left "
-        "at 0 the number of epochs is set from the measured speed. On a 2-core CPU that "
-        "was 6 epochs and 86.0% test accuracy in 68 minutes (docs/results.md).",
+        "at 0 it ends within the budget with its schedule completed, re-planned after every "
+        "step from the measured speed. With the epoch count fixed at the start, a 2-core CPU "
+        "ran 6 epochs and reached 86.0% test accuracy in 68 minutes (docs/results.md).",
     )
     t.add_argument(
         "--data", help=f"CIFAR-10 folder (default: {DEFAULT_DATA}, downloaded if missing)"
@@ -497,11 +509,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--aux", action=argparse.BooleanOptionalAction, help="auxiliary heads (off)")
     t.add_argument(
         "--epochs", type=_in(int, 0, 100000),
-        help="epochs; 0 = as many as fit the time budget (0); with --resume: more extends the run",
+        help="epochs; 0 = steered by the time budget (0); with --resume: more extends the run",
     )  # fmt: skip
     t.add_argument(
         "--time-budget-min", type=_in(float, 0, 1e6, open_low=True),
-        help=f"minutes the run may take when --epochs is 0 ({d['time_budget_min']:g})",
+        help=f"minutes the run takes when --epochs is 0: its schedule ends with them "
+        f"({d['time_budget_min']:g})",
     )  # fmt: skip
     t.add_argument("--batch-size", type=BATCH, help=f"({d['batch_size']})")
     t.add_argument(

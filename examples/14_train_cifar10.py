@@ -32,7 +32,7 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _lesson import load_cifar10, parse_args, save, shown
+from _lesson import load_cifar10, parse_args, save, shown, too_few_steps
 
 import minidl as md
 import minidl.functional as F
@@ -194,6 +194,9 @@ result = fit(
 step = len(per_step["loss"])
 if not result.finished:
     print(f"time budget of {args.budget:g} s used up after {step} steps: stopping here")
+warning = too_few_steps(step, total_steps, args.budget)
+if warning:
+    print(warning)
 
 # %% [markdown]
 # ## 5. The curves

@@ -91,6 +91,33 @@ def stop_here(message: str) -> None:
     sys.exit(0)
 
 
+def too_few_steps(
+    steps: int, planned: int, budget_s: float, load: float | None = None, cores: int = 0
+) -> str | None:
+    """A plain warning when a lesson's training ran fewer than half its ``planned`` steps in its
+    time budget, saying why (from the 1-minute ``load`` average, read now unless given, and the
+    ``cores``); None when enough ran."""
+    if steps >= planned / 2:
+        return None
+    cores = cores or os.cpu_count() or 1
+    if load is None and hasattr(os, "getloadavg"):
+        load = os.getloadavg()[0]
+    if load is not None and load > cores + 0.5:
+        why = (
+            f"the machine is busy: its load average is {load:.1f} on {cores} cores, so other "
+            "programs took turns on the cores this training needed"
+        )
+    else:
+        why = "this machine trains more slowly than the lesson's defaults assume"
+    return (
+        f"WARNING: only {steps} of the {planned} planned training steps ran in the "
+        f"{budget_s:g} s budget. That is too few to mean anything: the network has barely "
+        "started to learn, so the accuracy, the predictions and the filters below are close to "
+        f"an untrained network's (chance is 10%). Why: {why}. Give it more time (--budget "
+        "SECONDS), close other programs, or run --quick for a smoke test."
+    )
+
+
 def render_graph(y, path: Path, verbose: bool = False, fallback: bool = True) -> None:
     """Draw the computation graph behind ``y`` as SVG with Graphviz; the .dot text is always
     written. Without Graphviz (and with ``fallback``) draw it with matplotlib instead, as

@@ -52,6 +52,7 @@ class Position:
     elapsed_s: float = 0.0
     best_acc: float = 0.0
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    finished: bool = False  # a budgeted run that used its time (its epoch count was not fixed)
 
 
 def training_state(
@@ -71,6 +72,7 @@ def training_state(
         "partial": dict(position.partial),
         "elapsed_s": position.elapsed_s,
         "best_acc": position.best_acc,
+        "finished": position.finished,
         "metrics": position.metrics,
     }
 
@@ -107,6 +109,7 @@ def restore_training_state(
         float(checkpoint["elapsed_s"]),
         float(checkpoint["best_acc"]),
         list(checkpoint["metrics"]),
+        bool(checkpoint.get("finished", False)),  # (absent in older checkpoints)
     )
 
 

@@ -7,8 +7,9 @@ bar, one metrics row per epoch (``metrics.csv``/``metrics.json``), curves, check
 (``minidl.checkpoint``: ``last.npz`` after every epoch, ``best.npz`` at the best test
 accuracy), resuming a checkpoint exactly (mid-epoch too), Ctrl-C and SIGTERM (the batch being
 trained finishes, the state is saved, ``Interrupted`` is raised: a resume continues bit for bit),
-and a diverging loss (``NonFiniteLoss``). ``estimate_epochs`` sizes a run to a time budget.
-docs/training.md says what a resume reproduces.
+and a diverging loss (``NonFiniteLoss``). With ``time_budget_s`` the run ends within its time
+budget, its schedule following the fraction of the budget used (``minidl.budget``);
+``estimate_epochs`` gives such a run a first plan. docs/training.md says what a resume reproduces.
 
 Models whose training output is a tuple (GoogLeNet's auxiliary heads) hand it to the loss
 function whole; accuracy is counted on its first entry, the main logits (torchvision's order).
@@ -17,6 +18,7 @@ function whole; accuracy is counted on its first entry, the main logits (torchvi
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import os
 import signal
@@ -28,6 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .budget import TimeBudget
 from .checkpoint import Position, restore_training_state, save_checkpoint, training_state
 from .function import no_grad
 from .metrics import write_metrics
@@ -146,6 +149,7 @@ def fit(
     on_step: Callable[[Step], bool | None] | None = None,
     progress: bool = True,
     start_time: float | None = None,
+    time_budget_s: float | None = None,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` passes over ``train_loader`` (a ``minidl.data.DataLoader``).
 
@@ -162,6 +166,14 @@ def fit(
     after every step; returning True stops the run there (its state saved).
     ``start_time``: the ``time.perf_counter()`` the run's wall time counts from (default: now).
 
+    ``time_budget_s``: the run ends within that many seconds of wall time (counted as
+    ``FitResult.elapsed_s`` is, earlier sessions included), its schedule completed, after as many
+    steps as fit: ``epochs`` is then only the plan ``schedule`` was built for (its resolution),
+    and ``schedule`` is placed at ``last step * done / (done + steps that still fit)``, re-planned
+    after every step from the measured speed (``minidl.budget``). The last epoch may be partial;
+    its row's ``epoch`` is then fractional (2.4: 40% of the third). A resumed budgeted run goes
+    on with the time its budget has left; it is not bit-exact (the plan follows wall time).
+
     Ctrl-C or SIGTERM: the batch being trained finishes, the state is saved, and ``Interrupted``
     is raised; a second Ctrl-C raises it at once, saving nothing of the unfinished batch. A NaN
     or infinite loss raises ``NonFiniteLoss`` and saves nothing.
@@ -176,7 +188,13 @@ def fit(
     position = Position(epochs=epochs)
     if resume is not None:
         position = restore_training_state(resume, model, optimizer, schedule, train_loader, epochs)
-    if position.epoch * per_epoch + position.batch > epochs * per_epoch:
+    budget = None
+    if time_budget_s is not None:  # a budgeted run: as many steps as fit, epochs only a plan
+        test_images = 0 if test_loader is None else len(test_loader) * test_loader.batch_size
+        budget = TimeBudget(time_budget_s, test_images, train_loader.batch_size)
+    if position.finished:  # a budgeted run that used its time: nothing left to do
+        return FitResult(position.metrics, position.best_acc, None, True, position.elapsed_s)
+    if budget is None and position.epoch * per_epoch + position.batch > epochs * per_epoch:
         raise ValueError(
             f"fit: the checkpoint has trained {position.epoch} epochs and {position.batch} "
             f"batches; epochs={epochs} is fewer"
@@ -185,30 +203,41 @@ def fit(
     run = _Saver(model, optimizer, schedule, out, checkpoint_extra, position, start_time)
     with DeferredSignals() as signals:
         try:
-            for epoch in range(first_epoch, epochs):
+            for epoch in itertools.count(first_epoch) if budget else range(first_epoch, epochs):
                 model.train()
                 epoch_rng = copy.deepcopy(train_loader.rng.bit_generator.state)
                 skip = position.batch if epoch == first_epoch else 0
                 bar = Progress(
-                    per_epoch, f"epoch {epoch + 1}/{epochs}", initial=skip, enabled=progress,
-                    later_batches=(epochs - epoch - 1) * per_epoch,
+                    per_epoch, f"epoch {epoch + 1}" + ("" if budget else f"/{epochs}"),
+                    initial=skip, enabled=progress,
+                    later_batches=max(0, epochs - epoch - 1) * per_epoch,
                 )  # fmt: skip
                 if skip:
                     bar.resume_sums(position.partial)
-                stop = False
+                stop = out_of_time = False
+                tick = time.perf_counter()  # a step's time: loading its batch, training, the bar
                 for b, (x, y) in enumerate(train_loader):
                     if b < skip:  # resuming mid-epoch: the same batches, already trained on
+                        tick = time.perf_counter()
                         continue
                     lr = optimizer.param_groups[0]["lr"]
                     loss, correct = train_step(model, loss_fn, optimizer, x, y)
                     if not math.isfinite(loss):
                         bar.close()
                         raise NonFiniteLoss(loss, epoch, b, lr, run.last[0])
-                    if schedule is not None and schedule.last_epoch < last_step:
+                    if budget is not None:
+                        budget.stepped(time.perf_counter() - tick)
+                        tick = time.perf_counter()
+                        left = budget.steps_left(run.elapsed_s(), per_epoch - b - 1, per_epoch)
+                        out_of_time = left == 0
+                        _follow_budget(schedule, last_step, epoch * per_epoch + b + 1, left, bar)
+                    elif schedule is not None and schedule.last_epoch < last_step:
                         schedule.step()
                     bar.update(len(y), loss * len(y), correct)
                     step = Step(epoch, b, epoch * per_epoch + b + 1, loss, correct, len(y), lr)
                     stop = on_step is not None and bool(on_step(step))
+                    if out_of_time:
+                        break  # the budget's end: this (partial) epoch is evaluated, the run ends
                     if (stop or signals.received) and b + 1 < per_epoch:
                         bar.close()  # at a batch boundary: the state is whole, save it
                         path = run.save(epoch, b + 1, epoch_rng, bar.sums())
@@ -219,12 +248,18 @@ def fit(
                         break  # the epoch's last batch: its end (evaluation, files) comes first
                 bar.close()
                 next_rng = copy.deepcopy(train_loader.rng.bit_generator.state)
-                path = run.end_epoch(epoch, bar, test_loader, next_rng)
+                end_start = time.perf_counter()
+                done = (b + 1) / per_epoch
+                path = run.end_epoch(epoch, bar, test_loader, next_rng, done, out_of_time)
+                if out_of_time:
+                    break
+                if budget is not None:
+                    budget.evaluated(time.perf_counter() - end_start)
                 if signals.received:
                     raise Interrupted(path, epoch + 1, 0, signals.received)
                 session_epochs = epoch + 1 - first_epoch
                 if (stop or (stop_after_epochs and session_epochs >= stop_after_epochs)) and (
-                    epoch + 1 < epochs
+                    budget is not None or epoch + 1 < epochs
                 ):
                     return FitResult(rows, position.best_acc, path, False, position.elapsed_s)
         except KeyboardInterrupt as e:
@@ -237,6 +272,19 @@ def fit(
                 else Interrupted(path, epoch, batch, "SIGINT", saved=False)
             ) from None
     return FitResult(rows, position.best_acc, run.last[0], True, run.elapsed_s())
+
+
+def _follow_budget(schedule: Any, last_step: int, done: int, left: int | None, bar: Any) -> None:
+    """A budgeted run's schedule at the fraction of the run done, ``done / (done + left)``
+    (``left``: the steps that still fit, None before the speed is known), never backwards; the
+    bar's run ETA counts the steps that fit."""
+    if left is None:
+        return
+    bar.batches_left = left + 1  # the bar's update, next, counts this step off
+    if schedule is not None:
+        target = min(last_step, round(last_step * done / (done + left)))
+        if target > schedule.last_epoch:
+            schedule.set_step(target)
 
 
 class _Saver:
@@ -265,11 +313,21 @@ class _Saver:
         self.last = (save_checkpoint(state, self.out, best=best), epoch, batch)
         return self.last[0]
 
-    def end_epoch(self, epoch: int, bar: Progress, test_loader: Any, next_rng: Any) -> str | None:
-        """Evaluate, append the epoch's row, save the checkpoint and the files, print the line."""
+    def end_epoch(
+        self,
+        epoch: int,
+        bar: Progress,
+        test_loader: Any,
+        next_rng: Any,
+        done: float = 1.0,
+        finished: bool = False,
+    ) -> str | None:
+        """Evaluate, append the epoch's row, save the checkpoint and the files, print the line.
+        ``done``: the fraction of the epoch trained (below 1 when a time budget ended it);
+        ``finished``: a budgeted run ends here."""
         rows, position = self.position.metrics, self.position
         row = {
-            "epoch": epoch + 1,
+            "epoch": epoch + 1 if done >= 1 else round(epoch + done, 3),
             "train_loss": round(bar.loss_sum / bar.seen, 5),
             "train_acc": round(bar.correct / bar.seen, 5),
         }
@@ -283,6 +341,7 @@ class _Saver:
         row["images_per_s"] = round(bar.images_per_s, 1)
         row["time_s"] = round(self.elapsed_s(), 1)
         rows.append(row)  # (in the checkpoint too)
+        position.finished = finished
         path = self.save(epoch + 1, 0, next_rng, Position().partial, best=best)
         if self.out is not None:
             write_metrics(rows, self.out)

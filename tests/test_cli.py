@@ -134,15 +134,22 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_resume_finishes(tmp_path, sig,
     assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
 
 
-def test_epochs_fit_the_time_budget(tmp_path):
+def test_a_time_budget_steers_the_run_to_a_completed_schedule(tmp_path):
     data = write_cifar(str(tmp_path / "data"))
     out = tmp_path / "run"
     result = run("train", "--data", data, "--out", out, "--width", 0.0625, "--batch-size", 32,
                  "--time-budget-min", 0.2)  # fmt: skip
-    assert "epochs fit the time budget of 0.2 minutes" in result.stdout
-    epochs = int(result.stdout.split(" epochs fit")[0].split()[-1])
+    assert "fit the time budget of 0.2 minutes (re-planned after every step)" in result.stdout
+    assert "final test accuracy" in result.stdout
     rows = json.loads((out / "metrics.json").read_text())
-    assert len(rows) == epochs >= 1
+    assert rows and rows[-1]["lr"] == pytest.approx(0.1 / 10 / 100)  # OneCycle's last rate
+    ckpt = md.load(out / "last.npz")
+    assert ckpt["finished"] and ckpt["train_config"]["epochs"] == 0
+    status, _, err = main_in_process("train", "--resume", out / "last.npz", "--epochs", 9)
+    assert status == 2 and "steered by its time budget of 0.2 minutes" in err
+    status, text, err = main_in_process("train", "--resume", out / "last.npz")
+    assert status == 0, err  # the budget was used: nothing more to train
+    assert json.loads((out / "metrics.json").read_text()) == rows
 
 
 @pytest.mark.slow

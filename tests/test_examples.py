@@ -293,3 +293,32 @@ def test_exercise_checks_accept_right_answers_and_refuse_wrong_ones(
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
         for exercise in exercises:
             assert f"{exercise}: {verdict}" in proc.stdout, (exercise, verdict, proc.stdout[-1500:])
+
+
+def test_too_few_training_steps_are_warned_about_with_the_reason():
+    """Lesson 14's warning (``_lesson.too_few_steps``): under half the planned steps in the
+    budget says so plainly, with the load average when other programs took the cores."""
+    code = (
+        "import _lesson\n"
+        "print(_lesson.too_few_steps(62, 124, 80.0, load=3.4, cores=2))\n"
+        "print(_lesson.too_few_steps(8, 124, 80.0, load=3.4, cores=2))\n"
+        "print(_lesson.too_few_steps(8, 124, 80.0, load=1.0, cores=2))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "examples"), MPLBACKEND="Agg")
+    proc = run_python(["-c", code], env)
+    enough, busy, slow = proc.stdout.strip().splitlines()
+    assert enough == "None"
+    assert busy.startswith("WARNING: only 8 of the 124 planned training steps ran in the 80 s")
+    assert "too few to mean anything" in busy and "load average is 3.4 on 2 cores" in busy
+    assert "more slowly than the lesson's defaults assume" in slow and "--budget" in slow
+
+
+@pytest.mark.slow
+def test_lesson_14_warns_when_its_budget_allowed_too_few_steps(tmp_path: Path, tiny_cifar: Path):
+    env = dict(os.environ, MINIDL_EXAMPLES_OUTPUT=str(tmp_path), MINIDL_CIFAR10=str(tiny_cifar))
+    env["MPLBACKEND"] = "Agg"
+    proc = run_python(
+        [str(ROOT / "examples" / "14_train_cifar10.py"), "--quick", "--budget", "0"], env
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "WARNING: only 1 of the" in proc.stdout and "too few to mean anything" in proc.stdout

@@ -392,3 +392,120 @@ def test_run_lock_refuses_a_second_run_and_takes_over_a_dead_ones(tmp_path):
     with run_lock(tmp_path) as taken_over:
         assert taken_over == dead_pid
         assert sorted(os.listdir(tmp_path)) == [".lock"]  # the dead run's temporary file went
+
+
+# ---------------------------------------------------------------------------- a time budget
+def _plan_naive(time_left, step_s, eval_s, epoch_left, per_epoch):
+    """plan_steps step by step: train while a step and the final evaluation still fit; at an
+    epoch's end evaluate, unless the run ends there (then that evaluation is the final one)."""
+    steps, t, in_epoch = 0, time_left, epoch_left
+    while True:
+        if in_epoch == 0:  # an epoch's end
+            if t - eval_s < eval_s + step_s:
+                return steps
+            t, in_epoch = t - eval_s, per_epoch
+        if t - step_s < eval_s:
+            return steps
+        steps, t, in_epoch = steps + 1, t - step_s, in_epoch - 1
+
+
+def test_plan_steps_counts_the_steps_and_evaluations_that_fit():
+    from minidl.budget import plan_steps
+
+    assert plan_steps(10, 1, 2, 5, 5) == 6  # 5, the epoch's evaluation, 1, the final one
+    assert plan_steps(9.5, 1, 2, 5, 5) == 5  # the epoch's evaluation is the final one
+    assert plan_steps(1, 1, 2, 5, 5) == 0  # not even the final evaluation: stop now
+    assert plan_steps(3, 1, 2, 0, 5) == 0  # at an epoch's end, whose evaluation comes next
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        time_left, step_s, eval_s = rng.uniform(-5, 400), rng.uniform(0.1, 3), rng.uniform(0, 20)
+        args = (time_left, step_s, eval_s, int(rng.integers(0, 8)), int(rng.integers(1, 8)))
+        assert plan_steps(*args) == _plan_naive(*args), args
+    with pytest.raises(ValueError, match="step_s"):
+        plan_steps(10, 0, 1, 1, 1)
+
+
+class SlowingClock(FakeClock):
+    """FakeClock whose steps take ``step_s`` (changeable mid-run) and evaluations ``eval_s``."""
+
+    def __init__(self, monkeypatch, step_s=1.0, eval_s=3.0):
+        super().__init__(monkeypatch)
+        self.step_s, self.eval_s = step_s, eval_s
+        step, evaluate = training.train_step, training.evaluate
+
+        def timed_step(*args):
+            self.now += self.step_s - 1.0  # FakeClock's step adds one second
+            return step(*args)
+
+        def timed_evaluate(*args):
+            self.now += self.eval_s
+            return evaluate(*args)
+
+        monkeypatch.setattr(training, "train_step", timed_step)
+        monkeypatch.setattr(training, "evaluate", timed_evaluate)
+
+
+def _budgeted(out, budget_s, on_step=None, resume=None):
+    model, optimizer, schedule, loader, test_loader = make_run()
+    positions = []
+
+    def record(step):
+        positions.append(schedule.last_epoch)
+        return on_step is not None and on_step(step)
+
+    result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule,
+                 test_loader=test_loader, out=out, progress=False, on_step=record,
+                 resume=resume, time_budget_s=budget_s)  # fmt: skip
+    return result, schedule, optimizer, positions
+
+
+FINAL_LR = 0.2 / 25 / 1e4  # OneCycleLR's last rate (max_lr / div_factor / final_div_factor)
+
+
+@pytest.mark.parametrize("budget_s", [7.0, 20.0, 33.5, 60.0])
+def test_a_budgeted_run_ends_within_its_budget_with_its_schedule_completed(
+    tmp_path, monkeypatch, budget_s
+):
+    clock = SlowingClock(monkeypatch)  # steps of 1 s, evaluations of 3 s; 4 steps an epoch
+    result, schedule, optimizer, positions = _budgeted(tmp_path, budget_s)
+    assert result.finished and result.elapsed_s == clock.now
+    assert budget_s - 1.0 - 3.0 <= result.elapsed_s <= budget_s  # no step and evaluation unused
+    assert schedule.last_epoch == EPOCHS * 4 - 1
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(FINAL_LR)
+    assert positions == sorted(positions)  # the schedule never goes back
+    rows = result.rows
+    assert rows[-1]["lr"] == pytest.approx(FINAL_LR)
+    assert read_checkpoint(tmp_path / "last.npz")["finished"]
+    assert all(isinstance(r["epoch"], int) for r in rows[:-1])
+    trained = sum(4 if isinstance(r["epoch"], int) else round(r["epoch"] % 1 * 4) for r in rows)
+    assert trained == len(positions)  # a partial last epoch's row says how much of it ran
+
+
+def test_a_machine_that_slows_down_mid_run_still_ends_within_the_budget(tmp_path, monkeypatch):
+    clock = SlowingClock(monkeypatch)
+
+    def slow_down(step):
+        if step.step == 5:
+            clock.step_s, clock.eval_s = 3.0, 9.0  # another program started
+        return False
+
+    result, schedule, _, positions = _budgeted(tmp_path, 60.0, on_step=slow_down)
+    assert result.finished and 60.0 - 3.0 - 9.0 <= result.elapsed_s <= 60.0
+    assert schedule.last_epoch == EPOCHS * 4 - 1 and positions == sorted(positions)
+
+
+def test_a_budgeted_run_resumes_with_the_time_its_budget_has_left(tmp_path, monkeypatch):
+    clock = SlowingClock(monkeypatch)
+    first, *_ = _budgeted(tmp_path, 30.0, on_step=lambda s: s.step == 3)
+    assert not first.finished
+    clock.now += 1000.0  # time between the sessions does not count
+    resumed, schedule, _, positions = _budgeted(
+        tmp_path, 30.0, resume=read_checkpoint(tmp_path / "last.npz")
+    )
+    assert resumed.finished and 30.0 - 4.0 <= resumed.elapsed_s <= 30.0
+    assert resumed.elapsed_s == pytest.approx(clock.now - 1000.0)
+    assert schedule.last_epoch == EPOCHS * 4 - 1
+    # a finished run resumed again has nothing left to do
+    done = read_checkpoint(tmp_path / "last.npz")
+    again, _, _, positions = _budgeted(tmp_path, 30.0, resume=done)
+    assert again.finished and positions == [] and again.rows == resumed.rows

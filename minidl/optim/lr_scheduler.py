@@ -38,6 +38,12 @@ class LRScheduler:
         self.last_epoch += 1
         self._apply()
 
+    def set_step(self, step: int) -> None:
+        """Jump to step ``step`` and set each group's lr: a budgeted run places its schedule at
+        the fraction of the run done (``minidl.budget``), not one step per batch."""
+        self.last_epoch = step
+        self._apply()
+
     def _apply(self) -> None:
         """Set the groups' hyper-parameters for step ``last_epoch``."""
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):

@@ -1,0 +1,102 @@
+"""Budgeted training: a run that ends within its time budget with its schedule completed.
+
+An epoch count fixed from the speed measured at the start is a guess, not a limit: a machine that
+slows down (another program starts) stretches the run past its budget, and the end of the
+learning-rate schedule, the small rates that settle the weights, comes late or never. So a
+budgeted run plans again after every step: ``plan_steps`` counts the steps that still fit in the
+time left, with an evaluation at each epoch's end and one when the run ends, and the schedule is
+placed at the fraction of the run done, ``done / (done + steps that still fit)``. When no step
+fits any more, the run ends; a partial last epoch is evaluated like a whole one. The speed is
+the median of the last few steps, so a slowdown shortens the plan within a few steps; an
+evaluation's cost is the last one measured (evaluation, checkpoint and files), scaled by how
+much the steps have slowed since, or before the first one a test image at a third of a training
+image (a forward pass without the backward) plus a few seconds for the files.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+
+FILES_S = 2.0  # writing a checkpoint, the metrics and the curves, before one was measured
+MIN_STEPS = 2  # steps timed before the first plan (the first runs slower: heap, caches)
+
+
+def plan_steps(
+    time_left_s: float, step_s: float, eval_s: float, epoch_left: int, per_epoch: int
+) -> int:
+    """How many more training steps fit in ``time_left_s`` seconds.
+
+    Each step takes ``step_s``; ``epoch_left`` steps remain in the current epoch, then every
+    ``per_epoch``; each epoch's end is evaluated (``eval_s``), and so is the run's end, which may
+    fall inside an epoch. An epoch's evaluation counts as the final one when the run ends there:
+    after it, at least one step and another evaluation must still fit for the run to go on.
+    """
+    if step_s <= 0 or per_epoch < 1:
+        raise ValueError(
+            f"plan_steps: need step_s > 0 and per_epoch >= 1, got {step_s}, {per_epoch}"
+        )
+    left = time_left_s - eval_s  # the final evaluation
+    steps, stretch = 0, epoch_left
+    cycle = per_epoch * step_s + eval_s  # a whole epoch and its evaluation
+    while True:
+        if left < stretch * step_s:  # the run ends inside this stretch of steps
+            return steps + max(0, int(left // step_s))
+        steps, left = steps + stretch, left - stretch * step_s
+        if left < eval_s + step_s:  # the epoch's evaluation is the final one
+            return steps
+        left -= eval_s
+        if stretch == per_epoch and left > 2 * cycle:  # skip the epochs that surely fit at once
+            whole = int(left // cycle) - 1
+            steps, left = steps + whole * per_epoch, left - whole * cycle
+        stretch = per_epoch
+
+
+class TimeBudget:
+    """The speed a budgeted run measures, and the steps that still fit in its ``seconds``.
+
+    ``stepped(seconds)`` after every training step; ``evaluated(seconds)`` after each epoch's
+    end (evaluation and files); ``steps_left(elapsed_s, epoch_left, per_epoch)`` is
+    ``plan_steps`` for the time the budget has left, keeping ``margin`` of it (a fraction) to
+    spare; None until ``MIN_STEPS`` steps were timed. ``test_images`` and ``batch_size`` size
+    the first evaluation's estimate.
+    """
+
+    def __init__(
+        self,
+        seconds: float,
+        test_images: int,
+        batch_size: int,
+        margin: float = 0.005,
+        window: int = 5,
+    ):
+        if not seconds > 0:
+            raise ValueError(f"TimeBudget: seconds must be > 0, got {seconds}")
+        self.seconds, self.margin_s = seconds, margin * seconds
+        self.test_images, self.batch_size = test_images, batch_size
+        self.step_times: deque[float] = deque(maxlen=window)
+        self.eval_s: float | None = None
+        self.eval_step_s = 0.0  # the step time when eval_s was measured
+
+    def stepped(self, seconds: float) -> None:
+        self.step_times.append(seconds)
+
+    def evaluated(self, seconds: float) -> None:
+        self.eval_s, self.eval_step_s = seconds, self.step_s()
+
+    def step_s(self) -> float:
+        return statistics.median(self.step_times) if self.step_times else 0.0
+
+    def eval_estimate(self) -> float:
+        """Seconds the next evaluation (with its files) will take at the current speed."""
+        step_s = self.step_s()
+        if self.eval_s is None or self.eval_step_s <= 0:
+            return self.test_images / self.batch_size * step_s / 3 + FILES_S
+        return self.eval_s * step_s / self.eval_step_s
+
+    def steps_left(self, elapsed_s: float, epoch_left: int, per_epoch: int) -> int | None:
+        if len(self.step_times) < MIN_STEPS:
+            return None
+        time_left = self.seconds - self.margin_s - elapsed_s
+        step_s = max(self.step_s(), 1e-9)
+        return plan_steps(time_left, step_s, self.eval_estimate(), epoch_left, per_epoch)
