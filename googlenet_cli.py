@@ -348,8 +348,9 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
         config["planned_epochs"] = estimate_epochs(
             model, make_loss(args.aux_weight, 0.0), loader, budget_s, len(test_set)
         )
+        planned = config["planned_epochs"]
         print(
-            f"about {config['planned_epochs']} epochs fit the time budget of "
+            f"about {planned} epoch{'s' if planned != 1 else ''} fit the time budget of "
             f"{args.time_budget_min:g} minutes (re-planned after every step)"
         )
     epochs = config["planned_epochs"] if budgeted else args.epochs

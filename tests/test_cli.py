@@ -44,7 +44,10 @@ def write_cifar(root, n_train=64, n_test=40, seed=0) -> str:
 
 
 def run(*args, check=True):
-    env = dict(os.environ, MPLBACKEND="Agg")
+    # resumed runs are compared bit for bit: that needs OpenBLAS's thread count fixed, which
+    # the load-following policy otherwise lowers while other programs are busy (1 and 2 threads
+    # round some products differently; docs/training.md)
+    env = dict(os.environ, MPLBACKEND="Agg", OPENBLAS_NUM_THREADS=str(os.cpu_count() or 1))
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "googlenet.py"), *map(str, args)],
         capture_output=True,
