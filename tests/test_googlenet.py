@@ -252,7 +252,7 @@ def test_summary_text_shows_totals_and_the_papers_figures():
     assert "6,998,552 parameters" in text and "1,582,671,872 multiply-adds" in text
     assert "6,379,728 more parameters" in text
     assert "paper ops" in text and "34M *" in text  # conv1's figure cannot be reproduced
-    cifar = T.summary(G.googlenet_cifar(0.25), 32)
+    cifar = T.summary(G.googlenet_cifar(0.25, kernel5=5), 32)
     assert "372,578 parameters" in cifar and "91,449,856 multiply-adds" in cifar
 
 
@@ -418,3 +418,12 @@ def test_logits_agree_with_torchvision(tmp_path):
         got = ours(md.tensor(x)).numpy()
     scale = np.abs(expected).max()
     assert np.abs(got - expected).max() <= 1e-4 * scale
+
+
+def test_cifar_model_default_is_the_command_lines_model():
+    """One default: googlenet_cifar(0.25) is the model `python googlenet.py train` builds (the
+    function defaulted to a true 5x5, 372,578 parameters, the CLI to 3x3, 348,770)."""
+    from googlenet_cli import TRAIN_DEFAULTS
+
+    assert TRAIN_DEFAULTS["kernel5"] == G.googlenet_cifar(0.25).kernel5 == 3
+    assert G.googlenet_cifar(TRAIN_DEFAULTS["width"]).num_parameters() == 348_770
