@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._array import _count, mixed_error, ndarray, unwrap, wrap
+from ._array import _count, ndarray, unwrap, wrap
 from ._names import API, no_such_name, not_simulated
 
 _KINDS: dict[str, str] = API["cupy"]
@@ -71,8 +71,7 @@ def array(obj: Any, dtype: Any = None, copy: bool = True, order: str = "K", subo
     """``cupy.array``: always a new device array unless ``copy=False`` allows a view."""
     if isinstance(obj, ndarray):
         return wrap(np.array(obj._a, dtype=dtype, copy=copy, order=order, ndmin=ndmin))
-    out = asarray(np.array(obj, dtype=dtype, order=order, ndmin=ndmin))
-    return out
+    return asarray(np.array(obj, dtype=dtype, order=order, ndmin=ndmin))
 
 
 def asnumpy(a: Any, stream: Any = None, order: str = "C", out: Any = None, blocking=True):
@@ -181,10 +180,3 @@ def _submodule(name: str):
     if name not in ("random", "cuda", "lib"):
         raise not_simulated(name)
     return importlib.import_module(f"{__package__}.{name}")
-
-
-def check_host_free(*values: Any) -> None:
-    """Raise CuPy's TypeError if any value is a host NumPy array."""
-    for v in values:
-        if isinstance(v, np.ndarray):
-            raise mixed_error(v)
