@@ -159,6 +159,12 @@ def _load_cifar(data: str | None, train: bool) -> Any:
         raise CLIError(f"cannot load CIFAR-10 from {root!r}: {e}") from None
 
 
+def _test_subset(test_set: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed subset of ``n`` test images (the same in every run, whatever --seed), as a pair."""
+    keep = np.sort(np.random.default_rng(0).permutation(len(test_set.data))[:n])
+    return test_set.data[keep], test_set.targets[keep]
+
+
 def _device(name: str) -> str:
     try:
         device = md.backend.check_device(name)
@@ -217,6 +223,8 @@ TRAIN_DEFAULTS = {
     "label_smoothing": 0.0,
     "cutout": 0,
     "seed": 0,
+    "eval_images": 2000,  # a fixed subset after each epoch; the whole test set at the end
+    "tta": True,  # the final test pass averages each image with its mirror image
 }
 
 
@@ -337,6 +345,12 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
         transform=cifar10_train_transform(args.cutout), device=device,
     )  # fmt: skip
     test_loader = DataLoader(test_set, 500, transform=cifar10_test_transform(), device=device)
+    epoch_test_loader = test_loader  # (runs from before --eval-images evaluate the whole set)
+    if 0 < config.get("eval_images", 0) < len(test_set):
+        epoch_test_loader = DataLoader(
+            _test_subset(test_set, config["eval_images"]), 500,
+            transform=cifar10_test_transform(), device=device,
+        )  # fmt: skip
     if len(loader) == 0:
         raise CLIError(
             f"--batch-size {args.batch_size} is larger than the {len(train_set)} training images"
@@ -346,8 +360,9 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
     if budgeted and ckpt is None:  # a first plan for the schedule, re-planned after every step
         budget_s = args.time_budget_min * 60 - (time.perf_counter() - run_start)
         config["planned_epochs"] = estimate_epochs(
-            model, make_loss(args.aux_weight, 0.0), loader, budget_s, len(test_set)
-        )
+            model, make_loss(args.aux_weight, 0.0), loader, budget_s,
+            len(epoch_test_loader.images), final_images=2 * len(test_set),
+        )  # fmt: skip
         planned = config["planned_epochs"]
         print(
             f"about {planned} epoch{'s' if planned != 1 else ''} fit the time budget of "
@@ -363,19 +378,26 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
     )
     extra = {"model_config": model_config(model), "train_config": config}  # in every checkpoint
     result = fit(
-        model, loss, loader, optimizer, epochs, schedule=schedule, test_loader=test_loader,
-        out=args.out, checkpoint_extra=extra, resume=ckpt,
+        model, loss, loader, optimizer, epochs, schedule=schedule, test_loader=epoch_test_loader,
+        final_test_loader=(
+            test_loader if epoch_test_loader is not test_loader or config.get("tta") else None
+        ),
+        final_flip=bool(config.get("tta")), out=args.out, checkpoint_extra=extra, resume=ckpt,
         stop_after_epochs=args.stop_after_epochs, start_time=run_start,
         time_budget_s=args.time_budget_min * 60 if budgeted else None,
     )  # fmt: skip
-    final = result.rows[-1]["test_acc"] if result.rows else 0.0
-    epochs_done = result.rows[-1]["epoch"] if result.rows else 0
+    last = result.rows[-1] if result.rows else {}
+    final = last.get("final_test_acc_flip", last.get("final_test_acc", last.get("test_acc", 0.0)))
+    epochs_done = last.get("epoch", 0)
     if not result.finished:
         print(f"stopped after {epochs_done} epochs; continue with --resume {result.checkpoint}")
         return final
+    how = " on the whole test set" if "final_test_acc" in last else ""
+    if "final_test_acc_flip" in last:
+        how += f" with flips averaged (plain {last['final_test_acc']:.2%})"
     print(
-        f"final test accuracy {final:.2%} (best {result.best_acc:.2%}) after {epochs_done:g} "
-        f"epochs, wall time {result.elapsed_s / 60:.1f} min"
+        f"final test accuracy {final:.2%}{how} after {epochs_done:g} epochs, wall time "
+        f"{result.elapsed_s / 60:.1f} min (best after an epoch {result.best_acc:.2%})"
     )
     return final
 
@@ -407,12 +429,15 @@ def evaluate_checkpoint(args: Any) -> float:
     loader = DataLoader(
         test_set, args.batch_size, transform=cifar10_test_transform(), device=device
     )
-    loss, acc, targets, predictions = evaluate(model, loader)
+    loss, acc, targets, predictions, plain = evaluate(model, loader, flip=args.tta)
     matrix = confusion_matrix(targets, predictions, len(test_set.classes))
     print(
         f"checkpoint {args.checkpoint}: width {config['width']:g}, epoch {ckpt.get('epoch', '?')}"
     )
-    print(f"test accuracy {acc:.2%} ({int(matrix.trace())}/{len(targets)}), test loss {loss:.4f}")
+    print(
+        f"test accuracy {acc:.2%} ({int(matrix.trace())}/{len(targets)}), test loss {loss:.4f}"
+        + (f", with flips averaged (plain {plain:.2%})" if args.tta else "")
+    )
     print("per-class accuracy:")
     for name, row, i in zip(test_set.classes, matrix, range(len(matrix))):
         print(f"  {name:<11} {row[i] / max(row.sum(), 1):.2%}")
@@ -532,6 +557,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cutout", type=_in(int, 0, 32), help="cutout square size, 0 = off (0)")
     t.add_argument("--seed", type=_in(int, 0, 2**32 - 1), help=f"({d['seed']})")
     t.add_argument(
+        "--eval-images", type=_in(int, 0, 10000),
+        help=f"test images evaluated after each epoch, a fixed subset; 0 = all "
+        f"({d['eval_images']}); the whole test set is evaluated when the run ends",
+    )  # fmt: skip
+    t.add_argument(
+        "--tta", action=argparse.BooleanOptionalAction,
+        help="the final test pass averages each image's prediction with its mirror image's "
+        "(on; the plain accuracy is reported too)",
+    )  # fmt: skip
+    t.add_argument(
         "--stop-after-epochs", type=_in(int, 1, 100000), metavar="N",
         help="stop after N epochs of this session, leaving last.npz to --resume later",
     )  # fmt: skip
@@ -541,6 +576,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help=f"CIFAR-10 folder (default: {DEFAULT_DATA})")
     e.add_argument("--device", default="cpu", help="cpu or cuda (%(default)s)")
     e.add_argument("--batch-size", type=BATCH, default=500)
+    e.add_argument(
+        "--tta", action="store_true",
+        help="average each image's prediction with its mirror image's, as train's final pass does",
+    )  # fmt: skip
     e.add_argument("--variant", choices=VARIANTS, help="expected variant (checked)")
     e.add_argument("--width", type=WIDTH, help="expected width (checked)")
     e.add_argument("--confusion", help="confusion matrix PNG (default: next to the checkpoint)")

@@ -23,7 +23,12 @@ MIN_STEPS = 2  # steps timed before the first plan (the first runs slower: heap,
 
 
 def plan_steps(
-    time_left_s: float, step_s: float, eval_s: float, epoch_left: int, per_epoch: int
+    time_left_s: float,
+    step_s: float,
+    eval_s: float,
+    epoch_left: int,
+    per_epoch: int,
+    final_extra_s: float = 0.0,
 ) -> int:
     """How many more training steps fit in ``time_left_s`` seconds.
 
@@ -31,12 +36,13 @@ def plan_steps(
     ``per_epoch``; each epoch's end is evaluated (``eval_s``), and so is the run's end, which may
     fall inside an epoch. An epoch's evaluation counts as the final one when the run ends there:
     after it, at least one step and another evaluation must still fit for the run to go on.
+    The run's end costs ``final_extra_s`` more (a last, fuller test pass), reserved from the start.
     """
     if step_s <= 0 or per_epoch < 1:
         raise ValueError(
             f"plan_steps: need step_s > 0 and per_epoch >= 1, got {step_s}, {per_epoch}"
         )
-    left = time_left_s - eval_s  # the final evaluation
+    left = time_left_s - eval_s - final_extra_s  # the final evaluation
     steps, stretch = 0, epoch_left
     cycle = per_epoch * step_s + eval_s  # a whole epoch and its evaluation
     while True:
@@ -59,7 +65,8 @@ class TimeBudget:
     end (evaluation and files); ``steps_left(elapsed_s, epoch_left, per_epoch)`` is
     ``plan_steps`` for the time the budget has left, keeping ``margin`` of it (a fraction) to
     spare; None until ``MIN_STEPS`` steps were timed. ``test_images`` and ``batch_size`` size
-    the first evaluation's estimate.
+    the first evaluation's estimate; ``final_images`` more are evaluated when the run ends
+    (counted, as a test image always is before one was measured, at a third of a training image).
     """
 
     def __init__(
@@ -69,11 +76,13 @@ class TimeBudget:
         batch_size: int,
         margin: float = 0.005,
         window: int = 5,
+        final_images: int = 0,
     ):
         if not seconds > 0:
             raise ValueError(f"TimeBudget: seconds must be > 0, got {seconds}")
         self.seconds, self.margin_s = seconds, margin * seconds
         self.test_images, self.batch_size = test_images, batch_size
+        self.final_images = final_images
         self.step_times: deque[float] = deque(maxlen=window)
         self.eval_s: float | None = None
         self.eval_step_s = 0.0  # the step time when eval_s was measured
@@ -99,4 +108,7 @@ class TimeBudget:
             return None
         time_left = self.seconds - self.margin_s - elapsed_s
         step_s = max(self.step_s(), 1e-9)
-        return plan_steps(time_left, step_s, self.eval_estimate(), epoch_left, per_epoch)
+        final_extra_s = self.final_images / self.batch_size * step_s / 3
+        return plan_steps(
+            time_left, step_s, self.eval_estimate(), epoch_left, per_epoch, final_extra_s
+        )

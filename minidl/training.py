@@ -30,10 +30,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import backend
 from .budget import TimeBudget
 from .checkpoint import Position, restore_training_state, save_checkpoint, training_state
 from .function import no_grad
 from .metrics import write_metrics
+from .ops.activation import softmax
 from .ops.loss import cross_entropy
 from .tensor import Tensor
 from .viz import plot_curves
@@ -59,21 +61,42 @@ class Evaluation(NamedTuple):
     accuracy: float
     targets: np.ndarray
     predictions: np.ndarray
+    accuracy_unflipped: float | None = None  # with flip=True: the plain pass's accuracy
 
 
-def evaluate(model: Any, loader: Any) -> Evaluation:
-    """Mean cross-entropy, accuracy, targets and predictions over a loader: eval mode, no graph."""
+def evaluate(model: Any, loader: Any, flip: bool = False) -> Evaluation:
+    """Mean cross-entropy, accuracy, targets and predictions over a loader: eval mode, no graph.
+
+    ``flip=True``: test-time augmentation by horizontal flips, as training augments. Each image's
+    class probabilities are the mean of its own and its mirror image's (two forward passes), and
+    loss, accuracy and predictions are those of the mean; ``accuracy_unflipped`` is the plain
+    pass's accuracy, measured on the way.
+    """
     model.eval()
-    loss_sum, targets, predictions = 0.0, [], []
+    loss_sum, targets, predictions, plain_correct = 0.0, [], [], 0
     with no_grad():
         for x, y in loader:
             logits = model(x)
-            loss_sum += cross_entropy(logits, y).item() * len(y)
+            if flip:
+                xp = backend.get_array_module(x.data)
+                mirrored = model(Tensor(xp.ascontiguousarray(x.data[..., ::-1])))
+                plain_correct += int((logits.numpy().argmax(axis=1) == y.numpy()).sum())
+                probs = (softmax(logits, axis=1).numpy() + softmax(mirrored, axis=1).numpy()) / 2
+                picked = probs[np.arange(len(probs)), y.numpy()]
+                loss_sum -= float(np.log(np.maximum(picked, 1e-30)).sum())
+                scores = probs
+            else:
+                loss_sum += cross_entropy(logits, y).item() * len(y)
+                scores = logits.numpy()
             targets.append(y.numpy())
-            predictions.append(logits.numpy().argmax(axis=1))
+            predictions.append(scores.argmax(axis=1))
     targets, predictions = np.concatenate(targets), np.concatenate(predictions)
     return Evaluation(
-        loss_sum / len(targets), float((targets == predictions).mean()), targets, predictions
+        loss_sum / len(targets),
+        float((targets == predictions).mean()),
+        targets,
+        predictions,
+        plain_correct / len(targets) if flip else None,
     )
 
 
@@ -150,6 +173,8 @@ def fit(
     progress: bool = True,
     start_time: float | None = None,
     time_budget_s: float | None = None,
+    final_test_loader: Any = None,
+    final_flip: bool = False,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` passes over ``train_loader`` (a ``minidl.data.DataLoader``).
 
@@ -165,6 +190,10 @@ def fit(
     ``stop_after_epochs``: return after that many epochs of this call. ``on_step(step)`` runs
     after every step; returning True stops the run there (its state saved).
     ``start_time``: the ``time.perf_counter()`` the run's wall time counts from (default: now).
+    ``final_test_loader``: evaluated once more when the run ends (``final_flip``: with flips,
+    see ``evaluate``), its figures added to the last row as ``final_test_acc`` (and
+    ``final_test_acc_flip``): a cheap ``test_loader`` (a subset) follows the run, the whole
+    test set gives its result.
 
     ``time_budget_s``: the run ends within that many seconds of wall time (counted as
     ``FitResult.elapsed_s`` is, earlier sessions included), its schedule completed, after as many
@@ -190,8 +219,11 @@ def fit(
         position = restore_training_state(resume, model, optimizer, schedule, train_loader, epochs)
     budget = None
     if time_budget_s is not None:  # a budgeted run: as many steps as fit, epochs only a plan
-        test_images = 0 if test_loader is None else len(test_loader) * test_loader.batch_size
-        budget = TimeBudget(time_budget_s, test_images, train_loader.batch_size)
+        test_images, final_images = _images(test_loader), _images(final_test_loader)
+        final_images *= 2 if final_flip else 1
+        budget = TimeBudget(
+            time_budget_s, test_images, train_loader.batch_size, final_images=final_images
+        )
     if position.finished:  # a budgeted run that used its time: nothing left to do
         return FitResult(position.metrics, position.best_acc, None, True, position.elapsed_s)
     if budget is None and position.epoch * per_epoch + position.batch > epochs * per_epoch:
@@ -201,6 +233,7 @@ def fit(
         )
     first_epoch, rows = position.epoch, position.metrics
     run = _Saver(model, optimizer, schedule, out, checkpoint_extra, position, start_time)
+    run.final_test = (final_test_loader, final_flip)
     with DeferredSignals() as signals:
         try:
             for epoch in itertools.count(first_epoch) if budget else range(first_epoch, epochs):
@@ -250,7 +283,8 @@ def fit(
                 next_rng = copy.deepcopy(train_loader.rng.bit_generator.state)
                 end_start = time.perf_counter()
                 done = (b + 1) / per_epoch
-                path = run.end_epoch(epoch, bar, test_loader, next_rng, done, out_of_time)
+                ends = out_of_time or (budget is None and epoch + 1 == epochs)
+                path = run.end_epoch(epoch, bar, test_loader, next_rng, done, out_of_time, ends)
                 if out_of_time:
                     break
                 if budget is not None:
@@ -272,6 +306,13 @@ def fit(
                 else Interrupted(path, epoch, batch, "SIGINT", saved=False)
             ) from None
     return FitResult(rows, position.best_acc, run.last[0], True, run.elapsed_s())
+
+
+def _images(loader: Any) -> int:
+    """Images a loader yields per pass (0 for None)."""
+    if loader is None:
+        return 0
+    return len(loader.images) if hasattr(loader, "images") else len(loader) * loader.batch_size
 
 
 def _follow_budget(schedule: Any, last_step: int, done: int, left: int | None, bar: Any) -> None:
@@ -296,6 +337,7 @@ class _Saver:
         self.out, self.extra, self.position = out, extra, position
         self.earlier_s, self.start_time = position.elapsed_s, start_time
         self.last: tuple[str | None, int, int] = (None, position.epoch, position.batch)
+        self.final_test: tuple[Any, bool] = (None, False)  # (loader, flip) when the run ends
 
     def elapsed_s(self) -> float:
         return self.earlier_s + time.perf_counter() - self.start_time
@@ -321,10 +363,12 @@ class _Saver:
         next_rng: Any,
         done: float = 1.0,
         finished: bool = False,
+        run_ends: bool = False,
     ) -> str | None:
         """Evaluate, append the epoch's row, save the checkpoint and the files, print the line.
         ``done``: the fraction of the epoch trained (below 1 when a time budget ended it);
-        ``finished``: a budgeted run ends here."""
+        ``finished``: a budgeted run ends here; ``run_ends``: any run ends here (the final
+        test pass)."""
         rows, position = self.position.metrics, self.position
         row = {
             "epoch": epoch + 1 if done >= 1 else round(epoch + done, 3),
@@ -335,8 +379,17 @@ class _Saver:
         if test_loader is not None:
             result = evaluate(self.model, test_loader)
             row["test_loss"], row["test_acc"] = round(result.loss, 5), round(result.accuracy, 5)
+            row["test_images"] = len(result.targets)
             best = result.accuracy > position.best_acc
             position.best_acc = max(position.best_acc, result.accuracy)
+        final_loader, flip = self.final_test
+        if run_ends and final_loader is not None:
+            final = evaluate(self.model, final_loader, flip=flip)
+            plain = final.accuracy_unflipped if flip else final.accuracy
+            row["final_test_images"] = len(final.targets)
+            row["final_test_acc"] = round(plain, 5)
+            if flip:
+                row["final_test_acc_flip"] = round(final.accuracy, 5)
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["images_per_s"] = round(bar.images_per_s, 1)
         row["time_s"] = round(self.elapsed_s(), 1)
@@ -354,15 +407,28 @@ def _epoch_line(row: dict[str, Any], images_per_s: float) -> str:
     line = f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.2%}"
     if "test_acc" in row:
         line += f", test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%}"
-    return line + f", {images_per_s:.0f} images/s"
+        line += f" ({row['test_images']:,} images)"
+    line += f", {images_per_s:.0f} images/s"
+    if "final_test_acc" in row:
+        line += f"\nwhole test set ({row['final_test_images']:,} images): "
+        line += f"{row['final_test_acc']:.2%}"
+        if "final_test_acc_flip" in row:
+            line += f", {row['final_test_acc_flip']:.2%} with flips averaged"
+    return line
 
 
 def estimate_epochs(
-    model: Any, loss_fn: LossFn, loader: Any, budget_s: float, eval_images: int = 0
+    model: Any,
+    loss_fn: LossFn,
+    loader: Any,
+    budget_s: float,
+    eval_images: int = 0,
+    final_images: int = 0,
 ) -> int:
     """How many epochs fit in ``budget_s`` seconds: time a few training steps (forward and
-    backward), count ``eval_images`` evaluated after each epoch at a third of a training image,
-    and keep 5% to spare. The model, the loader and the dropout generator are left as they were."""
+    backward), count ``eval_images`` evaluated after each epoch and ``final_images`` at the end
+    at a third of a training image, and keep 5% to spare. The model, the loader and the dropout
+    generator are left as they were."""
     weights = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     loader_rng, dropout_rng = copy.deepcopy(loader.rng.bit_generator.state), np.random.get_state()
     model.train()
@@ -379,7 +445,7 @@ def estimate_epochs(
     loader.rng.bit_generator.state = loader_rng
     np.random.set_state(dropout_rng)
     epoch_s = per_image * (len(loader) * loader.batch_size + eval_images / 3)
-    return max(1, int(0.95 * budget_s / epoch_s))
+    return max(1, int((0.95 * budget_s - per_image * final_images / 3) / epoch_s))
 
 
 # ---------------------------------------------------------------------------- progress, Ctrl-C

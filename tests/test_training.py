@@ -97,7 +97,9 @@ def test_fit_learns_and_writes_its_files(full_run):
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]
     assert json.loads((out / "metrics.json").read_text()) == result.rows
     header = (out / "metrics.csv").read_text().splitlines()[0]
-    assert header == "epoch,train_loss,train_acc,test_loss,test_acc,lr,images_per_s,time_s"
+    assert (
+        header == "epoch,train_loss,train_acc,test_loss,test_acc,test_images,lr,images_per_s,time_s"
+    )
     saved = read_checkpoint(out / "last.npz")
     assert saved["note"] == "mine" and (saved["epoch"], saved["batch"]) == (EPOCHS, 0)
     assert saved["best_acc"] == result.best_acc
@@ -262,6 +264,46 @@ def test_evaluate_reports_loss_accuracy_and_predictions():
     assert result.loss == pytest.approx(F.cross_entropy(logits, md.tensor(result.targets)).item())
 
 
+def test_evaluate_with_flips_averages_each_images_and_its_mirrors_probabilities():
+    nn.init.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(8 * 8 * 3, 4))  # no symmetry: flips count
+    test_loader = make_run()[-1]
+    result = evaluate(model, test_loader, flip=True)
+    x = md.Tensor(test_loader.images.transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    model.eval()
+    plain, mirrored = model(x).numpy(), model(md.Tensor(x.numpy()[..., ::-1].copy())).numpy()
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    probs = (softmax(plain) + softmax(mirrored)) / 2
+    y = test_loader.labels
+    np.testing.assert_array_equal(result.predictions, probs.argmax(axis=1))
+    assert result.accuracy == pytest.approx(np.mean(probs.argmax(axis=1) == y))
+    assert result.loss == pytest.approx(-np.log(probs[np.arange(len(y)), y]).mean(), rel=1e-5)
+    assert result.accuracy_unflipped == pytest.approx(np.mean(plain.argmax(axis=1) == y))
+    assert not np.allclose(probs, softmax(plain), atol=1e-3)  # the mirror images did count
+    assert evaluate(model, test_loader).accuracy_unflipped is None
+
+
+def test_fit_evaluates_the_whole_test_set_once_when_the_run_ends(tmp_path):
+    model, optimizer, schedule, loader, subset = make_run()
+    whole = DataLoader(images(40, 2), 10)  # the whole test set; subset has 24 images
+    result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=subset,
+                 final_test_loader=whole, final_flip=True, out=tmp_path,
+                 progress=False)  # fmt: skip
+    rows = result.rows
+    assert [r["test_images"] for r in rows] == [24] * EPOCHS
+    assert not any("final_test_acc" in r for r in rows[:-1])
+    expected = evaluate(model, whole, flip=True)
+    assert rows[-1]["final_test_images"] == 40
+    assert rows[-1]["final_test_acc_flip"] == round(expected.accuracy, 5)
+    assert rows[-1]["final_test_acc"] == round(expected.accuracy_unflipped, 5)
+    assert json.loads((tmp_path / "metrics.json").read_text()) == rows
+    assert read_checkpoint(tmp_path / "last.npz")["metrics"] == rows
+
+
 def test_estimate_epochs_leaves_everything_as_it_was():
     model, _, _, loader, _ = make_run()
     before = weights(model)
@@ -416,6 +458,7 @@ def test_plan_steps_counts_the_steps_and_evaluations_that_fit():
     assert plan_steps(9.5, 1, 2, 5, 5) == 5  # the epoch's evaluation is the final one
     assert plan_steps(1, 1, 2, 5, 5) == 0  # not even the final evaluation: stop now
     assert plan_steps(3, 1, 2, 0, 5) == 0  # at an epoch's end, whose evaluation comes next
+    assert plan_steps(15, 1, 2, 5, 5, final_extra_s=5) == 6  # a fuller final pass is reserved
     rng = np.random.default_rng(0)
     for _ in range(2000):
         time_left, step_s, eval_s = rng.uniform(-5, 400), rng.uniform(0.1, 3), rng.uniform(0, 20)
@@ -437,9 +480,9 @@ class SlowingClock(FakeClock):
             self.now += self.step_s - 1.0  # FakeClock's step adds one second
             return step(*args)
 
-        def timed_evaluate(*args):
+        def timed_evaluate(*args, **kwargs):
             self.now += self.eval_s
-            return evaluate(*args)
+            return evaluate(*args, **kwargs)
 
         monkeypatch.setattr(training, "train_step", timed_step)
         monkeypatch.setattr(training, "evaluate", timed_evaluate)
@@ -479,6 +522,25 @@ def test_a_budgeted_run_ends_within_its_budget_with_its_schedule_completed(
     assert all(isinstance(r["epoch"], int) for r in rows[:-1])
     trained = sum(4 if isinstance(r["epoch"], int) else round(r["epoch"] % 1 * 4) for r in rows)
     assert trained == len(positions)  # a partial last epoch's row says how much of it ran
+
+
+def test_a_budgeted_run_reserves_its_final_whole_test_set_pass(tmp_path, monkeypatch):
+    """Evaluating an image costs a third of training one (1/24 s here), as the budget assumes:
+    the final pass over 96 images with flips costs 8 s, which the plan keeps from the start."""
+    clock = FakeClock(monkeypatch)
+    evaluate_ = training.evaluate
+
+    def timed_evaluate(model, loader, flip=False):
+        clock.now += len(loader.images) * (2 if flip else 1) / 24
+        return evaluate_(model, loader, flip=flip)
+
+    monkeypatch.setattr(training, "evaluate", timed_evaluate)
+    model, optimizer, schedule, loader, subset = make_run()
+    result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=subset,
+                 final_test_loader=DataLoader(images(96, 2), 10), final_flip=True, out=tmp_path,
+                 progress=False, time_budget_s=30.0)  # fmt: skip
+    assert result.finished and "final_test_acc_flip" in result.rows[-1]
+    assert 30.0 - 1.0 - 1.0 <= result.elapsed_s <= 30.0  # no step or evaluation left unused
 
 
 def test_a_machine_that_slows_down_mid_run_still_ends_within_the_budget(tmp_path, monkeypatch):
