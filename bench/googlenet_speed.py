@@ -1,17 +1,24 @@
 """Training and inference speed of the CIFAR GoogLeNet: minidl vs PyTorch, side by side.
 
     python bench/googlenet_speed.py                      # widths 0.25 and 0.5, batch 128, CPU
-    python bench/googlenet_speed.py --widths 0.25 --json out.json
+    python bench/googlenet_speed.py --widths 0.25 --kernel5 3 --json out.json
     python bench/googlenet_speed.py --device cuda --widths 0.25 0.5 1.0   # CuPy vs PyTorch cuDNN
 
 Both frameworks build the same network (``googlenet_cifar``: 3x3 stem, inception 3a-5b, true 5x5
-by default) and are timed in one process, alternating round by round after a warm-up, so the
-shared machine's noise hits both alike: a training step is forward, cross-entropy, backward and
-SGD with momentum; inference is a forward pass in eval mode without a graph. PyTorch runs in its
-default NCHW layout and with ``channels_last``. Peak memory of a training step is measured in a
-fresh subprocess per configuration (peak resident set size minus the size before the first step
-on the CPU; the allocator's peak on the GPU). Without PyTorch only minidl's figures are printed.
-After the table comes minidl's per-op profile of one training step.
+by default). Each framework runs in its own worker process (its own imports, heap and thread
+pools, each with all cores), built and warmed up once; the workers then take turns, one timed
+step each, alternating who goes first, so the shared machine's noise hits all alike. A training
+step is forward, cross-entropy, backward and SGD with momentum; inference is a forward pass in
+eval mode without a graph. PyTorch runs in its default NCHW layout and with ``channels_last``.
+
+Distance to the machine: each step's achieved GFLOP/s (2 FLOPs per multiply-add of the
+convolutions and the classifier, counted by ``minidl.summary``: three GEMMs per layer in training,
+forward, dW and dx, less the stem's unneeded dx), and its fraction of the machine's GEMM peak,
+the best float32 1024x1024x1024 matrix product that NumPy or PyTorch runs in its worker.
+Peak memory of a training step is measured in a fresh subprocess per configuration (peak
+resident set size minus the size before the first step on the CPU; the allocator's peak on the
+GPU). Without PyTorch only minidl's figures are printed. After the table comes minidl's per-op
+profile of one training step.
 """
 
 from __future__ import annotations
@@ -147,6 +154,83 @@ class Runner:
                 self.model(self.x)
         self.sync()
 
+    def gemm_gflops(self, n: int = 1024, reps: int = 5) -> float:
+        """This framework's best float32 n x n x n matrix product on the device, in GFLOP/s."""
+        if self.framework == "minidl":
+            xp = self.md.backend.module_for(self.device)
+            a = xp.asarray(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32))
+        else:
+            a = self.torch.randn(n, n, device="cuda" if self.device == "cuda" else "cpu")
+        best = float("inf")
+        for _ in range(reps + 1):  # the first one warms up
+            start = time.perf_counter()
+            a @ a
+            self.sync()
+            best = min(best, time.perf_counter() - start)
+        return 2 * n**3 / best / 1e9
+
+
+def step_flops(width: float, kernel5: int, batch: int) -> dict[str, float]:
+    """FLOPs of a training step and of an inference: 2 per multiply-add of the convolutions and
+    the classifier (``minidl.summary``); training runs three GEMMs a layer (y, dW, dx), less the
+    stem's dx, which nothing needs."""
+    import minidl as md
+    from googlenet import googlenet_cifar
+    from minidl.summary import profile
+
+    model = googlenet_cifar(width=width, kernel5=kernel5)
+    model.eval()
+    layers = profile(model, md.tensor(np.zeros((1, 3, 32, 32), np.float32)))
+    macs, stem = layers[""].macs, layers["conv1.conv"].macs
+    return {"train": 2.0 * batch * (3 * macs - stem), "infer": 2.0 * batch * macs}
+
+
+# ----------------------------------------------------------------------------- worker processes
+class Worker:
+    """One framework's Runner in its own process: ``ask("train_step" | "infer")`` times one step
+    (seconds), ``ask("gemm")`` is its GEMM speed."""
+
+    def __init__(self, spec: list, malloc_default: bool):
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(spec)]
+        cmd += ["--malloc-default"] if malloc_default else []
+        # all cores for each, as PyTorch's set_num_threads: minidl's load-following policy would
+        # otherwise count the other workers' turns as another program's load and step aside
+        cores = str(os.cpu_count() or 1)
+        env = dict(os.environ, MINIDL_THREADS=cores, OPENBLAS_NUM_THREADS=cores)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the worker {spec} did not start (exit {self.proc.wait()})")
+
+    def ask(self, command: str) -> float:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def _worker(spec: str) -> None:
+    runner = Runner(*json.loads(spec))
+    if runner.framework != "minidl":
+        runner.torch.set_num_threads(os.cpu_count() or 1)
+    for _ in range(2):  # warm-up: allocations, BLAS threads, caches
+        runner.train_step()
+        runner.infer()
+    print("ready", flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "gemm":
+            value = runner.gemm_gflops()
+        else:
+            start = time.perf_counter()
+            getattr(runner, command)()
+            value = time.perf_counter() - start
+        print(json.dumps(value), flush=True)
+
 
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
@@ -186,17 +270,13 @@ def _memory_child(framework, width, kernel5, batch, device) -> float:
 
 
 # ----------------------------------------------------------------------------- main
-def time_alternating(runners: dict, mode: str, rounds: int, batch: int) -> dict[str, float]:
-    """Median images/s per framework, rounds interleaved so noise hits all alike."""
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for r in runners.values():  # warm-up: allocations, BLAS threads, caches
-        for _ in range(2):
-            getattr(r, mode)()
-    for _ in range(rounds):
-        for name, r in runners.items():
-            start = time.perf_counter()
-            getattr(r, mode)()
-            times[name].append(time.perf_counter() - start)
+def time_alternating(workers: dict, mode: str, rounds: int, batch: int) -> dict[str, float]:
+    """Median images/s per framework, one step each per round, who goes first alternating."""
+    times: dict[str, list[float]] = {name: [] for name in workers}
+    names = list(workers)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            times[name].append(workers[name].ask(mode))
     return {name: batch / statistics.median(t) for name, t in times.items()}
 
 
@@ -210,56 +290,8 @@ def profile_step(width: float, kernel5: int, batch: int, device: str) -> str:
     return prof.table(top=15)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.5])
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--kernel5", type=int, default=5, choices=[3, 5])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
-    parser.add_argument("--no-profile", action="store_true")
-    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
-    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--malloc-default",
-        action="store_true",
-        help="leave glibc's malloc as it is (by default both frameworks, in this one process, "
-        "run with minidl.backend.keep_freed_memory(), as googlenet.py train does)",
-    )
-    args = parser.parse_args(argv)
-    if not args.malloc_default:
-        from minidl.backend import keep_freed_memory
-
-        keep_freed_memory()
-    if args.memory_child:  # a fresh process measuring one configuration's peak memory
-        print(json.dumps(_memory_child(*json.loads(args.memory_child))))
-        return 0
-
-    try:
-        import torch
-
-        torch.set_num_threads(os.cpu_count() or 1)
-        frameworks = ["minidl", "torch", "torch_cl"]
-        torch_version = torch.__version__
-    except ImportError:
-        frameworks, torch_version = ["minidl"], None
-        print("PyTorch is not installed: minidl's own figures only")
-
-    records = []
-    for width in args.widths:
-        runners = {f: Runner(f, width, args.kernel5, args.batch, args.device) for f in frameworks}
-        train = time_alternating(runners, "train_step", args.rounds, args.batch)
-        infer = time_alternating(runners, "infer", args.rounds, args.batch)
-        del runners
-        memory = {}
-        if not args.no_memory:
-            for f in frameworks:
-                memory[f] = measure_memory(
-                    f, width, args.kernel5, args.batch, args.device, args.malloc_default
-                )
-        records.append(dict(width=width, train=train, infer=infer, memory_mb=memory))
-
+def print_tables(records: list[dict], args, torch_version: str | None) -> None:
+    """The speed and memory table, then the distance to the machine."""
     print(
         f"\nCIFAR GoogLeNet, batch {args.batch}, float32, kernel5={args.kernel5}, "
         f"device {args.device}, {os.cpu_count()} cores, PyTorch {torch_version}"
@@ -287,6 +319,82 @@ def main(argv=None) -> int:
                     f"{m['minidl'] / m['torch']:>8.2f}x {m['minidl'] / m['torch_cl']:>6.2f}x"
                 )
             print(line)
+    print("\nDistance to the machine: achieved GFLOP/s and fraction of the GEMM peak")
+    for r in records:
+        peak = max(r["gemm_gflops"].values())
+        gemm = ", ".join(f"{f} {v:.0f}" for f, v in r["gemm_gflops"].items())
+        print(f"width {r['width']}: GEMM peak {peak:.0f} GFLOP/s (1024^3 float32: {gemm})")
+        for mode in ("train", "infer"):
+            per_step = r["flops"][mode] / 1e9
+            cells = [
+                f"{f} {per_step * v / args.batch:.0f} ({per_step * v / args.batch / peak:.0%})"
+                for f, v in r[mode].items()
+            ]
+            print(f"  {mode:<6} {per_step:6.1f} GFLOP/step: " + ", ".join(cells))
+        print(f"  load average at the end: {' '.join(f'{v:.2f}' for v in r['load'])}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--widths", type=float, nargs="+", default=[0.25, 0.5])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--kernel5", type=int, default=5, choices=[3, 5])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--malloc-default",
+        action="store_true",
+        help="leave glibc's malloc as it is (by default both frameworks, in this one process, "
+        "run with minidl.backend.keep_freed_memory(), as googlenet.py train does)",
+    )
+    args = parser.parse_args(argv)
+    if not args.malloc_default:
+        from minidl.backend import keep_freed_memory
+
+        keep_freed_memory()
+    if args.memory_child:  # a fresh process measuring one configuration's peak memory
+        print(json.dumps(_memory_child(*json.loads(args.memory_child))))
+        return 0
+    if args.worker:  # one framework's timing process
+        _worker(args.worker)
+        return 0
+
+    try:
+        import torch
+
+        frameworks = ["minidl", "torch", "torch_cl"]
+        torch_version = torch.__version__
+    except ImportError:
+        frameworks, torch_version = ["minidl"], None
+        print("PyTorch is not installed: minidl's own figures only")
+
+    records = []
+    for width in args.widths:
+        spec = [width, args.kernel5, args.batch, args.device]
+        workers = {f: Worker([f, *spec], args.malloc_default) for f in frameworks}
+        try:
+            train = time_alternating(workers, "train_step", args.rounds, args.batch)
+            infer = time_alternating(workers, "infer", args.rounds, args.batch)
+            gemm = {f: w.ask("gemm") for f, w in workers.items()}
+        finally:
+            for w in workers.values():
+                w.close()
+        memory = {}
+        if not args.no_memory:
+            for f in frameworks:
+                memory[f] = measure_memory(
+                    f, width, args.kernel5, args.batch, args.device, args.malloc_default
+                )
+        flops = step_flops(width, args.kernel5, args.batch)
+        records.append(dict(width=width, train=train, infer=infer, memory_mb=memory,
+                            flops=flops, gemm_gflops=gemm, load=os.getloadavg()))  # fmt: skip
+
+    print_tables(records, args, torch_version)
     if not args.no_profile:
         print(f"\nminidl per-op profile of one training step (width {args.widths[0]}):")
         print(profile_step(args.widths[0], args.kernel5, args.batch, args.device))
