@@ -1,6 +1,6 @@
 """Check the real CIFAR-10 and time the input pipeline (a benchmark, not a unit test).
 
-    python bench/data_check.py [--root ../shared/data] [--batch-size 128]
+    python bench/data_check.py [--root FOLDER] [--batch-size 128]
 
 Asserts 50,000 training and 10,000 test images in 10 classes and a training-set channel mean of
 about (125.3, 123.0, 113.9) on the 0-255 scale, then times loading and one shuffled, augmented
@@ -17,9 +17,8 @@ import numpy as np
 
 from minidl.data import CIFAR10, DataLoader, cifar10_test_transform, cifar10_train_transform
 
-DEFAULT_ROOT = os.path.normpath(
-    os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
-)
+# the folder `python googlenet.py train` reads (and downloads into) by default
+DEFAULT_ROOT = os.path.join(os.path.expanduser("~"), ".cache", "minidl", "cifar10")
 EXPECTED_MEAN = (125.3, 123.0, 113.9)
 
 
@@ -34,7 +33,9 @@ def timed_epoch(loader: DataLoader) -> tuple[float, int, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default=DEFAULT_ROOT)
+    parser.add_argument(
+        "--root", default=DEFAULT_ROOT, help="folder holding cifar-10-batches-py (%(default)s)"
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
