@@ -61,43 +61,47 @@ class Evaluation(NamedTuple):
     accuracy: float
     targets: np.ndarray
     predictions: np.ndarray
-    accuracy_unflipped: float | None = None  # with flip=True: the plain pass's accuracy
 
 
-def evaluate(model: Any, loader: Any, flip: bool = False) -> Evaluation:
-    """Mean cross-entropy, accuracy, targets and predictions over a loader: eval mode, no graph.
+def evaluate(model: Any, loader: Any) -> Evaluation:
+    """Mean cross-entropy, accuracy, targets and predictions over a loader: eval mode, no graph."""
+    return _test_passes(model, loader, flip=False)[0]
 
-    ``flip=True``: test-time augmentation by horizontal flips, as training augments. Each image's
-    class probabilities are the mean of its own and its mirror image's (two forward passes), and
-    loss, accuracy and predictions are those of the mean; ``accuracy_unflipped`` is the plain
-    pass's accuracy, measured on the way.
-    """
+
+def evaluate_flipped(model: Any, loader: Any) -> tuple[Evaluation, Evaluation]:
+    """``(plain, flipped)``: ``evaluate``'s figures, and those of test-time augmentation by
+    horizontal flips, as training augments: each image's class probabilities are the mean of its
+    own and its mirror image's (a second forward pass), and loss, accuracy and predictions are
+    those of the mean."""
+    return _test_passes(model, loader, flip=True)
+
+
+def _test_passes(model: Any, loader: Any, flip: bool) -> tuple[Evaluation, Evaluation | None]:
     model.eval()
-    loss_sum, targets, predictions, plain_correct = 0.0, [], [], 0
+    targets: list = []
+    plain: tuple[list, list] = ([], [])  # per batch: summed loss, predictions
+    flipped: tuple[list, list] = ([], [])
     with no_grad():
         for x, y in loader:
-            logits = model(x)
+            logits, t = model(x), y.numpy()
+            targets.append(t)
+            plain[0].append(cross_entropy(logits, y).item() * len(t))
+            plain[1].append(logits.numpy().argmax(axis=1))
             if flip:
                 xp = backend.get_array_module(x.data)
                 mirrored = model(Tensor(xp.ascontiguousarray(x.data[..., ::-1])))
-                plain_correct += int((logits.numpy().argmax(axis=1) == y.numpy()).sum())
                 probs = (softmax(logits, axis=1).numpy() + softmax(mirrored, axis=1).numpy()) / 2
-                picked = probs[np.arange(len(probs)), y.numpy()]
-                loss_sum -= float(np.log(np.maximum(picked, 1e-30)).sum())
-                scores = probs
-            else:
-                loss_sum += cross_entropy(logits, y).item() * len(y)
-                scores = logits.numpy()
-            targets.append(y.numpy())
-            predictions.append(scores.argmax(axis=1))
-    targets, predictions = np.concatenate(targets), np.concatenate(predictions)
-    return Evaluation(
-        loss_sum / len(targets),
-        float((targets == predictions).mean()),
-        targets,
-        predictions,
-        plain_correct / len(targets) if flip else None,
-    )
+                picked = probs[np.arange(len(t)), t]
+                flipped[0].append(-float(np.log(np.maximum(picked, 1e-30)).sum()))
+                flipped[1].append(probs.argmax(axis=1))
+    all_targets = np.concatenate(targets)
+
+    def result(loss_sums: list, predictions: list) -> Evaluation:
+        p = np.concatenate(predictions)
+        n = len(all_targets)
+        return Evaluation(sum(loss_sums) / n, float((all_targets == p).mean()), all_targets, p)
+
+    return result(*plain), (result(*flipped) if flip else None)
 
 
 class Step(NamedTuple):
@@ -190,9 +194,9 @@ def fit(
     ``stop_after_epochs``: return after that many epochs of this call. ``on_step(step)`` runs
     after every step; returning True stops the run there (its state saved).
     ``start_time``: the ``time.perf_counter()`` the run's wall time counts from (default: now).
-    ``final_test_loader``: evaluated once more when the run ends (``final_flip``: with flips,
-    see ``evaluate``), its figures added to the last row as ``final_test_acc`` (and
-    ``final_test_acc_flip``): a cheap ``test_loader`` (a subset) follows the run, the whole
+    ``final_test_loader``: evaluated once more when the run ends (``final_flip``: with flips too,
+    see ``evaluate_flipped``), its figures added to the last row as ``final_test_acc`` (and
+    ``final_test_flip_acc``): a cheap ``test_loader`` (a subset) follows the run, the whole
     test set gives its result.
 
     ``time_budget_s``: the run ends within that many seconds of wall time (counted as
@@ -384,12 +388,14 @@ class _Saver:
             position.best_acc = max(position.best_acc, result.accuracy)
         final_loader, flip = self.final_test
         if run_ends and final_loader is not None:
-            final = evaluate(self.model, final_loader, flip=flip)
-            plain = final.accuracy_unflipped if flip else final.accuracy
-            row["final_test_images"] = len(final.targets)
-            row["final_test_acc"] = round(plain, 5)
             if flip:
-                row["final_test_acc_flip"] = round(final.accuracy, 5)
+                plain, flipped = evaluate_flipped(self.model, final_loader)
+            else:
+                plain, flipped = evaluate(self.model, final_loader), None
+            row["final_test_images"] = len(plain.targets)
+            row["final_test_acc"] = round(plain.accuracy, 5)
+            if flipped is not None:
+                row["final_test_flip_acc"] = round(flipped.accuracy, 5)
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["images_per_s"] = round(bar.images_per_s, 1)
         row["time_s"] = round(self.elapsed_s(), 1)
@@ -412,8 +418,8 @@ def _epoch_line(row: dict[str, Any], images_per_s: float) -> str:
     if "final_test_acc" in row:
         line += f"\nwhole test set ({row['final_test_images']:,} images): "
         line += f"{row['final_test_acc']:.2%}"
-        if "final_test_acc_flip" in row:
-            line += f", {row['final_test_acc_flip']:.2%} with flips averaged"
+        if "final_test_flip_acc" in row:
+            line += f", {row['final_test_flip_acc']:.2%} with flips averaged"
     return line
 
 

@@ -89,8 +89,8 @@ def test_train_writes_metrics_checkpoints_and_plot(trained):
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]  # nothing half-written
     # 40 test images, fewer than --eval-images: each epoch saw them all; the end adds flips
     assert [r["test_images"] for r in rows] == [40, 40] and "final_test_acc" not in rows[0]
-    assert rows[-1]["final_test_images"] == 40 and "final_test_acc_flip" in rows[-1]
-    assert f"{rows[-1]['final_test_acc_flip']:.2%} on the whole test set with flips" in (
+    assert rows[-1]["final_test_images"] == 40 and "final_test_flip_acc" in rows[-1]
+    assert f"{rows[-1]['final_test_flip_acc']:.2%} on the whole test set with flips" in (
         result.stdout
     )
 
@@ -102,7 +102,7 @@ def test_eval_images_follows_the_run_on_a_subset_and_ends_on_the_whole_test_set(
     result = run("train", "--data", data, "--out", out, *TINY, "--eval-images", 10, "--no-tta")
     rows = json.loads((out / "metrics.json").read_text())
     assert [r["test_images"] for r in rows] == [10, 10]
-    assert rows[-1]["final_test_images"] == 40 and "final_test_acc_flip" not in rows[-1]
+    assert rows[-1]["final_test_images"] == 40 and "final_test_flip_acc" not in rows[-1]
     assert f"final test accuracy {rows[-1]['final_test_acc']:.2%} on the whole test set " in (
         result.stdout
     )

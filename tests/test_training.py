@@ -22,6 +22,7 @@ from minidl.training import (
     NonFiniteLoss,
     estimate_epochs,
     evaluate,
+    evaluate_flipped,
     fit,
     train_step,
 )
@@ -268,7 +269,7 @@ def test_evaluate_with_flips_averages_each_images_and_its_mirrors_probabilities(
     nn.init.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(8 * 8 * 3, 4))  # no symmetry: flips count
     test_loader = make_run()[-1]
-    result = evaluate(model, test_loader, flip=True)
+    unflipped, result = evaluate_flipped(model, test_loader)
     x = md.Tensor(test_loader.images.transpose(0, 3, 1, 2).astype(np.float32) / 255)
     model.eval()
     plain, mirrored = model(x).numpy(), model(md.Tensor(x.numpy()[..., ::-1].copy())).numpy()
@@ -282,9 +283,9 @@ def test_evaluate_with_flips_averages_each_images_and_its_mirrors_probabilities(
     np.testing.assert_array_equal(result.predictions, probs.argmax(axis=1))
     assert result.accuracy == pytest.approx(np.mean(probs.argmax(axis=1) == y))
     assert result.loss == pytest.approx(-np.log(probs[np.arange(len(y)), y]).mean(), rel=1e-5)
-    assert result.accuracy_unflipped == pytest.approx(np.mean(plain.argmax(axis=1) == y))
     assert not np.allclose(probs, softmax(plain), atol=1e-3)  # the mirror images did count
-    assert evaluate(model, test_loader).accuracy_unflipped is None
+    for a, b in zip(unflipped, evaluate(model, test_loader)):  # the plain pass, on the way
+        np.testing.assert_array_equal(a, b)
 
 
 def test_fit_evaluates_the_whole_test_set_once_when_the_run_ends(tmp_path):
@@ -296,10 +297,10 @@ def test_fit_evaluates_the_whole_test_set_once_when_the_run_ends(tmp_path):
     rows = result.rows
     assert [r["test_images"] for r in rows] == [24] * EPOCHS
     assert not any("final_test_acc" in r for r in rows[:-1])
-    expected = evaluate(model, whole, flip=True)
+    plain, flipped = evaluate_flipped(model, whole)
     assert rows[-1]["final_test_images"] == 40
-    assert rows[-1]["final_test_acc_flip"] == round(expected.accuracy, 5)
-    assert rows[-1]["final_test_acc"] == round(expected.accuracy_unflipped, 5)
+    assert rows[-1]["final_test_flip_acc"] == round(flipped.accuracy, 5)
+    assert rows[-1]["final_test_acc"] == round(plain.accuracy, 5)
     assert json.loads((tmp_path / "metrics.json").read_text()) == rows
     assert read_checkpoint(tmp_path / "last.npz")["metrics"] == rows
 
@@ -480,9 +481,9 @@ class SlowingClock(FakeClock):
             self.now += self.step_s - 1.0  # FakeClock's step adds one second
             return step(*args)
 
-        def timed_evaluate(*args, **kwargs):
+        def timed_evaluate(*args):
             self.now += self.eval_s
-            return evaluate(*args, **kwargs)
+            return evaluate(*args)
 
         monkeypatch.setattr(training, "train_step", timed_step)
         monkeypatch.setattr(training, "evaluate", timed_evaluate)
@@ -528,18 +529,23 @@ def test_a_budgeted_run_reserves_its_final_whole_test_set_pass(tmp_path, monkeyp
     """Evaluating an image costs a third of training one (1/24 s here), as the budget assumes:
     the final pass over 96 images with flips costs 8 s, which the plan keeps from the start."""
     clock = FakeClock(monkeypatch)
-    evaluate_ = training.evaluate
+    evaluate_, evaluate_flipped_ = training.evaluate, training.evaluate_flipped
 
-    def timed_evaluate(model, loader, flip=False):
-        clock.now += len(loader.images) * (2 if flip else 1) / 24
-        return evaluate_(model, loader, flip=flip)
+    def timed_evaluate(model, loader):
+        clock.now += len(loader.images) / 24
+        return evaluate_(model, loader)
+
+    def timed_evaluate_flipped(model, loader):
+        clock.now += 2 * len(loader.images) / 24
+        return evaluate_flipped_(model, loader)
 
     monkeypatch.setattr(training, "evaluate", timed_evaluate)
+    monkeypatch.setattr(training, "evaluate_flipped", timed_evaluate_flipped)
     model, optimizer, schedule, loader, subset = make_run()
     result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=subset,
                  final_test_loader=DataLoader(images(96, 2), 10), final_flip=True, out=tmp_path,
                  progress=False, time_budget_s=30.0)  # fmt: skip
-    assert result.finished and "final_test_acc_flip" in result.rows[-1]
+    assert result.finished and "final_test_flip_acc" in result.rows[-1]
     assert 30.0 - 1.0 - 1.0 <= result.elapsed_s <= 30.0  # no step or evaluation left unused
 
 
