@@ -351,6 +351,10 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
             _test_subset(test_set, config["eval_images"]), 500,
             transform=cifar10_test_transform(), device=device,
         )  # fmt: skip
+    # the whole test set once more at the end: after a subset, or to add the flipped pass
+    flip = bool(config.get("tta"))
+    final_loader = test_loader if epoch_test_loader is not test_loader or flip else None
+    final_images = 0 if final_loader is None else len(test_set) * (2 if flip else 1)
     if len(loader) == 0:
         raise CLIError(
             f"--batch-size {args.batch_size} is larger than the {len(train_set)} training images"
@@ -361,7 +365,7 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
         budget_s = args.time_budget_min * 60 - (time.perf_counter() - run_start)
         config["planned_epochs"] = estimate_epochs(
             model, make_loss(args.aux_weight, 0.0), loader, budget_s,
-            len(epoch_test_loader.images), final_images=2 * len(test_set),
+            len(epoch_test_loader.images), final_images=final_images,
         )  # fmt: skip
         planned = config["planned_epochs"]
         print(
@@ -379,10 +383,8 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
     extra = {"model_config": model_config(model), "train_config": config}  # in every checkpoint
     result = fit(
         model, loss, loader, optimizer, epochs, schedule=schedule, test_loader=epoch_test_loader,
-        final_test_loader=(
-            test_loader if epoch_test_loader is not test_loader or config.get("tta") else None
-        ),
-        final_flip=bool(config.get("tta")), out=args.out, checkpoint_extra=extra, resume=ckpt,
+        final_test_loader=final_loader, final_flip=flip, out=args.out,
+        checkpoint_extra=extra, resume=ckpt,
         stop_after_epochs=args.stop_after_epochs, start_time=run_start,
         time_budget_s=args.time_budget_min * 60 if budgeted else None,
     )  # fmt: skip

@@ -237,7 +237,7 @@ def fit(
         )
     first_epoch, rows = position.epoch, position.metrics
     run = _Saver(model, optimizer, schedule, out, checkpoint_extra, position, start_time)
-    run.final_test = (final_test_loader, final_flip)
+    run.final_loader, run.final_flip = final_test_loader, final_flip
     with DeferredSignals() as signals:
         try:
             for epoch in itertools.count(first_epoch) if budget else range(first_epoch, epochs):
@@ -341,7 +341,8 @@ class _Saver:
         self.out, self.extra, self.position = out, extra, position
         self.earlier_s, self.start_time = position.elapsed_s, start_time
         self.last: tuple[str | None, int, int] = (None, position.epoch, position.batch)
-        self.final_test: tuple[Any, bool] = (None, False)  # (loader, flip) when the run ends
+        self.final_loader: Any = None  # evaluated once more when the run ends,
+        self.final_flip = False  # with flips too when True
 
     def elapsed_s(self) -> float:
         return self.earlier_s + time.perf_counter() - self.start_time
@@ -386,12 +387,11 @@ class _Saver:
             row["test_images"] = len(result.targets)
             best = result.accuracy > position.best_acc
             position.best_acc = max(position.best_acc, result.accuracy)
-        final_loader, flip = self.final_test
-        if run_ends and final_loader is not None:
-            if flip:
-                plain, flipped = evaluate_flipped(self.model, final_loader)
+        if run_ends and self.final_loader is not None:
+            if self.final_flip:
+                plain, flipped = evaluate_flipped(self.model, self.final_loader)
             else:
-                plain, flipped = evaluate(self.model, final_loader), None
+                plain, flipped = evaluate(self.model, self.final_loader), None
             row["final_test_images"] = len(plain.targets)
             row["final_test_acc"] = round(plain.accuracy, 5)
             if flipped is not None:
