@@ -17,8 +17,10 @@ forward, dW and dx, less the stem's unneeded dx), and its fraction of the machin
 the best float32 1024x1024x1024 matrix product that NumPy or PyTorch runs in its worker.
 Peak memory of a training step is measured in a fresh subprocess per configuration (peak
 resident set size minus the size before the first step on the CPU; the allocator's peak on the
-GPU). Without PyTorch only minidl's figures are printed. After the table comes minidl's per-op
-profile of one training step.
+GPU). Without PyTorch only minidl's figures are printed. After the table comes where a step's
+time goes: each worker profiles a training step (minidl.profiler; torch.profiler's self times),
+three times in turns, and the median milliseconds per op class are printed side by side (on
+the CPU: torch.profiler's CPU times do not see a GPU's kernels).
 """
 
 from __future__ import annotations
@@ -89,6 +91,30 @@ def torch_googlenet_cifar(width: float, kernel5: int, num_classes: int = 10):
 
 
 # ----------------------------------------------------------------------------- one config
+# Op classes for the side-by-side profile: substrings of minidl's op names (minidl.profiler) and
+# of PyTorch's aten ops. minidl fuses the ReLU into batch norm, so the two are one class; its
+# Split is the 1x1 convolutions' stacking (PyTorch sums the branches' gradients instead).
+OP_CLASSES = {
+    "convolution": ("Conv2d", "conv"),
+    "batch norm + ReLU": ("BatchNorm", "ReLU", "batch_norm", "relu", "threshold", "clamp_min"),
+    "max pooling": ("MaxPool2d", "max_pool"),
+    "concat / split": ("Concat", "Split", "aten::cat"),
+}
+
+
+def per_class(per_op: list[tuple[str, float]], wall_ms: float) -> dict[str, float]:
+    """(op name, ms) pairs, an op possibly more than once (forward and backward), summed per
+    ``OP_CLASSES`` class; "everything else" is the rest of ``wall_ms`` (also "step")."""
+    times = dict.fromkeys(OP_CLASSES, 0.0)
+    for op, ms in per_op:
+        name = next((c for c, keys in OP_CLASSES.items() if any(k in op for k in keys)), None)
+        if name is not None:
+            times[name] += ms
+    times["everything else"] = wall_ms - sum(times.values())
+    times["step"] = wall_ms
+    return times
+
+
 class Runner:
     """Builds one framework's model and optimizer and runs a training step or an inference."""
 
@@ -153,6 +179,24 @@ class Runner:
             with self.torch.no_grad():
                 self.model(self.x)
         self.sync()
+
+    def op_times(self) -> dict[str, float]:
+        """Milliseconds of one profiled training step per op class (``OP_CLASSES``), and its
+        wall time ("step"); "everything else" is the rest (optimizer, autograd, Python)."""
+        start = time.perf_counter()
+        if self.framework == "minidl":
+            from minidl.profiler import profile
+
+            with profile() as prof:
+                self.train_step()
+            per_op = [(op, s * 1e3) for (op, _phase), s in prof.seconds.items()]
+        else:
+            from torch.profiler import ProfilerActivity, profile
+
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                self.train_step()  # self time: a wrapper op does not count its callees again
+            per_op = [(e.key, e.self_cpu_time_total / 1e3) for e in prof.key_averages()]
+        return per_class(per_op, (time.perf_counter() - start) * 1e3)
 
     def gemm_gflops(self, n: int = 1024, reps: int = 5) -> float:
         """This framework's best float32 n x n x n matrix product on the device, in GFLOP/s."""
@@ -225,6 +269,8 @@ def _worker(spec: str) -> None:
         command = line.strip()
         if command == "gemm":
             value = runner.gemm_gflops()
+        elif command == "op_times":
+            value = runner.op_times()
         else:
             start = time.perf_counter()
             getattr(runner, command)()
@@ -280,14 +326,33 @@ def time_alternating(workers: dict, mode: str, rounds: int, batch: int) -> dict[
     return {name: batch / statistics.median(t) for name, t in times.items()}
 
 
-def profile_step(width: float, kernel5: int, batch: int, device: str) -> str:
-    from minidl.profiler import profile
+def op_breakdown(workers: dict, rounds: int) -> dict[str, dict[str, float]]:
+    """Median milliseconds per op class of a profiled training step, per framework, the
+    frameworks taking turns as in ``time_alternating``."""
+    runs: dict[str, list[dict]] = {name: [] for name in workers}
+    names = list(workers)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            runs[name].append(workers[name].ask("op_times"))
+    return {
+        name: {c: statistics.median(t[c] for t in times) for c in times[0]}
+        for name, times in runs.items()
+    }
 
-    runner = Runner("minidl", width, kernel5, batch, device)
-    runner.train_step()
-    with profile() as prof:
-        runner.train_step()
-    return prof.table(top=15)
+
+def print_breakdown(op_ms: dict[str, dict[str, float]]) -> None:
+    """Milliseconds per op class side by side, with minidl / PyTorch channels_last."""
+    names = list(op_ms)
+    classes = list(op_ms[names[0]])
+    header = f"{'op class':<20}" + "".join(f"{n + ' ms':>13}" for n in names)
+    if "torch_cl" in op_ms:
+        header += f"{'minidl / CL':>13}"
+    print(header)
+    for c in classes:
+        line = f"{c:<20}" + "".join(f"{op_ms[n][c]:>13.1f}" for n in names)
+        if "torch_cl" in op_ms and op_ms["torch_cl"][c] > 0:
+            line += f"{op_ms['minidl'][c] / op_ms['torch_cl'][c]:>12.2f}x"
+        print(line)
 
 
 def print_tables(records: list[dict], args, torch_version: str | None) -> None:
@@ -381,6 +446,9 @@ def main(argv=None) -> int:
             train = time_alternating(workers, "train_step", args.rounds, args.batch)
             infer = time_alternating(workers, "infer", args.rounds, args.batch)
             gemm = {f: w.ask("gemm") for f, w in workers.items()}
+            # torch.profiler's CPU self times say nothing of a GPU's kernels: CPU only
+            profiled = not args.no_profile and args.device == "cpu"
+            op_ms = op_breakdown(workers, 3) if profiled else {}
         finally:
             for w in workers.values():
                 w.close()
@@ -392,12 +460,13 @@ def main(argv=None) -> int:
                 )
         flops = step_flops(width, args.kernel5, args.batch)
         records.append(dict(width=width, train=train, infer=infer, memory_mb=memory,
-                            flops=flops, gemm_gflops=gemm, load=os.getloadavg()))  # fmt: skip
+                            flops=flops, gemm_gflops=gemm, op_ms=op_ms,
+                            load=os.getloadavg()))  # fmt: skip
 
     print_tables(records, args, torch_version)
-    if not args.no_profile:
-        print(f"\nminidl per-op profile of one training step (width {args.widths[0]}):")
-        print(profile_step(args.widths[0], args.kernel5, args.batch, args.device))
+    for r in (r for r in records if r["op_ms"]):
+        print(f"\nA profiled training step by op class, width {r['width']} (median of 3):")
+        print_breakdown(r["op_ms"])
     if args.json:
         meta = dict(batch=args.batch, kernel5=args.kernel5, device=args.device,
                     cores=os.cpu_count(), torch=torch_version)  # fmt: skip

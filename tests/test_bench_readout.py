@@ -47,3 +47,32 @@ def test_step_flops_agree_with_pytorchs_flop_counter(kernel5):
         "train": training,
         "infer": counter.get_total_flops(),
     }
+
+
+@pytest.mark.parametrize("framework", ["minidl", pytest.param("torch_cl", marks=pytest.mark.torch)])
+def test_op_times_put_each_op_class_in_its_row_and_add_up_to_the_step(framework):
+    if framework != "minidl":
+        pytest.importorskip("torch")
+    bench = load_bench()
+    times = bench.Runner(framework, 0.25, 3, 2, "cpu").op_times()
+    assert list(times) == [*bench.OP_CLASSES, "everything else", "step"]
+    # every class of the network's ops is found (a renamed op would leave its row at zero)
+    assert all(times[c] > 0 for c in bench.OP_CLASSES)
+    assert times["everything else"] >= 0
+    assert sum(v for k, v in times.items() if k != "step") == pytest.approx(times["step"])
+
+
+def test_per_class_sums_every_phase_of_an_op_and_leaves_the_rest_to_everything_else():
+    bench = load_bench()
+    pairs = [("Conv2d", 2.0), ("Conv2d", 3.0), ("aten::convolution_backward", 4.0),
+             ("BatchNorm", 1.0), ("aten::threshold_backward", 0.5), ("aten::cat", 1.0),
+             ("MaxPool2d", 1.5), ("SGD step", 7.0)]  # fmt: skip
+    times = bench.per_class(pairs, wall_ms=30.0)
+    assert times == {
+        "convolution": 9.0,
+        "batch norm + ReLU": 1.5,
+        "max pooling": 1.5,
+        "concat / split": 1.0,
+        "everything else": 17.0,
+        "step": 30.0,
+    }
