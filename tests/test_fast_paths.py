@@ -151,6 +151,17 @@ def _fast_and_textbook(ran, monkeypatch, fn, inputs, gy):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+class FakeBLAS:
+    """OpenBLAS's thread count as ``_parallel.gemm_blocks`` sets it, recorded."""
+
+    def __init__(self, count):
+        self.count, self.counts = count, []
+
+    def set(self, n):
+        self.count = n
+        self.counts.append(n)
+
+
 def _assert_chunked_and_threaded(ran, phase, work):
     assert min(len(c) for c in ran.chunk_lists(phase)) >= 2, ran.chunk_lists(phase)
     assert len(ran.threads(phase, work)) == 2, ran.tasks
@@ -169,6 +180,8 @@ def test_conv2d_fast_path_matches_textbook(
     shrunk to 6, else x's columns rebuilt) and col2im's scatter at stride 2; for NCHW,
     channels-last and channel-slice inputs and gradients."""
     monkeypatch.setattr(_conv_nhwc, "_DW_FROM_GCOLS_MIN_CHANNELS", 6)
+    blas = FakeBLAS(2)
+    monkeypatch.setattr(_parallel, "_blas", lambda: blas)
     from_gcols = []
     dw = _conv_nhwc._weight_grad_from_gcols
     monkeypatch.setattr(
@@ -194,9 +207,12 @@ def test_conv2d_fast_path_matches_textbook(
             copies = shrunk.threads(phase, "nhwc")
             assert len(copies) == (0 if layout == "channels_last" else 2), shrunk.tasks
         return
-    _assert_chunked_and_threaded(shrunk, "forward", "_im2col_nhwc")
+    # each chunk's im2col (or col2im) and GEMMs run on one of the two threads, OpenBLAS set to
+    # one thread around each pass (forward; backward) and back
+    for phase in ("forward", "backward"):
+        _assert_chunked_and_threaded(shrunk, phase, "parallel_blocks")
+    assert blas.counts == [1, 2, 1, 2]
     gather = stride == 1
-    _assert_chunked_and_threaded(shrunk, "backward", "_im2col_nhwc" if gather else "_col2im_nhwc")
     assert len(from_gcols) == (1 if gather and channels >= 6 else 0)
 
 

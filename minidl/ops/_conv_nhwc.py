@@ -7,9 +7,13 @@ of the work differs, for speed on a small CPU; ``conv.Conv2d`` sends NumPy array
 
 Chunks. The batch is processed in chunks of a few images, so that each chunk's columns are still
 in the cache when the GEMM reads them, and the full im2col matrix (kh*kw times the input) never
-exists: backward rebuilds a chunk's columns (or those of gy) instead of keeping them. The memory
-passes inside a chunk (im2col's gather, col2im's scatter-add) are split over the batch on the
-thread pool (``_parallel``): NumPy releases the GIL in copies and ufuncs.
+exists: backward rebuilds a chunk's columns (or those of gy) instead of keeping them. The chunks
+are shared out over the thread pool (``_parallel.gemm_blocks``; NumPy releases the GIL in copies,
+ufuncs and GEMMs): each thread gathers its chunk's columns and runs the chunk's GEMMs itself, with
+OpenBLAS single-threaded meanwhile. A narrow layer's chunk GEMMs are small, and splitting each one
+over every core (then waiting for all) cost more than it gained: one thread per chunk cut the
+time of a training step's convolutions by 23% on 2 cores (bench/README.md). The chunks' weight gradients are added in
+chunk order, so the sum does not depend on which thread finished first.
 
 im2col in NHWC. In a zero-padded NHWC image the kw taps of one window row are adjacent, so the
 columns are a strided *view* of the padded input and im2col is one copy of it (see
@@ -58,7 +62,7 @@ def _taps(kh, kw, sh, sw, ph, pw, H, W, Ho, Wo):
             yield u, v, (i0, i1, hi), (j0, j1, wi)
 
 
-def _im2col_nhwc(xh, kernel_size, stride, padding, out_hw):
+def _im2col_nhwc(xh, kernel_size, stride, padding, out_hw, threaded=True):
     """cols (N, Ho, Wo, kh, kw, C) from an NHWC array (any strides); padding taps are zero.
 
     In a zero-padded NHWC image the kw taps of one window row are adjacent: xpad[n, i*s + u,
@@ -66,7 +70,7 @@ def _im2col_nhwc(xh, kernel_size, stride, padding, out_hw):
     (N, Ho, Wo, kh, kw*C), is a strided *view* of xpad (``as_strided``: no copy) and im2col is one
     copy of that view, moving runs of kw*C values rather than kh*kw separate runs of C, which
     matters for the narrow layers (C = 4..32) of a small network. The copy is split over the batch
-    on the thread pool.
+    on the thread pool (``threaded``; not when a pool thread calls it for its own chunk).
     """
     xp = get_array_module(xh)
     N, H, W, C = xh.shape
@@ -87,7 +91,7 @@ def _im2col_nhwc(xh, kernel_size, stride, padding, out_hw):
         )
         rows[lo:hi] = windows
 
-    parallel_batches(xp, N, work, cols.size)
+    parallel_batches(xp, N, work, cols.size) if threaded else work(0, N)
     return cols
 
 
@@ -105,7 +109,7 @@ def _zero_pad(xh, ph, pw):
     return xpad
 
 
-def _col2im_nhwc(cols, in_hw, stride, padding):
+def _col2im_nhwc(cols, in_hw, stride, padding, threaded=True):
     """The adjoint of ``_im2col_nhwc``: sum cols (N, Ho, Wo, kh, kw, C) back into (N, H, W, C)."""
     xp = get_array_module(cols)
     N, Ho, Wo, kh, kw, C = cols.shape
@@ -119,7 +123,7 @@ def _col2im_nhwc(cols, in_hw, stride, padding):
                 lo:hi, hs : hs + sh * (i1 - i0 - 1) + 1 : sh, ws : ws + sw * (j1 - j0 - 1) + 1 : sw
             ] += cols[lo:hi, i0:i1, j0:j1, u, v, :]
 
-    parallel_batches(xp, N, work, cols.size)
+    parallel_batches(xp, N, work, cols.size) if threaded else work(0, N)
     return out
 
 
@@ -132,6 +136,14 @@ def _chunks(n, bytes_per_item):
     """
     step = max(_parallel.WORKERS, _CHUNK_BYTES // max(1, bytes_per_item))  # >= 1 image per thread
     return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
+
+
+def _in_chunks(n, bytes_per_item, chunk, elements):
+    """``chunk(lo, hi)`` for each of ``_chunks``' batch ranges, the chunks shared out over the
+    thread pool, each thread running its chunks' GEMMs itself (``_parallel.gemm_blocks``)."""
+    ranges = _chunks(n, bytes_per_item)
+    if ranges:
+        _parallel.gemm_blocks(np, n, ranges[0][1] - ranges[0][0], chunk, elements)
 
 
 def forward(x, wm, b, kernel_size, stride, padding, keep_x):
@@ -165,12 +177,15 @@ def forward(x, wm, b, kernel_size, stride, padding, keep_x):
         if not xh.flags.c_contiguous and (ph, pw) == (0, 0):
             xh = nhwc(x)
         y = xp.empty((N, Ho, Wo, O), x.dtype)
-        for lo, hi in _chunks(N, Ho * Wo * kh * kw * C * x.itemsize):
-            cols = _im2col_nhwc(xh[lo:hi], (kh, kw), stride, padding, (Ho, Wo))
+
+        def chunk(lo, hi):  # on a pool thread: im2col of the chunk, then its own GEMM
+            cols = _im2col_nhwc(xh[lo:hi], (kh, kw), stride, padding, (Ho, Wo), threaded=False)
             out = y[lo:hi].reshape(-1, O)
             xp.matmul(cols.reshape(-1, kh * kw * C), wm.T, out=out)
             if b is not None:
                 out += b
+
+        _in_chunks(N, Ho * Wo * kh * kw * C * x.itemsize, chunk, y.size)
     return nchw_view(y.reshape(N, Ho, Wo, O)), (xh if keep_x else None)
 
 
@@ -206,32 +221,39 @@ def backward(gy, xh, wm, w_shape, in_hw, stride, padding, need):
         flipped = wm.reshape(O, kh, kw, C)[:, ::-1, ::-1, :]  # (O, u', v', C)
         wflip = flipped.transpose(1, 2, 0, 3).reshape(kh * kw * O, C)  # rows (u', v', o)
     gb = xp.einsum("nohw->o", gy) if need[2] else None
-    gwm = xp.zeros((O, kh * kw * C), gy.dtype) if need[1] and not dw_from_gcols else None
-    gwt = xp.zeros((C, kh * kw * O), gy.dtype) if dw_from_gcols else None
     gx = xp.empty((N, H, W, C), gy.dtype) if need[0] else None
-    per_image = max(Ho * Wo * kh * kw * C, H * W * kh * kw * O) * gy.itemsize
-    for lo, hi in _chunks(N, per_image):
+    partial_dw = {}  # the chunks' weight gradients, by first image, added in order afterwards
+
+    def chunk(lo, hi):  # on a pool thread, with single-threaded GEMMs
         g = gy[lo:hi].transpose(0, 2, 3, 1)  # chunk x Ho x Wo x O, a view
         if (need[1] and not dw_from_gcols) or (need[0] and not as_conv):
             gc = xp.ascontiguousarray(g).reshape(-1, O)  # g's rows, for the GEMMs below
         if need[1] and not dw_from_gcols:
-            cols = _im2col_nhwc(xh[lo:hi], (kh, kw), stride, padding, (Ho, Wo))
-            gwm += gc.T @ cols.reshape(-1, kh * kw * C)
+            cols = _im2col_nhwc(xh[lo:hi], (kh, kw), stride, padding, (Ho, Wo), threaded=False)
+            partial_dw[lo] = gc.T @ cols.reshape(-1, kh * kw * C)
         if need[0] and as_conv:
-            gcols = _im2col_nhwc(g, (kh, kw), (1, 1), (kh - 1 - ph, kw - 1 - pw), (H, W))
+            pad = (kh - 1 - ph, kw - 1 - pw)
+            gcols = _im2col_nhwc(g, (kh, kw), (1, 1), pad, (H, W), threaded=False)
             gcols = gcols.reshape(-1, kh * kw * O)
             xp.matmul(gcols, wflip, out=gx[lo:hi].reshape(-1, C))
             if dw_from_gcols:
-                gwt += _xt_gcols(xh[lo:hi], gcols)
+                partial_dw[lo] = _xt_gcols(xh[lo:hi], gcols)
         elif need[0]:
             dcols = (gc @ wm).reshape(hi - lo, Ho, Wo, kh, kw, C)
-            gx[lo:hi] = _col2im_nhwc(dcols, (H, W), stride, padding)
-    if dw_from_gcols:
-        gw = _weight_grad_from_gcols(gwt, O, kh, kw)
-    elif need[1]:
-        gw = gwm.reshape(O, kh, kw, C).transpose(0, 3, 1, 2).copy()
-    else:
-        gw = None
+            gx[lo:hi] = _col2im_nhwc(dcols, (H, W), stride, padding, threaded=False)
+
+    per_image = max(Ho * Wo * kh * kw * C, H * W * kh * kw * O) * gy.itemsize
+    _in_chunks(N, per_image, chunk, gy.size * kh * kw)
+    gw = None
+    if need[1]:  # added in chunk order, whichever thread finished first: the same sum every run
+        parts = [partial_dw[lo] for lo in sorted(partial_dw)]
+        dw = parts[0]
+        for part in parts[1:]:
+            dw = dw + part
+        if dw_from_gcols:
+            gw = _weight_grad_from_gcols(dw, O, kh, kw)
+        else:
+            gw = dw.reshape(O, kh, kw, C).transpose(0, 3, 1, 2).copy()
     return (nchw_view(gx) if need[0] else None), gw, gb
 
 

@@ -49,16 +49,19 @@ def _get_pool() -> ThreadPoolExecutor:
     return _pool
 
 
-def parallel_batches(xp, n: int, work: Callable[[int, int], None], elements: int = 0) -> None:
+def parallel_batches(
+    xp, n: int, work: Callable[[int, int], None], elements: int = 0, threads: int | None = None
+) -> None:
     """Call ``work(lo, hi)`` on contiguous chunks covering ``range(n)``, in parallel on the CPU.
 
     ``elements`` is the size of the pass (to skip threading for small ones). ``work`` must only
-    write to the rows ``lo:hi`` of its outputs, so chunks never race.
+    write to the rows ``lo:hi`` of its outputs, so chunks never race. ``threads``: the count
+    already decided by the caller (by default the policy's count now).
     """
     if xp is not np:
         work(0, n)
         return
-    chunks = min(_get_policy().threads(), WORKERS, n)
+    chunks = min(_get_policy().threads() if threads is None else threads, WORKERS, n)
     if chunks <= 1 or elements < _MIN_ELEMENTS:
         work(0, n)
         return
@@ -68,7 +71,9 @@ def parallel_batches(xp, n: int, work: Callable[[int, int], None], elements: int
         f.result()
 
 
-def parallel_blocks(xp, n: int, step: int, work: Callable[[int, int], None], elements: int = 0):
+def parallel_blocks(
+    xp, n: int, step: int, work: Callable[[int, int], None], elements: int = 0, threads=None
+):
     """Call ``work(lo, hi)`` on consecutive blocks of at most ``step`` items covering ``range(n)``,
     the blocks shared out over the thread pool (each thread walks its blocks in order): for passes
     that should run block by block while a block's data sits in cache."""
@@ -78,4 +83,44 @@ def parallel_blocks(xp, n: int, step: int, work: Callable[[int, int], None], ele
         for lo in starts[a:b]:
             work(lo, min(n, lo + step))
 
-    parallel_batches(xp, len(starts), run, elements)
+    parallel_batches(xp, len(starts), run, elements, threads)
+
+
+_blas_handle: OpenBLAS | None | bool = False  # OpenBLAS for gemm_blocks, found on first use
+
+
+def _blas() -> OpenBLAS | None:
+    """The loaded OpenBLAS: the policy's when it adapts one, else a handle of our own."""
+    global _blas_handle
+    if _get_policy().blas is not None:
+        return _get_policy().blas
+    if _blas_handle is False:
+        _blas_handle = OpenBLAS.find()
+    return _blas_handle
+
+
+def gemm_blocks(xp, n: int, step: int, work: Callable[[int, int], None], elements: int = 0):
+    """``parallel_blocks`` for work that runs matrix products: each thread runs its blocks'
+    products itself, single-threaded (OpenBLAS is set to one thread for the call, then back).
+
+    For the small products of a narrow network's convolution chunks, one thread per product and
+    the threads side by side beat every product split over all threads in turn: no hand-off and
+    no wait per product, and each block's data stays in its own core's cache (measured: a 3x3
+    convolution's forward of 24 -> 32 channels at 32x32, batch 128, 2.3x as fast on 2 cores).
+    The products are single-threaded even when the blocks run in turn (a busy machine, a single
+    block), so their rounding never depends on a thread count. Work must not call the pool
+    itself. Another BLAS than OpenBLAS (none found) is left as it is.
+    """
+    if xp is not np:
+        work(0, n)
+        return
+    threads = min(_get_policy().threads(), WORKERS) if elements >= _MIN_ELEMENTS else 1
+    blas = _blas()
+    before = blas.count if blas is not None else None
+    if blas is not None:
+        blas.set(1)
+    try:
+        parallel_blocks(xp, n, step, work, elements, threads=threads)
+    finally:
+        if blas is not None:
+            blas.set(before)

@@ -16,7 +16,9 @@ another program took its turn in a benchmark) the counts stay as they were until
 says otherwise: what others did while this process was not computing says little.
 
 Knobs: ``MINIDL_THREADS=N`` fixes the pool at N threads and ``OPENBLAS_NUM_THREADS=N`` (or
-``OMP_NUM_THREADS``) fixes OpenBLAS's; a fixed count is left alone. OpenBLAS is reached through
+``OMP_NUM_THREADS``) fixes OpenBLAS's; a fixed count is left alone, except inside a convolution's
+chunk loop, whose GEMMs run one per pool thread with OpenBLAS at one thread
+(``_parallel.gemm_blocks``). OpenBLAS is reached through
 its C API (``openblas_set_num_threads``, under the names NumPy's and SciPy's wheels give it) in
 the libraries this process has loaded; without ``/proc`` (not Linux) or without OpenBLAS,
 nothing adapts and everything runs as configured.
