@@ -12,8 +12,8 @@ are shared out over the thread pool (``_parallel.gemm_blocks``; NumPy releases t
 ufuncs and GEMMs): each thread gathers its chunk's columns and runs the chunk's GEMMs itself, with
 OpenBLAS single-threaded meanwhile. A narrow layer's chunk GEMMs are small, and splitting each one
 over every core (then waiting for all) cost more than it gained: one thread per chunk cut the
-time of a training step's convolutions by 23% on 2 cores (bench/README.md). The chunks' weight gradients are added in
-chunk order, so the sum does not depend on which thread finished first.
+time of a training step's convolutions by 23% on 2 cores (bench/README.md). The chunks' weight
+gradients are added in chunk order, so the sum does not depend on which thread finished first.
 
 im2col in NHWC. In a zero-padded NHWC image the kw taps of one window row are adjacent, so the
 columns are a strided *view* of the padded input and im2col is one copy of it (see
