@@ -220,7 +220,7 @@ TRAIN_DEFAULTS = {
     "nesterov": True,
     "weight_decay": 5e-4,
     "aux_weight": 0.3,
-    "label_smoothing": 0.0,
+    "label_smoothing": 0.1,  # Szegedy et al. 2016; the 89.7% run of docs/results.md
     "cutout": 0,
     "seed": 0,
     "eval_images": 2000,  # a fixed subset after each epoch; the whole test set at the end
@@ -514,9 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the CIFAR-10 GoogLeNet",
         description="Train googlenet_cifar on CIFAR-10. Defaults (width 0.25, 3x3 kernel in "
         "the '5x5' branch, SGD with Nesterov momentum, OneCycle schedule, crop+flip "
-        "augmentation) fit the run into --time-budget-min (85 minutes): with --epochs left "
-        "at 0 it ends within the budget with its schedule completed, re-planned after every "
-        "step from the measured speed. A 2-core CPU reached 88.4% test accuracy in 85 minutes "
+        "augmentation, label smoothing 0.1) fit the run into --time-budget-min (85 minutes): "
+        "with --epochs left at 0 it ends within the budget with its schedule completed, "
+        "re-planned after every "
+        "step from the measured speed. A 2-core CPU reached 89.7% test accuracy in 84 minutes "
         "(the whole test set, with flips averaged; docs/results.md).",
     )
     t.add_argument(
