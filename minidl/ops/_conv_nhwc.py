@@ -41,7 +41,9 @@ from . import _parallel
 from ._layout import nchw_view, nhwc, output_size, valid_range
 from ._parallel import parallel_batches
 
-_CHUNK_BYTES = 4 << 20
+# each thread's chunk about a core's L2 (2 MB here): a training step ran ~2% faster than with
+# 4 MB chunks, 10% faster than with 8 MB (two alternating runs, width 0.25, batch 128)
+_CHUNK_BYTES = 2 << 20
 # Below this many input channels the GEMM x^T @ gcols (a thin C x kh*kw*O output) runs at down to
 # a third of the speed of g^T @ cols: more than the rebuild of x's columns saves (C = 4..80 tried)
 _DW_FROM_GCOLS_MIN_CHANNELS = 32
