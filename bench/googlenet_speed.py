@@ -464,9 +464,10 @@ def main(argv=None) -> int:
                             load=os.getloadavg()))  # fmt: skip
 
     print_tables(records, args, torch_version)
-    for r in (r for r in records if r["op_ms"]):
-        print(f"\nA profiled training step by op class, width {r['width']} (median of 3):")
-        print_breakdown(r["op_ms"])
+    for r in records:
+        if r["op_ms"]:
+            print(f"\nA profiled training step by op class, width {r['width']} (median of 3):")
+            print_breakdown(r["op_ms"])
     if args.json:
         meta = dict(batch=args.batch, kernel5=args.kernel5, device=args.device,
                     cores=os.cpu_count(), torch=torch_version)  # fmt: skip

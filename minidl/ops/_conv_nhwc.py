@@ -249,9 +249,7 @@ def backward(gy, xh, wm, w_shape, in_hw, stride, padding, need):
     gw = None
     if need[1]:  # added in chunk order, whichever thread finished first: the same sum every run
         parts = [partial_dw[lo] for lo in sorted(partial_dw)]
-        dw = parts[0]
-        for part in parts[1:]:
-            dw = dw + part
+        dw = sum(parts[1:], parts[0])
         if dw_from_gcols:
             gw = _weight_grad_from_gcols(dw, O, kh, kw)
         else:

@@ -20,8 +20,9 @@ bound at import by the callers), so tests can force two threads and tiny passes
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -72,7 +73,12 @@ def parallel_batches(
 
 
 def parallel_blocks(
-    xp, n: int, step: int, work: Callable[[int, int], None], elements: int = 0, threads=None
+    xp,
+    n: int,
+    step: int,
+    work: Callable[[int, int], None],
+    elements: int = 0,
+    threads: int | None = None,
 ):
     """Call ``work(lo, hi)`` on consecutive blocks of at most ``step`` items covering ``range(n)``,
     the blocks shared out over the thread pool (each thread walks its blocks in order): for passes
@@ -92,8 +98,9 @@ _blas_handle: OpenBLAS | None | bool = False  # OpenBLAS for gemm_blocks, found 
 def _blas() -> OpenBLAS | None:
     """The loaded OpenBLAS: the policy's when it adapts one, else a handle of our own."""
     global _blas_handle
-    if _get_policy().blas is not None:
-        return _get_policy().blas
+    adapted = _get_policy().blas
+    if adapted is not None:
+        return adapted
     if _blas_handle is False:
         _blas_handle = OpenBLAS.find()
     return _blas_handle
@@ -114,13 +121,21 @@ def gemm_blocks(xp, n: int, step: int, work: Callable[[int, int], None], element
     if xp is not np:
         work(0, n)
         return
-    threads = min(_get_policy().threads(), WORKERS) if elements >= _MIN_ELEMENTS else 1
-    blas = _blas()
-    before = blas.count if blas is not None else None
-    if blas is not None:
-        blas.set(1)
-    try:
+    threads = _get_policy().threads()  # decided first: a later re-sample would reset OpenBLAS
+    with _single_threaded_blas():
         parallel_blocks(xp, n, step, work, elements, threads=threads)
+
+
+@contextlib.contextmanager
+def _single_threaded_blas() -> Iterator[None]:
+    """OpenBLAS at one thread inside the block, at its previous count after (if it was found)."""
+    blas = _blas()
+    if blas is None:
+        yield
+        return
+    before = blas.count
+    blas.set(1)
+    try:
+        yield
     finally:
-        if blas is not None:
-            blas.set(before)
+        blas.set(before)
