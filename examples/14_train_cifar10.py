@@ -26,6 +26,14 @@ Pictures: ``examples/output/14_*.png``.
 # The options let you train longer or wider; the defaults fit in about two minutes.
 
 # %%
+import os
+
+# OpenBLAS's worker threads spin for a while after each matrix product, taking the cores from
+# minidl's own threads (pooling, batch norm, im2col) that run between products; a short spin
+# must be asked for before NumPy loads OpenBLAS, hence first (in Jupyter: in a fresh kernel).
+# `python googlenet.py train` does the same (docs/training.md, "Threads on a shared machine").
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import inspect
 import math
 import time

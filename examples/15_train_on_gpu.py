@@ -23,6 +23,12 @@ Pictures: ``examples/output/15_*.png``.
 # a traceback; nothing is wrong).
 
 # %%
+import os
+
+# As in lesson 14: OpenBLAS's idle threads asked to spin only briefly (they would take the
+# cores from minidl's own threads on the CPU), before NumPy loads OpenBLAS.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import time
 
 import matplotlib.pyplot as plt

@@ -67,6 +67,41 @@ def test_lessons_import_the_installed_package():
         assert '"shared"' not in text and "../shared" not in text, path.name
 
 
+# Run a lesson with --help (it stops after its imports) and report OPENBLAS_THREAD_TIMEOUT as it
+# was when NumPy was first imported: OpenBLAS reads it only then.
+_TIMEOUT_WHEN_NUMPY_LOADS = """
+import os, runpy, sys
+seen = []
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy" and not seen:
+            seen.append(os.environ.get("OPENBLAS_THREAD_TIMEOUT"))
+sys.meta_path.insert(0, Watch())
+sys.argv = [sys.argv[1], "--help"]
+sys.path.insert(0, os.path.dirname(sys.argv[0]))  # as `python lesson.py` has it
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit:
+    pass
+print(seen)
+"""
+
+
+@pytest.mark.parametrize("number", ["14", "15"])
+def test_training_lessons_ask_openblas_for_a_short_spin_before_numpy_loads(number: str):
+    """The lessons that train set OPENBLAS_THREAD_TIMEOUT before NumPy loads (after, it is
+    ignored): without it a CPU step ran ~1.5x slower (docs/training.md). A user's own setting
+    is kept."""
+    (lesson,) = [p for p in LESSONS if p.name.startswith(number)]
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    for preset, expected in ((None, "['4']"), ("1", "['1']")):
+        if preset is not None:
+            env["OPENBLAS_THREAD_TIMEOUT"] = preset
+        proc = run_python(["-c", _TIMEOUT_WHEN_NUMPY_LOADS, str(lesson)], env)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.splitlines()[-1] == expected
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
 def test_lesson_runs_quick(lesson: Path, tmp_path: Path, tiny_cifar: Path):
