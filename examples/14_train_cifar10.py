@@ -8,8 +8,8 @@ check the loss at initialisation (it should be log 10 = 2.30 for 10 classes), tr
 of CIFAR-10 within a time budget, plot the curves, show test images with the predicted and true
 labels, the confusion matrix, and the first layer's filters before and after training.
 
-The default run takes about two minutes on a 2-core CPU and reaches roughly 35-45% test
-accuracy (chance is 10%); ``python googlenet.py train`` is the full recipe (89.7% in 84
+The default run takes about a minute on a 2-core CPU and reaches roughly 35-45% test
+accuracy (chance is 10%); ``python googlenet.py train`` is the full recipe (90.2% in 84
 minutes on a 2-core CPU, docs/results.md). ``--quick`` trains a tiny model on a few hundred
 images for a smoke test.
 
@@ -23,7 +23,7 @@ Pictures: ``examples/output/14_*.png``.
 
 # %% [markdown]
 # ## Set-up
-# The options let you train longer or wider; the defaults fit in about two minutes.
+# The options let you train longer or wider; the defaults fit in about a minute.
 
 # %%
 import os
