@@ -90,8 +90,8 @@ print(seen)
 @pytest.mark.parametrize("number", ["14", "15"])
 def test_training_lessons_ask_openblas_for_a_short_spin_before_numpy_loads(number: str):
     """The lessons that train set OPENBLAS_THREAD_TIMEOUT before NumPy loads (after, it is
-    ignored): without it a CPU step ran ~1.5x slower (docs/training.md). A user's own setting
-    is kept."""
+    ignored): without it lesson 14 trained 1.4x slower (docs/training.md). A user's own
+    setting is kept."""
     (lesson,) = [p for p in LESSONS if p.name.startswith(number)]
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
     for preset, expected in ((None, "['4']"), ("1", "['1']")):
