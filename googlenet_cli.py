@@ -25,6 +25,7 @@ from googlenet import VARIANTS, GoogLeNet, GoogLeNetOutputs, googlenet_cifar
 from googlenet_table import summary
 from minidl import checkpoint
 from minidl.backend import keep_freed_memory
+from minidl.evaluation import TTA_SHIFTS
 from minidl.training import Interrupted, NonFiniteLoss
 
 
@@ -233,6 +234,8 @@ TRAIN_DEFAULTS = {
 FIXED_ON_RESUME = tuple(k for k in TRAIN_DEFAULTS if k != "epochs")
 RUN_FILES = ("last.npz", "best.npz", "metrics.json", "metrics.csv", "curves.png")
 DEFAULT_OUT = os.path.join("runs", "googlenet_cifar")
+# the last row's result, best first (final_test_flip_acc: runs from before the six-view TTA)
+FINAL_KEYS = ("final_test_tta_acc", "final_test_flip_acc", "final_test_acc", "test_acc")
 
 
 def _resume_config(args: Any, ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -351,10 +354,11 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
             _test_subset(test_set, config["eval_images"]), 500,
             transform=cifar10_test_transform(), device=device,
         )  # fmt: skip
-    # the whole test set once more at the end: after a subset, or to add the flipped pass
-    flip = bool(config.get("tta"))
-    final_loader = test_loader if epoch_test_loader is not test_loader or flip else None
-    final_images = 0 if final_loader is None else len(test_set) * (2 if flip else 1)
+    # the whole test set once more at the end: after a subset, or for test-time augmentation
+    tta = bool(config.get("tta"))
+    final_loader = test_loader if epoch_test_loader is not test_loader or tta else None
+    views = 2 * len(TTA_SHIFTS) if tta else 1
+    final_images = 0 if final_loader is None else len(test_set) * views
     if len(loader) == 0:
         raise CLIError(
             f"--batch-size {args.batch_size} is larger than the {len(train_set)} training images"
@@ -383,19 +387,22 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
     extra = {"model_config": model_config(model), "train_config": config}  # in every checkpoint
     result = fit(
         model, loss, loader, optimizer, epochs, schedule=schedule, test_loader=epoch_test_loader,
-        final_test_loader=final_loader, final_flip=flip, out=args.out,
+        final_test_loader=final_loader, final_tta=tta, out=args.out,
         checkpoint_extra=extra, resume=ckpt,
         stop_after_epochs=args.stop_after_epochs, start_time=run_start,
         time_budget_s=args.time_budget_min * 60 if budgeted else None,
     )  # fmt: skip
     last = result.rows[-1] if result.rows else {}
-    final = last.get("final_test_flip_acc", last.get("final_test_acc", last.get("test_acc", 0.0)))
+    final = next((last[k] for k in FINAL_KEYS if k in last), 0.0)
     epochs_done = last.get("epoch", 0)
     if not result.finished:
         print(f"stopped after {epochs_done} epochs; continue with --resume {result.checkpoint}")
         return final
     how = " on the whole test set" if "final_test_acc" in last else ""
-    if "final_test_flip_acc" in last:
+    if "final_test_tta_acc" in last:
+        how += f" with test-time augmentation ({last['final_test_tta_views']} views averaged; "
+        how += f"plain {last['final_test_acc']:.2%})"
+    elif "final_test_flip_acc" in last:
         how += f" with flips averaged (plain {last['final_test_acc']:.2%})"
     print(
         f"final test accuracy {final:.2%}{how} after {epochs_done:g} epochs, wall time "
@@ -408,8 +415,8 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
 def evaluate_checkpoint(args: Any) -> float:
     """The ``eval`` command: test accuracy, per-class accuracy, confusion matrix (text + PNG)."""
     from minidl.data import DataLoader, cifar10_test_transform
+    from minidl.evaluation import evaluate, evaluate_tta
     from minidl.metrics import confusion_matrix, format_confusion
-    from minidl.training import evaluate, evaluate_flipped
     from minidl.viz import plot_confusion
 
     device = _device(args.device)
@@ -431,8 +438,10 @@ def evaluate_checkpoint(args: Any) -> float:
     loader = DataLoader(
         test_set, args.batch_size, transform=cifar10_test_transform(), device=device
     )
+    views = ""
     if args.tta:
-        plain, (loss, acc, targets, predictions) = evaluate_flipped(model, loader)
+        plain, (loss, acc, targets, predictions) = evaluate_tta(model, loader)
+        views = f", {2 * len(TTA_SHIFTS)} views averaged (plain {plain.accuracy:.2%})"
     else:
         loss, acc, targets, predictions = evaluate(model, loader)
     matrix = confusion_matrix(targets, predictions, len(test_set.classes))
@@ -441,7 +450,7 @@ def evaluate_checkpoint(args: Any) -> float:
     )
     print(
         f"test accuracy {acc:.2%} ({int(matrix.trace())}/{len(targets)}), test loss {loss:.4f}"
-        + (f", with flips averaged (plain {plain.accuracy:.2%})" if args.tta else "")
+        + views
     )
     print("per-class accuracy:")
     for name, row, i in zip(test_set.classes, matrix, range(len(matrix))):
@@ -569,8 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     t.add_argument(
         "--tta", action=argparse.BooleanOptionalAction,
-        help="the final test pass averages each image's prediction with its mirror image's "
-        "(on; the plain accuracy is reported too)",
+        help=f"the final test pass averages each image's prediction over {2 * len(TTA_SHIFTS)} "
+        "views: as is and shifted by one pixel diagonally each way, each also mirrored (on; "
+        "the plain accuracy is reported too)",
     )  # fmt: skip
     t.add_argument(
         "--stop-after-epochs", type=_in(int, 1, 100000), metavar="N",
@@ -584,7 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=BATCH, default=500)
     e.add_argument(
         "--tta", action="store_true",
-        help="average each image's prediction with its mirror image's, as train's final pass does",
+        help=f"average each image's prediction over {2 * len(TTA_SHIFTS)} views (shifted and "
+        "mirrored), as train's final pass does",
     )  # fmt: skip
     e.add_argument("--variant", choices=VARIANTS, help="expected variant (checked)")
     e.add_argument("--width", type=WIDTH, help="expected width (checked)")

@@ -25,18 +25,22 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import backend
 from .budget import TimeBudget
 from .checkpoint import Position, restore_training_state, save_checkpoint, training_state
-from .function import no_grad
+from .evaluation import (  # noqa: F401  (Evaluation, evaluate_flipped: minidl.training's API too)
+    TTA_SHIFTS,
+    Evaluation,
+    Shift,
+    evaluate,
+    evaluate_flipped,
+    evaluate_tta,
+)
 from .metrics import write_metrics
-from .ops.activation import softmax
-from .ops.loss import cross_entropy
 from .tensor import Tensor
 from .viz import plot_curves
 
@@ -54,54 +58,6 @@ def train_step(
     optimizer.step()  # p -= lr * (momentum-smoothed gradient + weight decay * p)
     logits = output if isinstance(output, Tensor) else output[0]
     return loss.item(), int((logits.data.argmax(axis=1) == y.data).sum())
-
-
-class Evaluation(NamedTuple):
-    loss: float  # mean cross-entropy
-    accuracy: float
-    targets: np.ndarray
-    predictions: np.ndarray
-
-
-def evaluate(model: Any, loader: Any) -> Evaluation:
-    """Mean cross-entropy, accuracy, targets and predictions over a loader: eval mode, no graph."""
-    return _test_passes(model, loader, flip=False)[0]
-
-
-def evaluate_flipped(model: Any, loader: Any) -> tuple[Evaluation, Evaluation]:
-    """``(plain, flipped)``: ``evaluate``'s figures, and those of test-time augmentation by
-    horizontal flips, as training augments: each image's class probabilities are the mean of its
-    own and its mirror image's (a second forward pass), and loss, accuracy and predictions are
-    those of the mean."""
-    return _test_passes(model, loader, flip=True)
-
-
-def _test_passes(model: Any, loader: Any, flip: bool) -> tuple[Evaluation, Evaluation | None]:
-    model.eval()
-    targets: list = []
-    plain: tuple[list, list] = ([], [])  # per batch: summed loss, predictions
-    flipped: tuple[list, list] = ([], [])
-    with no_grad():
-        for x, y in loader:
-            logits, t = model(x), y.numpy()
-            targets.append(t)
-            plain[0].append(cross_entropy(logits, y).item() * len(t))
-            plain[1].append(logits.numpy().argmax(axis=1))
-            if flip:
-                xp = backend.get_array_module(x.data)
-                mirrored = model(Tensor(xp.ascontiguousarray(x.data[..., ::-1])))
-                probs = (softmax(logits, axis=1).numpy() + softmax(mirrored, axis=1).numpy()) / 2
-                picked = probs[np.arange(len(t)), t]
-                flipped[0].append(-float(np.log(np.maximum(picked, 1e-30)).sum()))
-                flipped[1].append(probs.argmax(axis=1))
-    all_targets = np.concatenate(targets)
-
-    def result(loss_sums: list, predictions: list) -> Evaluation:
-        p = np.concatenate(predictions)
-        n = len(all_targets)
-        return Evaluation(sum(loss_sums) / n, float((all_targets == p).mean()), all_targets, p)
-
-    return result(*plain), (result(*flipped) if flip else None)
 
 
 class Step(NamedTuple):
@@ -178,7 +134,7 @@ def fit(
     start_time: float | None = None,
     time_budget_s: float | None = None,
     final_test_loader: Any = None,
-    final_flip: bool = False,
+    final_tta: bool | Sequence[Shift] = False,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` passes over ``train_loader`` (a ``minidl.data.DataLoader``).
 
@@ -194,10 +150,11 @@ def fit(
     ``stop_after_epochs``: return after that many epochs of this call. ``on_step(step)`` runs
     after every step; returning True stops the run there (its state saved).
     ``start_time``: the ``time.perf_counter()`` the run's wall time counts from (default: now).
-    ``final_test_loader``: evaluated once more when the run ends (``final_flip``: with flips too,
-    see ``evaluate_flipped``), its figures added to the last row as ``final_test_acc`` (and
-    ``final_test_flip_acc``): a cheap ``test_loader`` (a subset) follows the run, the whole
-    test set gives its result.
+    ``final_test_loader``: evaluated once more when the run ends, its figures added to the last
+    row as ``final_test_acc``: a cheap ``test_loader`` (a subset) follows the run, the whole test
+    set gives its result. ``final_tta``: with test-time augmentation too (``evaluate_tta``; True:
+    its ``TTA_SHIFTS``, or the shifts to use), added as ``final_test_tta_acc`` and
+    ``final_test_tta_views``.
 
     ``time_budget_s``: the run ends within that many seconds of wall time (counted as
     ``FitResult.elapsed_s`` is, earlier sessions included), its schedule completed, after as many
@@ -214,6 +171,7 @@ def fit(
     if epochs < 1:
         raise ValueError(f"fit: epochs must be at least 1, got {epochs}")
     start_time = time.perf_counter() if start_time is None else start_time
+    final_shifts = tuple(TTA_SHIFTS if final_tta is True else final_tta or ())
     per_epoch = len(train_loader)
     if per_epoch == 0:
         raise ValueError("fit: the training loader yields no batches (batch_size > data set?)")
@@ -224,7 +182,7 @@ def fit(
     budget = None
     if time_budget_s is not None:  # a budgeted run: as many steps as fit, epochs only a plan
         test_images, final_images = _images(test_loader), _images(final_test_loader)
-        final_images *= 2 if final_flip else 1
+        final_images *= 2 * len(final_shifts) if final_shifts else 1
         budget = TimeBudget(
             time_budget_s, test_images, train_loader.batch_size, final_images=final_images
         )
@@ -237,7 +195,7 @@ def fit(
         )
     first_epoch, rows = position.epoch, position.metrics
     run = _Saver(model, optimizer, schedule, out, checkpoint_extra, position, start_time)
-    run.final_loader, run.final_flip = final_test_loader, final_flip
+    run.final_loader, run.final_shifts = final_test_loader, final_shifts
     with DeferredSignals() as signals:
         try:
             for epoch in itertools.count(first_epoch) if budget else range(first_epoch, epochs):
@@ -342,7 +300,7 @@ class _Saver:
         self.earlier_s, self.start_time = position.elapsed_s, start_time
         self.last: tuple[str | None, int, int] = (None, position.epoch, position.batch)
         self.final_loader: Any = None  # evaluated once more when the run ends,
-        self.final_flip = False  # with flips too when True
+        self.final_shifts: tuple[Shift, ...] = ()  # with test-time augmentation when given
 
     def elapsed_s(self) -> float:
         return self.earlier_s + time.perf_counter() - self.start_time
@@ -388,14 +346,15 @@ class _Saver:
             best = result.accuracy > position.best_acc
             position.best_acc = max(position.best_acc, result.accuracy)
         if run_ends and self.final_loader is not None:
-            if self.final_flip:
-                plain, flipped = evaluate_flipped(self.model, self.final_loader)
+            if self.final_shifts:
+                plain, tta = evaluate_tta(self.model, self.final_loader, self.final_shifts)
             else:
-                plain, flipped = evaluate(self.model, self.final_loader), None
+                plain, tta = evaluate(self.model, self.final_loader), None
             row["final_test_images"] = len(plain.targets)
             row["final_test_acc"] = round(plain.accuracy, 5)
-            if flipped is not None:
-                row["final_test_flip_acc"] = round(flipped.accuracy, 5)
+            if tta is not None:
+                row["final_test_tta_acc"] = round(tta.accuracy, 5)
+                row["final_test_tta_views"] = 2 * len(self.final_shifts)
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["images_per_s"] = round(bar.images_per_s, 1)
         row["time_s"] = round(self.elapsed_s(), 1)
@@ -418,8 +377,9 @@ def _epoch_line(row: dict[str, Any], images_per_s: float) -> str:
     if "final_test_acc" in row:
         line += f"\nwhole test set ({row['final_test_images']:,} images): "
         line += f"{row['final_test_acc']:.2%}"
-        if "final_test_flip_acc" in row:
-            line += f", {row['final_test_flip_acc']:.2%} with flips averaged"
+        if "final_test_tta_acc" in row:
+            line += f", {row['final_test_tta_acc']:.2%} with test-time augmentation"
+            line += f" ({row['final_test_tta_views']} views averaged)"
     return line
 
 

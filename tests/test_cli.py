@@ -89,9 +89,10 @@ def test_train_writes_metrics_checkpoints_and_plot(trained):
     assert not [p for p in os.listdir(out) if p.endswith(".tmp")]  # nothing half-written
     # 40 test images, fewer than --eval-images: each epoch saw them all; the end adds flips
     assert [r["test_images"] for r in rows] == [40, 40] and "final_test_acc" not in rows[0]
-    assert rows[-1]["final_test_images"] == 40 and "final_test_flip_acc" in rows[-1]
-    assert f"{rows[-1]['final_test_flip_acc']:.2%} on the whole test set with flips" in (
-        result.stdout
+    assert rows[-1]["final_test_images"] == 40 and rows[-1]["final_test_tta_views"] == 6
+    assert (
+        f"{rows[-1]['final_test_tta_acc']:.2%} on the whole test set with test-time augmentation "
+        "(6 views averaged; plain " in result.stdout
     )
 
 
@@ -102,12 +103,12 @@ def test_eval_images_follows_the_run_on_a_subset_and_ends_on_the_whole_test_set(
     result = run("train", "--data", data, "--out", out, *TINY, "--eval-images", 10, "--no-tta")
     rows = json.loads((out / "metrics.json").read_text())
     assert [r["test_images"] for r in rows] == [10, 10]
-    assert rows[-1]["final_test_images"] == 40 and "final_test_flip_acc" not in rows[-1]
+    assert rows[-1]["final_test_images"] == 40 and "final_test_tta_acc" not in rows[-1]
     assert f"final test accuracy {rows[-1]['final_test_acc']:.2%} on the whole test set " in (
         result.stdout
     )
     flipped = run("eval", "--checkpoint", out / "last.npz", "--data", data, "--tta")
-    assert "with flips averaged (plain " in flipped.stdout
+    assert "6 views averaged (plain " in flipped.stdout
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ from minidl.training import (
     NonFiniteLoss,
     estimate_epochs,
     evaluate,
-    evaluate_flipped,
+    evaluate_tta,
     fit,
     train_step,
 )
@@ -265,41 +265,19 @@ def test_evaluate_reports_loss_accuracy_and_predictions():
     assert result.loss == pytest.approx(F.cross_entropy(logits, md.tensor(result.targets)).item())
 
 
-def test_evaluate_with_flips_averages_each_images_and_its_mirrors_probabilities():
-    nn.init.manual_seed(0)
-    model = nn.Sequential(nn.Flatten(), nn.Linear(8 * 8 * 3, 4))  # no symmetry: flips count
-    test_loader = make_run()[-1]
-    unflipped, result = evaluate_flipped(model, test_loader)
-    x = md.Tensor(test_loader.images.transpose(0, 3, 1, 2).astype(np.float32) / 255)
-    model.eval()
-    plain, mirrored = model(x).numpy(), model(md.Tensor(x.numpy()[..., ::-1].copy())).numpy()
-
-    def softmax(z):
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
-
-    probs = (softmax(plain) + softmax(mirrored)) / 2
-    y = test_loader.labels
-    np.testing.assert_array_equal(result.predictions, probs.argmax(axis=1))
-    assert result.accuracy == pytest.approx(np.mean(probs.argmax(axis=1) == y))
-    assert result.loss == pytest.approx(-np.log(probs[np.arange(len(y)), y]).mean(), rel=1e-5)
-    assert not np.allclose(probs, softmax(plain), atol=1e-3)  # the mirror images did count
-    for a, b in zip(unflipped, evaluate(model, test_loader)):  # the plain pass, on the way
-        np.testing.assert_array_equal(a, b)
-
-
 def test_fit_evaluates_the_whole_test_set_once_when_the_run_ends(tmp_path):
     model, optimizer, schedule, loader, subset = make_run()
     whole = DataLoader(images(40, 2), 10)  # the whole test set; subset has 24 images
     result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=subset,
-                 final_test_loader=whole, final_flip=True, out=tmp_path,
+                 final_test_loader=whole, final_tta=True, out=tmp_path,
                  progress=False)  # fmt: skip
     rows = result.rows
     assert [r["test_images"] for r in rows] == [24] * EPOCHS
     assert not any("final_test_acc" in r for r in rows[:-1])
-    plain, flipped = evaluate_flipped(model, whole)
+    plain, augmented = evaluate_tta(model, whole)
     assert rows[-1]["final_test_images"] == 40
-    assert rows[-1]["final_test_flip_acc"] == round(flipped.accuracy, 5)
+    assert rows[-1]["final_test_tta_acc"] == round(augmented.accuracy, 5)
+    assert rows[-1]["final_test_tta_views"] == 6
     assert rows[-1]["final_test_acc"] == round(plain.accuracy, 5)
     assert json.loads((tmp_path / "metrics.json").read_text()) == rows
     assert read_checkpoint(tmp_path / "last.npz")["metrics"] == rows
@@ -527,26 +505,26 @@ def test_a_budgeted_run_ends_within_its_budget_with_its_schedule_completed(
 
 def test_a_budgeted_run_reserves_its_final_whole_test_set_pass(tmp_path, monkeypatch):
     """Evaluating an image costs a third of training one (1/24 s here), as the budget assumes:
-    the final pass over 96 images with flips costs 8 s, which the plan keeps from the start."""
+    the final pass over 96 images in six views costs 24 s, which the plan keeps from the start."""
     clock = FakeClock(monkeypatch)
-    evaluate_, evaluate_flipped_ = training.evaluate, training.evaluate_flipped
+    evaluate_, evaluate_tta_ = training.evaluate, training.evaluate_tta
 
     def timed_evaluate(model, loader):
         clock.now += len(loader.images) / 24
         return evaluate_(model, loader)
 
-    def timed_evaluate_flipped(model, loader):
-        clock.now += 2 * len(loader.images) / 24
-        return evaluate_flipped_(model, loader)
+    def timed_evaluate_tta(model, loader, shifts):
+        clock.now += 2 * len(shifts) * len(loader.images) / 24
+        return evaluate_tta_(model, loader, shifts)
 
     monkeypatch.setattr(training, "evaluate", timed_evaluate)
-    monkeypatch.setattr(training, "evaluate_flipped", timed_evaluate_flipped)
+    monkeypatch.setattr(training, "evaluate_tta", timed_evaluate_tta)
     model, optimizer, schedule, loader, subset = make_run()
     result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=subset,
-                 final_test_loader=DataLoader(images(96, 2), 10), final_flip=True, out=tmp_path,
-                 progress=False, time_budget_s=30.0)  # fmt: skip
-    assert result.finished and "final_test_flip_acc" in result.rows[-1]
-    assert 30.0 - 1.0 - 1.0 <= result.elapsed_s <= 30.0  # no step or evaluation left unused
+                 final_test_loader=DataLoader(images(96, 2), 10), final_tta=True, out=tmp_path,
+                 progress=False, time_budget_s=50.0)  # fmt: skip
+    assert result.finished and "final_test_tta_acc" in result.rows[-1]
+    assert 50.0 - 1.0 - 1.0 <= result.elapsed_s <= 50.0  # no step or evaluation left unused
 
 
 def test_a_machine_that_slows_down_mid_run_still_ends_within_the_budget(tmp_path, monkeypatch):
