@@ -51,10 +51,11 @@ def evaluate_tta(
     seen through a window moved by each ``(dy, dx)`` in ``shifts`` (``shifted``), as is and
     mirrored, as training's crop and flip show it. Loss, accuracy and predictions are those of
     the mean. Costs ``2 * len(shifts)`` forward passes (the ``(0, 0)`` view is the plain one)."""
-    for dy, dx in shifts:
-        if not (isinstance(dy, int) and isinstance(dx, int)):
-            raise TypeError(f"evaluate_tta: shifts must be (dy, dx) int pairs, got {shifts!r}")
-    return _test_passes(model, loader, tuple(shifts))  # type: ignore[return-value]
+    shifts = tuple(shifts)
+    pairs = all(len(s) == 2 and all(isinstance(d, int) for d in s) for s in shifts)
+    if not (shifts and pairs):
+        raise TypeError(f"evaluate_tta: shifts must be (dy, dx) int pairs, got {shifts!r}")
+    return _test_passes(model, loader, shifts)
 
 
 def shifted(x: Any, dy: int, dx: int, fill: Any = 0.0) -> Any:

@@ -168,31 +168,17 @@ def fit(
     is raised; a second Ctrl-C raises it at once, saving nothing of the unfinished batch. A NaN
     or infinite loss raises ``NonFiniteLoss`` and saves nothing.
     """
-    if epochs < 1:
-        raise ValueError(f"fit: epochs must be at least 1, got {epochs}")
+    _check_run(epochs, train_loader)
     start_time = time.perf_counter() if start_time is None else start_time
     final_shifts = tuple(TTA_SHIFTS if final_tta is True else final_tta or ())
-    per_epoch = len(train_loader)
-    if per_epoch == 0:
-        raise ValueError("fit: the training loader yields no batches (batch_size > data set?)")
-    last_step = epochs * per_epoch - 1
+    per_epoch, last_step = len(train_loader), epochs * len(train_loader) - 1
     position = Position(epochs=epochs)
     if resume is not None:
         position = restore_training_state(resume, model, optimizer, schedule, train_loader, epochs)
-    budget = None
-    if time_budget_s is not None:  # a budgeted run: as many steps as fit, epochs only a plan
-        test_images, final_images = _images(test_loader), _images(final_test_loader)
-        final_images *= 2 * len(final_shifts) if final_shifts else 1
-        budget = TimeBudget(
-            time_budget_s, test_images, train_loader.batch_size, final_images=final_images
-        )
+    budget = _plan_budget(time_budget_s, test_loader, final_test_loader, final_shifts, train_loader)
     if position.finished:  # a budgeted run that used its time: nothing left to do
         return FitResult(position.metrics, position.best_acc, None, True, position.elapsed_s)
-    if budget is None and position.epoch * per_epoch + position.batch > epochs * per_epoch:
-        raise ValueError(
-            f"fit: the checkpoint has trained {position.epoch} epochs and {position.batch} "
-            f"batches; epochs={epochs} is fewer"
-        )
+    _check_resume_fits(position, epochs, per_epoch, budget)
     first_epoch, rows = position.epoch, position.metrics
     run = _Saver(model, optimizer, schedule, out, checkpoint_extra, position, start_time)
     run.final_loader, run.final_shifts = final_test_loader, final_shifts
@@ -202,13 +188,7 @@ def fit(
                 model.train()
                 epoch_rng = copy.deepcopy(train_loader.rng.bit_generator.state)
                 skip = position.batch if epoch == first_epoch else 0
-                bar = Progress(
-                    per_epoch, f"epoch {epoch + 1}" + ("" if budget else f"/{epochs}"),
-                    initial=skip, enabled=progress,
-                    later_batches=max(0, epochs - epoch - 1) * per_epoch,
-                )  # fmt: skip
-                if skip:
-                    bar.resume_sums(position.partial)
+                bar = _epoch_bar(epoch, epochs, per_epoch, skip, budget, progress, position)
                 stop = out_of_time = False
                 tick = time.perf_counter()  # a step's time: loading its batch, training, the bar
                 for b, (x, y) in enumerate(train_loader):
@@ -220,32 +200,25 @@ def fit(
                     if not math.isfinite(loss):
                         bar.close()
                         raise NonFiniteLoss(loss, epoch, b, lr, run.last[0])
-                    if budget is not None:
-                        budget.stepped(time.perf_counter() - tick)
-                        tick = time.perf_counter()
-                        left = budget.steps_left(run.elapsed_s(), per_epoch - b - 1, per_epoch)
-                        out_of_time = left == 0
-                        _follow_budget(schedule, last_step, epoch * per_epoch + b + 1, left, bar)
-                    elif schedule is not None and schedule.last_epoch < last_step:
-                        schedule.step()
-                    bar.update(len(y), loss * len(y), correct)
                     step = Step(epoch, b, epoch * per_epoch + b + 1, loss, correct, len(y), lr)
+                    step_s, tick = time.perf_counter() - tick, time.perf_counter()
+                    out_of_time = _next_rate(
+                        schedule, budget, run, bar, step, step_s, per_epoch, last_step
+                    )
+                    bar.update(len(y), loss * len(y), correct)
                     stop = on_step is not None and bool(on_step(step))
                     if out_of_time:
                         break  # the budget's end: this (partial) epoch is evaluated, the run ends
                     if (stop or signals.received) and b + 1 < per_epoch:
-                        bar.close()  # at a batch boundary: the state is whole, save it
-                        path = run.save(epoch, b + 1, epoch_rng, bar.sums())
-                        if signals.received:
-                            raise Interrupted(path, epoch, b + 1, signals.received)
-                        return FitResult(rows, position.best_acc, path, False, position.elapsed_s)
+                        # at a batch boundary: the state is whole, save it
+                        return run.stop_mid_epoch(epoch, b + 1, epoch_rng, bar, signals.received)
                     if stop:
                         break  # the epoch's last batch: its end (evaluation, files) comes first
                 bar.close()
                 next_rng = copy.deepcopy(train_loader.rng.bit_generator.state)
                 end_start = time.perf_counter()
-                done = (b + 1) / per_epoch
                 ends = out_of_time or (budget is None and epoch + 1 == epochs)
+                done = (b + 1) / per_epoch
                 path = run.end_epoch(epoch, bar, test_loader, next_rng, done, out_of_time, ends)
                 if out_of_time:
                     break
@@ -253,21 +226,84 @@ def fit(
                     budget.evaluated(time.perf_counter() - end_start)
                 if signals.received:
                     raise Interrupted(path, epoch + 1, 0, signals.received)
-                session_epochs = epoch + 1 - first_epoch
-                if (stop or (stop_after_epochs and session_epochs >= stop_after_epochs)) and (
-                    budget is not None or epoch + 1 < epochs
-                ):
+                pause = stop or (stop_after_epochs and epoch + 1 - first_epoch >= stop_after_epochs)
+                if pause and (budget is not None or epoch + 1 < epochs):
                     return FitResult(rows, position.best_acc, path, False, position.elapsed_s)
         except KeyboardInterrupt as e:
             # a second Ctrl-C (or one outside the main thread): the batch is half done, keep
             # nothing of it; the last checkpoint written stays what a resume continues from
-            path, epoch, batch = run.last
-            raise (
-                e
-                if isinstance(e, Interrupted)
-                else Interrupted(path, epoch, batch, "SIGINT", saved=False)
-            ) from None
+            raise e if isinstance(e, Interrupted) else run.interrupted_unsaved() from None
     return FitResult(rows, position.best_acc, run.last[0], True, run.elapsed_s())
+
+
+def _check_run(epochs: int, train_loader: Any) -> None:
+    if epochs < 1:
+        raise ValueError(f"fit: epochs must be at least 1, got {epochs}")
+    if len(train_loader) == 0:
+        raise ValueError("fit: the training loader yields no batches (batch_size > data set?)")
+
+
+def _check_resume_fits(position: Position, epochs: int, per_epoch: int, budget: Any) -> None:
+    """A run with a fixed number of epochs cannot resume a checkpoint that trained more (a
+    budgeted run's epochs are only a plan)."""
+    if budget is None and position.epoch * per_epoch + position.batch > epochs * per_epoch:
+        raise ValueError(
+            f"fit: the checkpoint has trained {position.epoch} epochs and {position.batch} "
+            f"batches; epochs={epochs} is fewer"
+        )
+
+
+def _plan_budget(
+    time_budget_s: float | None,
+    test_loader: Any,
+    final_test_loader: Any,
+    final_shifts: tuple[Shift, ...],
+    train_loader: Any,
+) -> TimeBudget | None:
+    """A budgeted run's clock (None without a budget): as many steps as fit, the test passes
+    (the final one in all its views) reserved."""
+    if time_budget_s is None:
+        return None
+    final_images = _images(final_test_loader) * (2 * len(final_shifts) if final_shifts else 1)
+    return TimeBudget(
+        time_budget_s, _images(test_loader), train_loader.batch_size, final_images=final_images
+    )
+
+
+def _epoch_bar(
+    epoch: int, epochs: int, per_epoch: int, skip: int, budget: Any, progress: bool, position: Any
+) -> Progress:
+    """The epoch's progress bar; resuming mid-epoch, it starts from the saved batch and sums."""
+    bar = Progress(
+        per_epoch, f"epoch {epoch + 1}" + ("" if budget else f"/{epochs}"),
+        initial=skip, enabled=progress, later_batches=max(0, epochs - epoch - 1) * per_epoch,
+    )  # fmt: skip
+    if skip:
+        bar.resume_sums(position.partial)
+    return bar
+
+
+def _next_rate(
+    schedule: Any,
+    budget: Any,
+    run: Any,
+    bar: Any,
+    step: Step,
+    step_s: float,
+    per_epoch: int,
+    last_step: int,
+) -> bool:
+    """After a step that took ``step_s``: the schedule's next rate. Without a budget it steps
+    once (never past the plan's last step); with one it is placed by the steps that still fit
+    (``_follow_budget``). True when none fits any more."""
+    if budget is None:
+        if schedule is not None and schedule.last_epoch < last_step:
+            schedule.step()
+        return False
+    budget.stepped(step_s)
+    left = budget.steps_left(run.elapsed_s(), per_epoch - step.batch - 1, per_epoch)
+    _follow_budget(schedule, last_step, step.step, left, bar)
+    return left == 0
 
 
 def _images(loader: Any) -> int:
@@ -304,6 +340,24 @@ class _Saver:
 
     def elapsed_s(self) -> float:
         return self.earlier_s + time.perf_counter() - self.start_time
+
+    def stop_mid_epoch(
+        self, epoch: int, batch: int, epoch_rng: Any, bar: Progress, signal_name: str | None
+    ) -> FitResult:
+        """Stop after ``batch`` batches of ``epoch``, a batch boundary: the state is whole, so it
+        is saved. A signal (``signal_name``) raises ``Interrupted``; an ``on_step`` stop returns
+        the unfinished run."""
+        bar.close()
+        path = self.save(epoch, batch, epoch_rng, bar.sums())
+        if signal_name:
+            raise Interrupted(path, epoch, batch, signal_name)
+        position = self.position
+        return FitResult(position.metrics, position.best_acc, path, False, position.elapsed_s)
+
+    def interrupted_unsaved(self) -> Interrupted:
+        """A second Ctrl-C mid-batch: nothing of the batch is kept; the last checkpoint stays."""
+        path, epoch, batch = self.last
+        return Interrupted(path, epoch, batch, "SIGINT", saved=False)
 
     def save(self, epoch: int, batch: int, loader_rng: Any, partial: dict, best: bool = False):
         position = self.position

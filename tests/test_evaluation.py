@@ -119,3 +119,5 @@ def test_evaluate_tta_names_a_bad_shift():
     expected = r"shifts must be \(dy, dx\) int pairs, got \(\(0.5, 0\),\)"
     with pytest.raises(TypeError, match=expected):
         evaluate_tta(nn.Flatten(), DataLoader(data, 2), ((0.5, 0),))
+    with pytest.raises(TypeError, match=r"int pairs, got \(\)"):
+        evaluate_tta(nn.Flatten(), DataLoader(data, 2), ())
