@@ -25,7 +25,7 @@ from googlenet import VARIANTS, GoogLeNet, GoogLeNetOutputs, googlenet_cifar
 from googlenet_table import summary
 from minidl import checkpoint
 from minidl.backend import keep_freed_memory
-from minidl.evaluation import TTA_SHIFTS
+from minidl.evaluation import TTA_SHIFTS, views_per_image
 from minidl.training import Interrupted, NonFiniteLoss
 
 
@@ -357,7 +357,7 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
     # the whole test set once more at the end: after a subset, or for test-time augmentation
     tta = bool(config.get("tta"))
     final_loader = test_loader if epoch_test_loader is not test_loader or tta else None
-    views = 2 * len(TTA_SHIFTS) if tta else 1
+    views = views_per_image(TTA_SHIFTS if tta else ())
     final_images = 0 if final_loader is None else len(test_set) * views
     if len(loader) == 0:
         raise CLIError(
@@ -441,7 +441,7 @@ def evaluate_checkpoint(args: Any) -> float:
     views = ""
     if args.tta:
         plain, (loss, acc, targets, predictions) = evaluate_tta(model, loader)
-        views = f", {2 * len(TTA_SHIFTS)} views averaged (plain {plain.accuracy:.2%})"
+        views = f", {views_per_image(TTA_SHIFTS)} views averaged (plain {plain.accuracy:.2%})"
     else:
         loss, acc, targets, predictions = evaluate(model, loader)
     matrix = confusion_matrix(targets, predictions, len(test_set.classes))
@@ -578,9 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     t.add_argument(
         "--tta", action=argparse.BooleanOptionalAction,
-        help=f"the final test pass averages each image's prediction over {2 * len(TTA_SHIFTS)} "
-        "views: as is and shifted by one pixel diagonally each way, each also mirrored (on; "
-        "the plain accuracy is reported too)",
+        help="the final test pass averages each image's prediction over "
+        f"{views_per_image(TTA_SHIFTS)} views: as is and shifted by one pixel diagonally each "
+        "way, each also mirrored (on; the plain accuracy is reported too)",
     )  # fmt: skip
     t.add_argument(
         "--stop-after-epochs", type=_in(int, 1, 100000), metavar="N",
@@ -594,8 +594,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=BATCH, default=500)
     e.add_argument(
         "--tta", action="store_true",
-        help=f"average each image's prediction over {2 * len(TTA_SHIFTS)} views (shifted and "
-        "mirrored), as train's final pass does",
+        help="average each image's prediction over "
+        f"{views_per_image(TTA_SHIFTS)} views (shifted and mirrored), as train's final pass does",
     )  # fmt: skip
     e.add_argument("--variant", choices=VARIANTS, help="expected variant (checked)")
     e.add_argument("--width", type=WIDTH, help="expected width (checked)")

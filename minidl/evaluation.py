@@ -24,6 +24,11 @@ Shift = tuple[int, int]  # (dy, dx): the crop window moved down by dy and right 
 TTA_SHIFTS: tuple[Shift, ...] = ((0, 0), (1, 1), (-1, -1))  # each also mirrored: six views
 
 
+def views_per_image(shifts: Sequence[Shift]) -> int:
+    """Forward passes per test image: two per shift (as is and mirrored), one without any."""
+    return 2 * len(shifts) if shifts else 1
+
+
 class Evaluation(NamedTuple):
     loss: float  # mean cross-entropy
     accuracy: float
@@ -112,7 +117,7 @@ def _test_passes(
                         v = xp.ascontiguousarray(view[..., ::-1]) if mirror else view
                         out = model(Tensor(v))
                     probs = probs + softmax(out, axis=1).numpy()
-            probs = probs / (2 * len(shifts))
+            probs = probs / views_per_image(shifts)
             picked = probs[np.arange(len(t)), t]
             augmented[0].append(-float(np.log(np.maximum(picked, 1e-30)).sum()))
             augmented[1].append(probs.argmax(axis=1))

@@ -39,6 +39,7 @@ from .evaluation import (  # noqa: F401  (Evaluation, evaluate_flipped: minidl.t
     evaluate,
     evaluate_flipped,
     evaluate_tta,
+    views_per_image,
 )
 from .metrics import write_metrics
 from .tensor import Tensor
@@ -264,7 +265,7 @@ def _plan_budget(
     (the final one in all its views) reserved."""
     if time_budget_s is None:
         return None
-    final_images = _images(final_test_loader) * (2 * len(final_shifts) if final_shifts else 1)
+    final_images = _images(final_test_loader) * views_per_image(final_shifts)
     return TimeBudget(
         time_budget_s, _images(test_loader), train_loader.batch_size, final_images=final_images
     )
@@ -408,7 +409,7 @@ class _Saver:
             row["final_test_acc"] = round(plain.accuracy, 5)
             if tta is not None:
                 row["final_test_tta_acc"] = round(tta.accuracy, 5)
-                row["final_test_tta_views"] = 2 * len(self.final_shifts)
+                row["final_test_tta_views"] = views_per_image(self.final_shifts)
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["images_per_s"] = round(bar.images_per_s, 1)
         row["time_s"] = round(self.elapsed_s(), 1)
