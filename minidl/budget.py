@@ -11,15 +11,25 @@ the median of the last few steps, so a slowdown shortens the plan within a few s
 evaluation's cost is the last one measured (evaluation, checkpoint and files), scaled by how
 much the steps have slowed since, or before the first one a test image at a third of a training
 image (a forward pass without the backward) plus a few seconds for the files.
+
+The run's final test pass may be fuller (test-time augmentation: several views of every image).
+A short budget, or a busy machine, cannot afford it: the budget is given the passes to choose
+from, fullest first, and reserves the fullest whose cost beyond the plainest fits
+``FINAL_SHARE`` of the budget at the speed measured now (``final_choice``).
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import deque
+from collections.abc import Sequence
 
 FILES_S = 2.0  # writing a checkpoint, the metrics and the curves, before one was measured
 MIN_STEPS = 2  # steps timed before the first plan (the first runs slower: heap, caches)
+# a fuller final test pass than the plainest may take at most this share of the budget: its
+# views add about a point of accuracy at the end of a long run, and a short run's minutes are
+# worth more as training (docs/training.md, "Test-time augmentation")
+FINAL_SHARE = 0.1
 
 
 def plan_steps(
@@ -65,8 +75,10 @@ class TimeBudget:
     end (evaluation and files); ``steps_left(elapsed_s, epoch_left, per_epoch)`` is
     ``plan_steps`` for the time the budget has left, keeping ``margin`` of it (a fraction) to
     spare; None until ``MIN_STEPS`` steps were timed. ``test_images`` and ``batch_size`` size
-    the first evaluation's estimate; ``final_images`` more are evaluated when the run ends
-    (counted, as a test image always is before one was measured, at a third of a training image).
+    the first evaluation's estimate. ``final_images``: the images the run's end evaluates more,
+    one count per final pass to choose from, fullest first; ``final_choice()`` is the index of
+    the one reserved (a test image counts, as it always does before one was measured, at a
+    third of a training image).
     """
 
     def __init__(
@@ -76,13 +88,19 @@ class TimeBudget:
         batch_size: int,
         margin: float = 0.005,
         window: int = 5,
-        final_images: int = 0,
+        final_images: int | Sequence[int] = 0,
     ):
         if not seconds > 0:
             raise ValueError(f"TimeBudget: seconds must be > 0, got {seconds}")
         self.seconds, self.margin_s = seconds, margin * seconds
         self.test_images, self.batch_size = test_images, batch_size
-        self.final_images = final_images
+        choices = (final_images,) if isinstance(final_images, int) else tuple(final_images)
+        if not choices or list(choices) != sorted(choices, reverse=True) or choices[-1] < 0:
+            raise ValueError(
+                f"TimeBudget: final_images must be image counts >= 0, fullest first, "
+                f"got {final_images!r}"
+            )
+        self.final_images = choices
         self.step_times: deque[float] = deque(maxlen=window)
         self.eval_s: float | None = None
         self.eval_step_s = 0.0  # the step time when eval_s was measured
@@ -103,12 +121,23 @@ class TimeBudget:
             return self.test_images / self.batch_size * step_s / 3 + FILES_S
         return self.eval_s * step_s / self.eval_step_s
 
+    def test_s(self, images: int) -> float:
+        """Seconds to evaluate ``images`` at the current speed: a third of a training image."""
+        return images / self.batch_size * self.step_s() / 3
+
+    def final_choice(self) -> int:
+        """The index in ``final_images`` of the final pass to reserve: the fullest whose images
+        beyond the plainest's take at most ``FINAL_SHARE`` of the budget (0 before a step)."""
+        extra = [n - self.final_images[-1] for n in self.final_images]  # beyond the plainest
+        fits = (i for i, n in enumerate(extra) if self.test_s(n) <= FINAL_SHARE * self.seconds)
+        return next(fits, len(extra) - 1)
+
     def steps_left(self, elapsed_s: float, epoch_left: int, per_epoch: int) -> int | None:
         if len(self.step_times) < MIN_STEPS:
             return None
         time_left = self.seconds - self.margin_s - elapsed_s
         step_s = max(self.step_s(), 1e-9)
-        final_extra_s = self.final_images / self.batch_size * step_s / 3
+        final_extra_s = self.test_s(self.final_images[self.final_choice()])
         return plan_steps(
             time_left, step_s, self.eval_estimate(), epoch_left, per_epoch, final_extra_s
         )

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .budget import TimeBudget
+from .budget import FINAL_SHARE, TimeBudget
 from .checkpoint import Position, restore_training_state, save_checkpoint, training_state
 from .evaluation import (  # noqa: F401  (Evaluation, evaluate_flipped: minidl.training's API too)
     TTA_SHIFTS,
@@ -155,7 +155,8 @@ def fit(
     row as ``final_test_acc``: a cheap ``test_loader`` (a subset) follows the run, the whole test
     set gives its result. ``final_tta``: with test-time augmentation too (``evaluate_tta``; True:
     its ``TTA_SHIFTS``, or the shifts to use), added as ``final_test_tta_acc`` and
-    ``final_test_tta_views``.
+    ``final_test_tta_views``; a time budget too short for all the views (their cost over
+    ``minidl.budget.FINAL_SHARE`` of it) falls back to the mirror pair, or to the plain pass.
 
     ``time_budget_s``: the run ends within that many seconds of wall time (counted as
     ``FitResult.elapsed_s`` is, earlier sessions included), its schedule completed, after as many
@@ -182,7 +183,7 @@ def fit(
     _check_resume_fits(position, epochs, per_epoch, budget)
     first_epoch, rows = position.epoch, position.metrics
     run = _Saver(model, optimizer, schedule, out, checkpoint_extra, position, start_time)
-    run.final_loader, run.final_shifts = final_test_loader, final_shifts
+    run.final_loader, run.final_shifts, run.budget = final_test_loader, final_shifts, budget
     with DeferredSignals() as signals:
         try:
             for epoch in itertools.count(first_epoch) if budget else range(first_epoch, epochs):
@@ -265,10 +266,22 @@ def _plan_budget(
     (the final one in all its views) reserved."""
     if time_budget_s is None:
         return None
-    final_images = _images(final_test_loader) * views_per_image(final_shifts)
+    images = _images(final_test_loader)
+    final_images = [images * views_per_image(s) for s in final_pass_choices(final_shifts)]
     return TimeBudget(
         time_budget_s, _images(test_loader), train_loader.batch_size, final_images=final_images
     )
+
+
+def final_pass_choices(shifts: tuple[Shift, ...]) -> list[tuple[Shift, ...]]:
+    """The final test pass's view sets a short budget falls back to, fullest first: ``shifts``,
+    the mirror pair, the plain pass."""
+    choices = [shifts]
+    if views_per_image(shifts) > 2:
+        choices.append(((0, 0),))
+    if shifts:
+        choices.append(())
+    return choices
 
 
 def _epoch_bar(
@@ -338,9 +351,27 @@ class _Saver:
         self.last: tuple[str | None, int, int] = (None, position.epoch, position.batch)
         self.final_loader: Any = None  # evaluated once more when the run ends,
         self.final_shifts: tuple[Shift, ...] = ()  # with test-time augmentation when given
+        self.budget: TimeBudget | None = None  # which may afford fewer views
 
     def elapsed_s(self) -> float:
         return self.earlier_s + time.perf_counter() - self.start_time
+
+    def affordable_shifts(self) -> tuple[Shift, ...]:
+        """The final pass's shifts: all asked for, or, when the time budget reserved a plainer
+        pass (``TimeBudget.final_choice``), that one, said in a line."""
+        if self.budget is None or not self.final_shifts:
+            return self.final_shifts
+        choices = final_pass_choices(self.final_shifts)
+        chosen = choices[self.budget.final_choice()]
+        if chosen != self.final_shifts:
+            asked, images = views_per_image(self.final_shifts), _images(self.final_loader)
+            extra_s = self.budget.test_s(images * (asked - 1))
+            print(
+                f"test-time augmentation in {asked} views would take ~{extra_s:.0f} s more at "
+                f"this speed, over {FINAL_SHARE:.0%} of the time budget: the final pass uses "
+                + (f"{views_per_image(chosen)} views" if chosen else "the plain images")
+            )
+        return chosen
 
     def stop_mid_epoch(
         self, epoch: int, batch: int, epoch_rng: Any, bar: Progress, signal_name: str | None
@@ -401,15 +432,16 @@ class _Saver:
             best = result.accuracy > position.best_acc
             position.best_acc = max(position.best_acc, result.accuracy)
         if run_ends and self.final_loader is not None:
-            if self.final_shifts:
-                plain, tta = evaluate_tta(self.model, self.final_loader, self.final_shifts)
+            shifts = self.affordable_shifts()
+            if shifts:
+                plain, tta = evaluate_tta(self.model, self.final_loader, shifts)
             else:
                 plain, tta = evaluate(self.model, self.final_loader), None
             row["final_test_images"] = len(plain.targets)
             row["final_test_acc"] = round(plain.accuracy, 5)
             if tta is not None:
                 row["final_test_tta_acc"] = round(tta.accuracy, 5)
-                row["final_test_tta_views"] = views_per_image(self.final_shifts)
+                row["final_test_tta_views"] = views_per_image(shifts)
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["images_per_s"] = round(bar.images_per_s, 1)
         row["time_s"] = round(self.elapsed_s(), 1)

@@ -503,10 +503,8 @@ def test_a_budgeted_run_ends_within_its_budget_with_its_schedule_completed(
     assert trained == len(positions)  # a partial last epoch's row says how much of it ran
 
 
-def test_a_budgeted_run_reserves_its_final_whole_test_set_pass(tmp_path, monkeypatch):
-    """Evaluating an image costs a third of training one (1/24 s here), as the budget assumes:
-    the final pass over 96 images in six views costs 24 s, which the plan keeps from the start."""
-    clock = FakeClock(monkeypatch)
+def _timed_test_passes(monkeypatch, clock):
+    """Evaluating an image costs a third of training one (1/24 s here), as the budget assumes."""
     evaluate_, evaluate_tta_ = training.evaluate, training.evaluate_tta
 
     def timed_evaluate(model, loader):
@@ -519,12 +517,50 @@ def test_a_budgeted_run_reserves_its_final_whole_test_set_pass(tmp_path, monkeyp
 
     monkeypatch.setattr(training, "evaluate", timed_evaluate)
     monkeypatch.setattr(training, "evaluate_tta", timed_evaluate_tta)
+
+
+@pytest.mark.parametrize(
+    "final_images, views",
+    [(20, 6), (96, 2), (480, None)],  # six views' extra 4.2 s fit 10% of 50 s; 20 s, 100 s don't
+)
+def test_a_budgeted_run_reserves_the_fullest_final_pass_its_budget_affords(
+    tmp_path, monkeypatch, capsys, final_images, views
+):
+    """The final pass in six views is reserved from the start when its cost beyond the plain
+    pass fits 10% of the budget; else the mirror pair (2 views), else the plain pass, said in a
+    line. Either way the run ends within its budget."""
+    clock = FakeClock(monkeypatch)
+    _timed_test_passes(monkeypatch, clock)
     model, optimizer, schedule, loader, subset = make_run()
     result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=subset,
-                 final_test_loader=DataLoader(images(96, 2), 10), final_tta=True, out=tmp_path,
-                 progress=False, time_budget_s=50.0)  # fmt: skip
-    assert result.finished and "final_test_tta_acc" in result.rows[-1]
+                 final_test_loader=DataLoader(images(final_images, 2), 10), final_tta=True,
+                 out=tmp_path, progress=False, time_budget_s=50.0)  # fmt: skip
+    last = result.rows[-1]
+    assert result.finished and last["final_test_images"] == final_images
+    assert last.get("final_test_tta_views") == views
+    assert ("final_test_tta_acc" in last) == (views is not None)
     assert 50.0 - 1.0 - 1.0 <= result.elapsed_s <= 50.0  # no step or evaluation left unused
+    said = "test-time augmentation in 6 views would take"
+    assert (said in capsys.readouterr().out) == (views != 6)
+
+
+def test_the_final_pass_choices_and_the_budget_that_picks_one():
+    from minidl.budget import TimeBudget
+
+    assert training.final_pass_choices(training.TTA_SHIFTS) == [training.TTA_SHIFTS, ((0, 0),), ()]
+    assert training.final_pass_choices(((0, 0),)) == [((0, 0),), ()]
+    assert training.final_pass_choices(()) == [()]
+    budget = TimeBudget(100.0, 0, 10, final_images=[60, 20, 10])
+    assert budget.final_choice() == 0  # no step timed yet: the fullest
+    budget.stepped(3.0)  # an image 0.1 s to evaluate: 50 extra images 5 s, 10 of them 1 s
+    assert budget.final_choice() == 0
+    budget.stepped(7.0), budget.stepped(7.0)  # 7/30 s an image: 11.7 s and 2.3 s
+    assert budget.final_choice() == 1
+    budget.stepped(40.0), budget.stepped(40.0), budget.stepped(40.0)  # 1.3 s an image: 13 s
+    assert budget.final_choice() == 2
+    for bad in ([], [10, 20], [5, -1]):
+        with pytest.raises(ValueError, match="final_images must be image counts"):
+            TimeBudget(100.0, 0, 10, final_images=bad)
 
 
 def test_a_machine_that_slows_down_mid_run_still_ends_within_the_budget(tmp_path, monkeypatch):
