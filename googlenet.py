@@ -16,7 +16,7 @@ This file is the model only. Its command line (``googlenet_cli.py``) trains the 
 the library's loop (``minidl.training``), evaluates a checkpoint, prints the paper's Table 1 beside
 the live model (``googlenet_table.py``) and converts torchvision weights::
 
-    python googlenet.py train      # width 0.25, 3x3 in the "5x5" branch, fits 85 minutes
+    python googlenet.py train      # width 0.25, 3x3 in the "5x5" branch, fits 88 minutes
     python googlenet.py eval --checkpoint runs/googlenet_cifar/best.npz
     python googlenet.py summary --variant paper
     python googlenet.py import-torchvision googlenet-1378be20.pth googlenet_imagenet.npz
