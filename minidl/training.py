@@ -263,7 +263,7 @@ def _plan_budget(
     train_loader: Any,
 ) -> TimeBudget | None:
     """A budgeted run's clock (None without a budget): as many steps as fit, the test passes
-    (the final one in all its views) reserved."""
+    reserved (the final one as the fullest of ``final_pass_choices`` the budget affords)."""
     if time_budget_s is None:
         return None
     images = _images(final_test_loader)
