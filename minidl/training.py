@@ -42,6 +42,7 @@ from .evaluation import (  # noqa: F401  (Evaluation, evaluate_flipped: minidl.t
     views_per_image,
 )
 from .metrics import write_metrics
+from .progressive import SmallImagesFirst
 from .tensor import Tensor
 from .viz import plot_curves
 
@@ -136,6 +137,7 @@ def fit(
     time_budget_s: float | None = None,
     final_test_loader: Any = None,
     final_tta: bool | Sequence[Shift] = False,
+    low_res: tuple[float, Callable[..., Any]] | None = None,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` passes over ``train_loader`` (a ``minidl.data.DataLoader``).
 
@@ -166,6 +168,11 @@ def fit(
     its row's ``epoch`` is then fractional (2.4: 40% of the third). A resumed budgeted run goes
     on with the time its budget has left; it is not bit-exact (the plan follows wall time).
 
+    ``low_res=(share, transform)``: progressive resizing (``minidl.progressive``). The batches
+    of the first ``share`` of the run (its fraction of steps done, or of a budget's schedule)
+    come from ``transform`` in place of ``train_loader.transform``: smaller crops, faster steps;
+    a budget counts those steps at their pixels' share of a full-size step's time.
+
     Ctrl-C or SIGTERM: the batch being trained finishes, the state is saved, and ``Interrupted``
     is raised; a second Ctrl-C raises it at once, saving nothing of the unfinished batch. A NaN
     or infinite loss raises ``NonFiniteLoss`` and saves nothing.
@@ -184,6 +191,8 @@ def fit(
     first_epoch, rows = position.epoch, position.metrics
     run = _Saver(model, optimizer, schedule, out, checkpoint_extra, position, start_time)
     run.final_loader, run.final_shifts, run.budget = final_test_loader, final_shifts, budget
+    fraction = _fraction_done(schedule, budget, position, per_epoch, last_step)
+    sizes = _Resizing(low_res, train_loader, fraction)
     with DeferredSignals() as signals:
         try:
             for epoch in itertools.count(first_epoch) if budget else range(first_epoch, epochs):
@@ -193,8 +202,10 @@ def fit(
                 bar = _epoch_bar(epoch, epochs, per_epoch, skip, budget, progress, position)
                 stop = out_of_time = False
                 tick = time.perf_counter()  # a step's time: loading its batch, training, the bar
+                sizes.next_batch(epoch * per_epoch)  # its size, drawn at the loop's next()
                 for b, (x, y) in enumerate(train_loader):
                     if b < skip:  # resuming mid-epoch: the same batches, already trained on
+                        sizes.next_batch(epoch * per_epoch + b + 1)
                         tick = time.perf_counter()
                         continue
                     lr = optimizer.param_groups[0]["lr"]
@@ -204,9 +215,11 @@ def fit(
                         raise NonFiniteLoss(loss, epoch, b, lr, run.last[0])
                     step = Step(epoch, b, epoch * per_epoch + b + 1, loss, correct, len(y), lr)
                     step_s, tick = time.perf_counter() - tick, time.perf_counter()
-                    out_of_time = _next_rate(
-                        schedule, budget, run, bar, step, step_s, per_epoch, last_step
-                    )
+                    out_of_time, left = _next_rate(
+                        schedule, budget, run, bar, step, step_s / sizes.cost(x), per_epoch,
+                        last_step,
+                    )  # fmt: skip
+                    sizes.next_batch(step.step, left)
                     bar.update(len(y), loss * len(y), correct)
                     stop = on_step is not None and bool(on_step(step))
                     if out_of_time:
@@ -235,6 +248,8 @@ def fit(
             # a second Ctrl-C (or one outside the main thread): the batch is half done, keep
             # nothing of it; the last checkpoint written stays what a resume continues from
             raise e if isinstance(e, Interrupted) else run.interrupted_unsaved() from None
+        finally:
+            sizes.restore()
     return FitResult(rows, position.best_acc, run.last[0], True, run.elapsed_s())
 
 
@@ -309,15 +324,59 @@ def _next_rate(
 ) -> bool:
     """After a step that took ``step_s``: the schedule's next rate. Without a budget it steps
     once (never past the plan's last step); with one it is placed by the steps that still fit
-    (``_follow_budget``). True when none fits any more."""
+    (``_follow_budget``). Returns (True when none fits any more, the steps that still fit: None
+    without a budget or before its first plan)."""
     if budget is None:
         if schedule is not None and schedule.last_epoch < last_step:
             schedule.step()
-        return False
+        return False, None
     budget.stepped(step_s)
     left = budget.steps_left(run.elapsed_s(), per_epoch - step.batch - 1, per_epoch)
     _follow_budget(schedule, last_step, step.step, left, bar)
-    return left == 0
+    return left == 0, left
+
+
+class _Resizing:
+    """``fit``'s progressive resizing (``low_res``; without it, nothing changes): the next
+    batch's size from the run's fraction done, and a step's cost relative to full size."""
+
+    def __init__(self, low_res: Any, loader: Any, fraction: Callable[[int, int | None], float]):
+        self.small = None if low_res is None else SmallImagesFirst(loader, *low_res)
+        self.fraction = fraction
+
+    def next_batch(self, done: int, left: int | None = None) -> None:
+        if self.small is not None:
+            self.small.choose(self.fraction(done, left))
+
+    def cost(self, x: Any) -> float:
+        return 1.0 if self.small is None else self.small.cost(x)
+
+    def restore(self) -> None:
+        if self.small is not None:
+            self.small.restore()
+
+
+def _fraction_done(
+    schedule: Any, budget: Any, position: Position, per_epoch: int, last_step: int
+) -> Callable[[int, int | None], float]:
+    """``fraction(done, left)``: the run's fraction done after ``done`` steps. A fixed run's is
+    its steps over all; a budgeted run's is ``done / (done + left)``, the steps that still fit,
+    as its schedule is placed (the last known while ``left`` is None; at the start, the saved
+    schedule's position)."""
+    if budget is None:
+        return lambda done, left: done / (last_step + 1)
+    known = [0.0]
+    if schedule is not None and last_step > 0:
+        known[0] = min(1.0, schedule.last_epoch / last_step)
+    elif position.epoch or position.batch:
+        known[0] = min(1.0, (position.epoch * per_epoch + position.batch) / (last_step + 1))
+
+    def fraction(done: int, left: int | None) -> float:
+        if left is not None:
+            known[0] = done / max(1, done + left)
+        return known[0]
+
+    return fraction
 
 
 def _images(loader: Any) -> int:

@@ -137,9 +137,15 @@ class Cutout(Transform):
         return x * keep[:, None].astype(x.dtype)
 
 
-def cifar10_train_transform(cutout: int = 0) -> Compose:
-    """Crop 32 with padding 4, horizontal flip, scale to 0..1, normalise; optional cutout."""
-    steps: list[Transform] = [RandomCrop(32, padding=4), RandomHorizontalFlip(), ToFloat()]
+def cifar10_train_transform(cutout: int = 0, size: int = 32) -> Compose:
+    """Crop 32 with padding 4, horizontal flip, scale to 0..1, normalise; optional cutout.
+
+    ``size`` < 32: smaller crops (progressive resizing's early phase), padded less so that the
+    windows still shift by up to 4 pixels each way: 24 is a crop of the unpadded image."""
+    if not 8 <= size <= 32:
+        raise ValueError(f"cifar10_train_transform: size must be in 8..32, got {size}")
+    padding = max(0, 4 - (32 - size) // 2)
+    steps: list[Transform] = [RandomCrop(size, padding), RandomHorizontalFlip(), ToFloat()]
     steps.append(Normalize())
     if cutout:
         steps.append(Cutout(cutout))

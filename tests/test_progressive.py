@@ -1,0 +1,162 @@
+"""Progressive resizing (``fit(low_res=...)``, ``minidl.progressive``): which batches are small,
+a resume across the switch, a budget that counts small steps at their cost, the CIFAR crops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_training import EPOCHS, FakeClock, loss_fn, make_run, weights
+
+from minidl import training
+from minidl.checkpoint import read_checkpoint
+from minidl.data import Compose, DataLoader, RandomCrop, RandomHorizontalFlip
+from minidl.data.transforms import cifar10_train_transform
+from minidl.progressive import SmallImagesFirst
+from minidl.training import fit
+
+SMALL = Compose([RandomCrop(4, padding=0), RandomHorizontalFlip()])  # 4x4 of the 8x8 images
+
+
+def _record_sizes(monkeypatch):
+    """The height of every batch trained, in order."""
+    sizes, step = [], training.train_step
+
+    def recording_step(model, loss_fn, optimizer, x, y):
+        sizes.append(x.shape[-1])
+        return step(model, loss_fn, optimizer, x, y)
+
+    monkeypatch.setattr(training, "train_step", recording_step)
+    return sizes
+
+
+@pytest.mark.parametrize("share", [0.5, 0.25, 1.0])
+def test_the_first_share_of_a_run_trains_on_the_small_batches(monkeypatch, share):
+    sizes = _record_sizes(monkeypatch)
+    model, optimizer, schedule, loader, test_loader = make_run()
+    own = loader.transform
+    fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=test_loader,
+        progress=False, low_res=(share, SMALL))  # fmt: skip
+    steps = EPOCHS * len(loader)  # 12
+    small = round(share * steps)
+    assert sizes == [4] * small + [8] * (steps - small)
+    assert loader.transform is own  # the loader is given back as it came
+
+
+def test_a_run_stopped_in_its_small_part_resumes_bit_for_bit(tmp_path, monkeypatch):
+    """Stopped at step 5 of 12 (small until step 6), resumed: the same weights as a run that
+    was never stopped. The resume replays the skipped batches at their own size, so the
+    augmentation generator is where it was."""
+    sizes = _record_sizes(monkeypatch)
+    model, optimizer, schedule, loader, test_loader = make_run()
+    run = dict(schedule=schedule, test_loader=test_loader, progress=False, low_res=(0.5, SMALL))
+    fit(model, loss_fn, loader, optimizer, EPOCHS, **run)
+    whole, whole_sizes = weights(model), list(sizes)
+
+    sizes.clear()
+    model, optimizer, schedule, loader, test_loader = make_run()
+    run.update(schedule=schedule, test_loader=test_loader, out=tmp_path)
+    stopped = fit(model, loss_fn, loader, optimizer, EPOCHS, on_step=lambda s: s.step == 5, **run)
+    assert not stopped.finished
+    model, optimizer, schedule, loader, test_loader = make_run()
+    run.update(schedule=schedule, test_loader=test_loader)
+    fit(model, loss_fn, loader, optimizer, EPOCHS, resume=read_checkpoint(tmp_path / "last.npz"),
+        **run)  # fmt: skip
+    assert sizes == whole_sizes
+    resumed = weights(model)
+    assert all(np.array_equal(resumed[k], whole[k]) for k in whole)
+
+
+class PixelClock(FakeClock):
+    """A step takes a second per full-size image's pixels (a 4x4 batch of 8x8 images: 1/4 s);
+    an evaluation 3 s."""
+
+    def __init__(self, monkeypatch):
+        super().__init__(monkeypatch)
+        step, evaluate = training.train_step, training.evaluate
+
+        def timed_step(model, loss_fn, optimizer, x, y):
+            self.now += x.shape[-1] * x.shape[-2] / 64 - 1.0  # FakeClock's step adds 1 s
+            return step(model, loss_fn, optimizer, x, y)
+
+        def timed_evaluate(*args):
+            self.now += 3.0
+            return evaluate(*args)
+
+        monkeypatch.setattr(training, "train_step", timed_step)
+        monkeypatch.setattr(training, "evaluate", timed_evaluate)
+
+
+def _budgeted_steps(budget_s, low_res):
+    """A budgeted run under ``PixelClock`` (patched for this run only)."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        clock = PixelClock(monkeypatch)
+        sizes = _record_sizes(monkeypatch)
+        positions = []
+        model, optimizer, schedule, loader, test_loader = make_run()
+        result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule,
+                     test_loader=test_loader, progress=False, time_budget_s=budget_s,
+                     on_step=lambda s: positions.append(schedule.last_epoch),
+                     low_res=low_res)  # fmt: skip
+    return result, clock, sizes, positions, schedule
+
+
+def test_a_budget_counts_small_steps_at_their_pixels_cost():
+    """Small steps take a quarter of the time: the budgeted run trains more steps in the same
+    time, still ends within it with its schedule completed, and switches to full size half way
+    through its schedule."""
+    budget_s = 40.0
+    full, _, full_sizes, _, _ = _budgeted_steps(budget_s, None)
+    result, clock, sizes, positions, schedule = _budgeted_steps(budget_s, (0.5, SMALL))
+    assert result.finished and budget_s - 1.0 - 3.0 <= clock.now <= budget_s
+    assert schedule.last_epoch == EPOCHS * 4 - 1 and positions == sorted(positions)
+    assert set(full_sizes) == {8} and len(sizes) > len(full_sizes) + 4
+    switch = sizes.index(8)
+    assert set(sizes[switch:]) == {8}  # never back to small
+    # the switch came when the schedule was half way, within a step of the plan's resolution
+    assert positions[switch - 1] < 0.5 * schedule.last_epoch + 2
+    assert positions[switch] >= 0.5 * schedule.last_epoch - 2
+
+
+def test_small_images_first_checks_its_arguments():
+    _, _, _, loader, _ = make_run()
+    with pytest.raises(ValueError, match=r"share must be in \(0, 1\], got 1.5"):
+        SmallImagesFirst(loader, 1.5, SMALL)
+    with pytest.raises(TypeError, match="needs a minidl.data.DataLoader"):
+        SmallImagesFirst([(1, 2)], 0.5, SMALL)
+    switch = SmallImagesFirst(loader, 0.5, SMALL)
+    x = np.zeros((2, 3, 4, 4))
+    assert switch.cost(x) == 16 / 64
+
+
+def test_cifar_small_crops_shift_by_up_to_four_pixels_without_padding():
+    """size 24: a window of the unpadded 32x32 image (9 offsets each way, no black border);
+    size 28: padded by 2, the same 9 offsets."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(1, 256, (64, 3, 32, 32)).astype(np.uint8)  # no zero anywhere
+    crop24 = cifar10_train_transform(size=24).transforms[0]
+    x = crop24(image, np.random.default_rng(1))
+    assert x.shape == (64, 3, 24, 24) and (x > 0).all()
+    offsets = {
+        (dy, dx)
+        for n in range(64)
+        for dy in range(9)
+        for dx in range(9)
+        if np.array_equal(x[n], image[n, :, dy : dy + 24, dx : dx + 24])
+    }
+    assert len(offsets) > 20 and all(0 <= dy <= 8 and 0 <= dx <= 8 for dy, dx in offsets)
+    crop28 = cifar10_train_transform(size=28).transforms[0]
+    assert (crop28.size, crop28.padding) == (28, 2)
+    full = cifar10_train_transform().transforms[0]
+    assert (full.size, full.padding) == (32, 4)
+    with pytest.raises(ValueError, match="size must be in 8..32, got 40"):
+        cifar10_train_transform(size=40)
+
+
+def test_a_dataloader_reads_its_transform_for_every_batch():
+    """What the switch relies on: a transform swapped between two batches applies to the next."""
+    data = (np.zeros((8, 8, 8, 3), np.uint8), np.zeros(8, np.int64))
+    loader = DataLoader(data, 2, transform=RandomHorizontalFlip())
+    batches = iter(loader)
+    assert next(batches)[0].shape[-1] == 8
+    loader.transform = RandomCrop(4, padding=0)
+    assert next(batches)[0].shape[-1] == 4
