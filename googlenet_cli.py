@@ -208,6 +208,17 @@ def _make_schedule(optimizer: Any, args: Any, epochs: int, total_steps: int) -> 
     )
 
 
+def progressive_resizing(config: dict[str, Any]) -> tuple[float, Any] | None:
+    """``fit``'s ``low_res`` for a run's options: (share, the small crops' transform), or None
+    (--low-res 32 or a share of 0; runs from before it have no low_res: full size throughout)."""
+    from minidl.data import cifar10_train_transform
+
+    size, share = config.get("low_res") or 32, config.get("low_res_share") or 0.0
+    if size >= 32 or share <= 0:
+        return None
+    return share, cifar10_train_transform(config.get("cutout") or 0, size=size)
+
+
 TRAIN_DEFAULTS = {
     "width": 0.25,
     "kernel5": 3,  # faster than 5 in NumPy at width 1/4 (docs/results.md); --kernel5 5: paper
@@ -351,11 +362,6 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
         train_set, args.batch_size, shuffle=True, drop_last=True, seed=args.seed,
         transform=cifar10_train_transform(args.cutout), device=device,
     )  # fmt: skip
-    # runs from before progressive resizing have no low_res in their checkpoint: full size
-    low_res = config.get("low_res") or 32
-    small = None
-    if low_res < 32 and config.get("low_res_share", 0) > 0:
-        small = (config["low_res_share"], cifar10_train_transform(args.cutout, size=low_res))
     test_loader = DataLoader(test_set, 500, transform=cifar10_test_transform(), device=device)
     epoch_test_loader = test_loader  # (runs from before --eval-images evaluate the whole set)
     if 0 < config.get("eval_images", 0) < len(test_set):
@@ -399,7 +405,8 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
         final_test_loader=final_loader, final_tta=tta, out=args.out,
         checkpoint_extra=extra, resume=ckpt,
         stop_after_epochs=args.stop_after_epochs, start_time=run_start,
-        time_budget_s=args.time_budget_min * 60 if budgeted else None, low_res=small,
+        time_budget_s=args.time_budget_min * 60 if budgeted else None,
+        low_res=progressive_resizing(config),
     )  # fmt: skip
     last = result.rows[-1] if result.rows else {}
     final = next((last[k] for k in FINAL_KEYS if k in last), 0.0)

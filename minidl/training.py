@@ -216,8 +216,8 @@ def fit(
                     step = Step(epoch, b, epoch * per_epoch + b + 1, loss, correct, len(y), lr)
                     step_s, tick = time.perf_counter() - tick, time.perf_counter()
                     out_of_time, left = _next_rate(
-                        schedule, budget, run, bar, step, step_s / sizes.cost(x), per_epoch,
-                        last_step,
+                        schedule, budget, run, bar, step, step_s, per_epoch, last_step,
+                        sizes.cost(x),
                     )  # fmt: skip
                     sizes.next_batch(step.step, left)
                     bar.update(len(y), loss * len(y), correct)
@@ -321,18 +321,20 @@ def _next_rate(
     step_s: float,
     per_epoch: int,
     last_step: int,
-) -> bool:
+    cost: float = 1.0,
+) -> tuple[bool, int | None]:
     """After a step that took ``step_s``: the schedule's next rate. Without a budget it steps
     once (never past the plan's last step); with one it is placed by the steps that still fit
-    (``_follow_budget``). Returns (True when none fits any more, the steps that still fit: None
-    without a budget or before its first plan)."""
+    (``_follow_budget``), counted as full-size steps (``cost``: this step's share of one).
+    Returns (True when none fits any more, the steps that still fit: None without a budget or
+    before its first plan)."""
     if budget is None:
         if schedule is not None and schedule.last_epoch < last_step:
             schedule.step()
         return False, None
-    budget.stepped(step_s)
+    budget.stepped(step_s / cost)
     left = budget.steps_left(run.elapsed_s(), per_epoch - step.batch - 1, per_epoch)
-    _follow_budget(schedule, last_step, step.step, left, bar)
+    _follow_budget(schedule, last_step, step.step, left, bar, cost)
     return left == 0, left
 
 
@@ -386,13 +388,15 @@ def _images(loader: Any) -> int:
     return len(loader.images) if hasattr(loader, "images") else len(loader) * loader.batch_size
 
 
-def _follow_budget(schedule: Any, last_step: int, done: int, left: int | None, bar: Any) -> None:
+def _follow_budget(
+    schedule: Any, last_step: int, done: int, left: int | None, bar: Any, cost: float = 1.0
+) -> None:
     """A budgeted run's schedule at the fraction of the run done, ``done / (done + left)``
     (``left``: the steps that still fit, None before the speed is known), never backwards; the
-    bar's run ETA counts the steps that fit."""
+    bar's run ETA counts the steps that fit, at this step's pace over its ``cost``."""
     if left is None:
         return
-    bar.batches_left = left + 1  # the bar's update, next, counts this step off
+    bar.batches_left = left / cost + 1  # the bar's update, next, counts this step off
     if schedule is not None:
         target = min(last_step, round(last_step * done / (done + left)))
         if target > schedule.last_epoch:

@@ -259,6 +259,8 @@ def main_in_process(*args):
         ("--weight-decay", "-0.1", "[0, 1]"),
         ("--aux-weight", "nan", "[0, 10]"),
         ("--cutout", "40", "[0, 32]"),
+        ("--low-res", "40", "[8, 32]"),
+        ("--low-res-share", "1.5", "[0, 1]"),
         ("--seed", "-1", "[0, 4.29497e+09]"),
         ("--epochs", "-2", "[0, 100000]"),
         ("--time-budget-min", "inf", "(0, 1e+06]"),
@@ -324,9 +326,11 @@ def test_resume_refuses_options_that_define_the_run_and_extends_epochs(trained, 
     for name in ("last.npz", "metrics.json"):
         (part / name).write_bytes((out / name).read_bytes())
     status, _, err = main_in_process("train", "--resume", part / "last.npz", "--lr", 0.2,
-                                     "--schedule", "cosine", "--batch-size", 16)  # fmt: skip
+                                     "--schedule", "cosine", "--batch-size", 16,
+                                     "--low-res", 28)  # fmt: skip
     assert status == 2 and "cannot change on --resume" in err
     assert "--lr 0.2 (the run has 0.05)" in err and "--schedule 'cosine'" in err
+    assert "--low-res 28 (the run has 24)" in err
     assert "--batch-size" not in err  # the same value is no change
     status, _, err = main_in_process("train", "--resume", part / "last.npz", "--epochs", 1)
     assert status == 2 and "already trained 2 epochs" in err
@@ -383,3 +387,19 @@ def test_no_internet_names_data_and_leaves_no_folders(tmp_path, monkeypatch):
     status, _, err = main_in_process("train", "--out", tmp_path / "run", *TINY)
     assert status == 2 and "--data" in err and "no network" in err
     assert not (tmp_path / "cache").exists()
+
+
+def test_progressive_resizing_from_the_runs_options():
+    """The default trains the first half of its schedule on 24x24 crops; --low-res 32, a share
+    of 0, or a run saved before the option existed (no low_res in its checkpoint) never do."""
+    from googlenet_cli import TRAIN_DEFAULTS, progressive_resizing
+
+    share, transform = progressive_resizing(dict(TRAIN_DEFAULTS))
+    crop = transform.transforms[0]
+    assert share == 0.5 and (crop.size, crop.padding) == (24, 0)
+    assert progressive_resizing(dict(TRAIN_DEFAULTS, low_res=32)) is None
+    assert progressive_resizing(dict(TRAIN_DEFAULTS, low_res_share=0.0)) is None
+    old = {k: v for k, v in TRAIN_DEFAULTS.items() if not k.startswith("low_res")}
+    assert progressive_resizing(old) is None
+    _, with_cutout = progressive_resizing(dict(TRAIN_DEFAULTS, cutout=8))
+    assert type(with_cutout.transforms[-1]).__name__ == "Cutout"

@@ -160,3 +160,14 @@ def test_a_dataloader_reads_its_transform_for_every_batch():
     assert next(batches)[0].shape[-1] == 8
     loader.transform = RandomCrop(4, padding=0)
     assert next(batches)[0].shape[-1] == 4
+
+
+def test_the_bars_run_eta_counts_the_steps_left_at_full_size(monkeypatch):
+    """20 full-size steps fit; a 4x-faster small step's pace times 20 would show a quarter of
+    the time left, so the bar counts 80 small steps' worth (and the one it is about to tick)."""
+    clock = FakeClock(monkeypatch)
+    bar = training.Progress(4, "epoch 1", enabled=False)
+    clock.now += 0.25
+    training._follow_budget(None, 10, 5, 20, bar, cost=0.25)
+    bar.update(8, 8.0, 4)
+    assert bar.run_left_s == pytest.approx(20 * 1.0)  # 20 full-size steps of a second
