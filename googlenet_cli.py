@@ -219,6 +219,15 @@ def progressive_resizing(config: dict[str, Any]) -> tuple[float, Any] | None:
     return share, cifar10_train_transform(config.get("cutout") or 0, size=size)
 
 
+def epochs_with_small_crops(full_size_epochs: int, config: dict[str, Any]) -> int:
+    """The epochs that fit the time of ``full_size_epochs`` when progressive resizing trains a
+    share of them on small crops, each step costing its pixels' share of a full one."""
+    if progressive_resizing(config) is None:
+        return full_size_epochs
+    cost = (config["low_res"] / 32) ** 2
+    return max(1, int(full_size_epochs / (1 - config["low_res_share"] * (1 - cost))))
+
+
 TRAIN_DEFAULTS = {
     "width": 0.25,
     "kernel5": 3,  # faster than 5 in NumPy at width 1/4 (docs/results.md); --kernel5 5: paper
@@ -382,11 +391,11 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
     budgeted = args.epochs == 0
     if budgeted and ckpt is None:  # a first plan for the schedule, re-planned after every step
         budget_s = args.time_budget_min * 60 - (time.perf_counter() - run_start)
-        config["planned_epochs"] = estimate_epochs(
+        full_size = estimate_epochs(
             model, make_loss(args.aux_weight, 0.0), loader, budget_s,
             len(epoch_test_loader.images), final_images=final_images,
         )  # fmt: skip
-        planned = config["planned_epochs"]
+        config["planned_epochs"] = planned = epochs_with_small_crops(full_size, config)
         print(
             f"about {planned} epoch{'s' if planned != 1 else ''} fit the time budget of "
             f"{args.time_budget_min:g} minutes (re-planned after every step)"
