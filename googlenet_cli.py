@@ -213,19 +213,28 @@ def progressive_resizing(config: dict[str, Any]) -> tuple[float, Any] | None:
     (--low-res 32 or a share of 0; runs from before it have no low_res: full size throughout)."""
     from minidl.data import cifar10_train_transform
 
-    size, share = config.get("low_res") or 32, config.get("low_res_share") or 0.0
-    if size >= 32 or share <= 0:
+    small = _small_crops(config)
+    if small is None:
         return None
+    size, share = small
     return share, cifar10_train_transform(config.get("cutout") or 0, size=size)
+
+
+def _small_crops(config: dict[str, Any]) -> tuple[int, float] | None:
+    """(size, share) of a run's small crops, or None when it trains at full size throughout."""
+    size, share = config.get("low_res") or 32, config.get("low_res_share") or 0.0
+    return None if size >= 32 or share <= 0 else (size, share)
 
 
 def epochs_with_small_crops(full_size_epochs: int, config: dict[str, Any]) -> int:
     """The epochs that fit the time of ``full_size_epochs`` when progressive resizing trains a
     share of them on small crops, each step costing its pixels' share of a full one."""
-    if progressive_resizing(config) is None:
+    small = _small_crops(config)
+    if small is None:
         return full_size_epochs
-    cost = (config["low_res"] / 32) ** 2
-    return max(1, int(full_size_epochs / (1 - config["low_res_share"] * (1 - cost))))
+    size, share = small
+    cost = (size / 32) ** 2
+    return max(1, int(full_size_epochs / (1 - share * (1 - cost))))
 
 
 TRAIN_DEFAULTS = {
