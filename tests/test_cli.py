@@ -390,13 +390,13 @@ def test_no_internet_names_data_and_leaves_no_folders(tmp_path, monkeypatch):
 
 
 def test_progressive_resizing_from_the_runs_options():
-    """The default trains the first half of its schedule on 24x24 crops; --low-res 32, a share
+    """The default trains the first 70% of its schedule on 24x24 crops; --low-res 32, a share
     of 0, or a run saved before the option existed (no low_res in its checkpoint) never do."""
     from googlenet_cli import TRAIN_DEFAULTS, progressive_resizing
 
     share, transform = progressive_resizing(dict(TRAIN_DEFAULTS))
     crop = transform.transforms[0]
-    assert share == 0.5 and (crop.size, crop.padding) == (24, 0)
+    assert share == 0.7 and (crop.size, crop.padding) == (24, 0)
     assert progressive_resizing(dict(TRAIN_DEFAULTS, low_res=32)) is None
     assert progressive_resizing(dict(TRAIN_DEFAULTS, low_res_share=0.0)) is None
     old = {k: v for k, v in TRAIN_DEFAULTS.items() if not k.startswith("low_res")}
@@ -407,9 +407,10 @@ def test_progressive_resizing_from_the_runs_options():
 
 def test_the_first_plan_counts_the_small_crops_faster_steps():
     """11 full-size epochs' time: half the steps at 24x24 (0.5625 of a step) makes 0.78 of
-    each step's time, so 14 epochs fit."""
+    each step's time, so 14 epochs fit; 70% of them (the default) 0.69, so 15 (15.9)."""
     from googlenet_cli import TRAIN_DEFAULTS, epochs_with_small_crops
 
-    assert epochs_with_small_crops(11, dict(TRAIN_DEFAULTS)) == 14
+    assert epochs_with_small_crops(11, dict(TRAIN_DEFAULTS, low_res_share=0.5)) == 14
+    assert epochs_with_small_crops(11, dict(TRAIN_DEFAULTS)) == 15
     assert epochs_with_small_crops(11, dict(TRAIN_DEFAULTS, low_res=32)) == 11
     assert epochs_with_small_crops(11, dict(TRAIN_DEFAULTS, low_res=16, low_res_share=1.0)) == 44
