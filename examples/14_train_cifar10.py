@@ -9,7 +9,7 @@ of CIFAR-10 within a time budget, plot the curves, show test images with the pre
 labels, the confusion matrix, and the first layer's filters before and after training.
 
 The default run takes about a minute on a 2-core CPU and reaches roughly 35-45% test
-accuracy (chance is 10%); ``python googlenet.py train`` is the full recipe (90.8% in 87
+accuracy (chance is 10%); ``python googlenet.py train`` is the full recipe (91.4% in 87
 minutes on a 2-core CPU, docs/results.md). ``--quick`` trains a tiny model on a few hundred
 images for a smoke test.
 
