@@ -258,7 +258,7 @@ TRAIN_DEFAULTS = {
     "low_res_share": 0.7,
     "seed": 0,
     "eval_images": 2000,  # a fixed subset after each epoch; the whole test set at the end
-    "tta": True,  # the final test pass averages each image with its mirror image
+    "tta": True,  # the final test pass averages six views: as is, shifted, each mirrored
 }
 
 
