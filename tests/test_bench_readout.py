@@ -76,3 +76,72 @@ def test_per_class_sums_every_phase_of_an_op_and_leaves_the_rest_to_everything_e
         "everything else": 17.0,
         "step": 30.0,
     }
+
+
+# ------------------------------------------------------------------ bench/cpu_time.py's sorting
+def load_cpu_time():
+    path = BENCH.parent / "cpu_time.py"
+    spec = importlib.util.spec_from_file_location("cpu_time", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+NUMPY = "numpy/_core/_multiarray_umath.cpython-311-x86_64-linux-gnu.so"
+WORKER = ["_bootstrap (threading.py:1002)", "_worker (concurrent/futures/thread.py:83)"]
+STACKS = [  # (frames outermost first, count): one of each kind py-spy reports in a minidl step
+    (WORKER + ["work (minidl/ops/_pool_blocked.py:86)", f"FLOAT_maximum_X86_V4 ({NUMPY})"], 30),
+    (
+        WORKER + ["chunk (minidl/ops/_conv_nhwc.py:186)", "sgemm_kernel_SKYLAKEX (libopenblas.so)"],
+        50,
+    ),
+    (
+        WORKER
+        + [
+            "work (minidl/ops/shape.py:177)",
+            f"raw_array_assign_array ({NUMPY})",
+            "0x7f0d98b (libc.so.6)",
+        ],
+        10,
+    ),
+    (["step (bench/googlenet_speed.py:160)", "_run_backward (minidl/tensor.py:333)"], 10),
+    (
+        WORKER
+        + [
+            "work (minidl/ops/_pool_blocked.py:86)",
+            f"execute_ufunc_loop ({NUMPY})",
+            "pthread_cond_timedwait (libc.so.6)",
+            "0x7f0da3f16 (libc.so.6)",
+        ],
+        20,
+    ),
+    (
+        WORKER[:1]
+        + [
+            "_SimpleQueue_get_impl (_queuemodule.c:253)",
+            "PyThread_acquire_lock_timed (libpython3.11.so.1.0)",
+            "0x7f0dda8aed90 (libc.so.6)",
+        ],
+        80,
+    ),
+]
+
+
+def test_cpu_time_sorts_each_sample_by_its_innermost_frames():
+    cpu_time = load_cpu_time()
+    kinds = [cpu_time.kind(frames) for frames, _ in STACKS]
+    assert kinds == ["NumPy loops", "OpenBLAS", "libc", "Python", cpu_time.WAITING, cpu_time.IDLE]
+
+
+def test_cpu_time_shares_and_source_lines(tmp_path):
+    cpu_time = load_cpu_time()
+    raw = tmp_path / "samples.txt"
+    raw.write_text("".join(";".join(frames) + f" {n}\n" for frames, n in STACKS))
+    stacks = cpu_time.read_raw(str(raw))
+    assert stacks == [(frames, n) for frames, n in STACKS]
+    shares, lines = cpu_time.summarise(stacks, top=10)
+    assert shares["OpenBLAS"] == 50 / 200 and shares[cpu_time.IDLE] == 80 / 200
+    # source lines: busy samples only (100), by the innermost minidl frame
+    assert lines[0] == ("OpenBLAS", "chunk (minidl/ops/_conv_nhwc.py:186)", 0.5)
+    assert ("Python", "_run_backward (minidl/tensor.py:333)", 0.1) in lines
+    assert all(kind not in (cpu_time.WAITING, cpu_time.IDLE) for kind, _, _ in lines)

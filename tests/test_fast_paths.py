@@ -331,3 +331,21 @@ def test_googlenet_training_step_is_the_same_on_both_paths(shrunk, monkeypatch):
     for a, b in zip(fast, textbook):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
     assert shrunk.chunks and shrunk.blocks and len({t for *_, t in shrunk.tasks}) == 2
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_max_pool_blocked_path_when_the_first_offsets_fall_into_the_padding(
+    shrunk, monkeypatch, layout, size
+):
+    """A 5x5/1 pool padded by 2 on inputs of 1-3 pixels: offset 0 (at size 1 also offset 1)
+    reads no input at all, so the first offset the fast path takes is not 0; its values and
+    first-maximum gradient must still be the textbook's."""
+    rng = np.random.default_rng(2)
+    x = _tie_heavy(rng, (5, 3, size, size))
+    fn = lambda t: F.max_pool2d(t, 5, 1, 2)  # noqa: E731
+    gy = rng.standard_normal(fn(md.Tensor(x)).shape)
+    _fast_and_textbook(
+        shrunk, monkeypatch, fn, [as_layout(np, x, layout)], as_layout(np, gy, layout)
+    )
+    assert shrunk.block_list("forward"), "the fast path did not run"
