@@ -16,6 +16,8 @@ second, and each sample is sorted by its innermost frames into
 - idle: a pool thread waiting for work, or the caller waiting for its pool.
 
 The samples include the model's build and two warm-up steps (a few seconds of ``--seconds``).
+py-spy samples Python's threads only: a helper thread of OpenBLAS (when it splits one large GEMM
+over the cores) is not seen, so the OpenBLAS share is a lower bound.
 
 The busy kinds' shares say how much of the step is arithmetic and how much is memory passes and
 overhead. The steps run twice, once without py-spy (whose sampling pauses the process and so
