@@ -59,7 +59,7 @@ def kind(frames: list[str]) -> str:
         return "OpenBLAS"
     if "libc.so" in leaf:
         return "libc"
-    if "_multiarray_umath" in leaf or "_umath" in leaf:
+    if "_umath" in leaf:  # _multiarray_umath: ufuncs, casts, copies, reductions
         return "NumPy loops"
     if ".py:" in leaf or ".py)" in leaf:
         return "Python"

@@ -14,8 +14,9 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "googlenet_speed.py"
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("googlenet_speed", BENCH)
+def load_bench(path=BENCH):
+    """A bench/ script as a module (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -80,11 +81,7 @@ def test_per_class_sums_every_phase_of_an_op_and_leaves_the_rest_to_everything_e
 
 # ------------------------------------------------------------------ bench/cpu_time.py's sorting
 def load_cpu_time():
-    path = BENCH.parent / "cpu_time.py"
-    spec = importlib.util.spec_from_file_location("cpu_time", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench(BENCH.parent / "cpu_time.py")
 
 
 NUMPY = "numpy/_core/_multiarray_umath.cpython-311-x86_64-linux-gnu.so"
