@@ -138,6 +138,140 @@ def test_duplicate_index_assignment_raises_scatter_add_accumulates():
     np.testing.assert_array_equal(target.get(), [1.0, 2.0, 1.0, 2.0])
 
 
+def _syncs_of(fn) -> int:
+    before = cp.stats.syncs
+    fn()
+    return cp.stats.syncs - before
+
+
+@pytest.mark.parametrize(
+    "data_dependent",
+    [
+        lambda a: a[a > 5],
+        lambda a: a.__setitem__(a > 5, 0.0),
+        lambda a: a.nonzero(),
+        lambda a: cp.nonzero(a),
+        lambda a: cp.flatnonzero(a),
+        lambda a: cp.argwhere(a),
+        lambda a: cp.unique(a),
+        lambda a: cp.where(a > 5),
+    ],
+    ids=[
+        "mask-get",
+        "mask-set",
+        "ndarray.nonzero",
+        "nonzero",
+        "flatnonzero",
+        "argwhere",
+        "unique",
+        "where-1-arg",
+    ],
+)
+def test_a_result_whose_size_is_data_counts_a_synchronisation(a, data_dependent):
+    """CuPy reads the count back before it can allocate (cupy/_core/_routines_indexing.pyx)."""
+    assert _syncs_of(lambda: data_dependent(a)) == 1
+
+
+@pytest.mark.parametrize(
+    "no_sync",
+    [
+        lambda a: a[cp.asarray([0, 2])],
+        lambda a: cp.where(a > 5, a, 0.0),
+        lambda a: cp.copyto(a, 0.0, where=a > 5),
+        lambda a: cp.count_nonzero(a),
+    ],
+    ids=["int-gather", "where-3-args", "copyto-where", "count_nonzero"],
+)
+def test_shapes_known_in_advance_need_no_synchronisation(a, no_sync):
+    assert _syncs_of(lambda: no_sync(a)) == 0
+
+
+@pytest.mark.parametrize("keyword", [{"where": True}, {"order": "F"}, {"subok": True}])
+def test_ufuncs_take_only_cupys_keywords(a, keyword):
+    with pytest.raises(TypeError, match="Wrong arguments"):
+        cp.add(a, 1.0, **keyword)
+    assert isinstance(cp.add(a, 1.0, dtype=np.float32, casting="same_kind"), cp.ndarray)
+
+
+def test_ufunc_arity_is_checked(a):
+    with pytest.raises(TypeError, match="Wrong number of arguments"):
+        cp.exp(a, a, a)
+
+
+@pytest.mark.parametrize(
+    "method, ufunc, supported",
+    [
+        ("at", "add", True),
+        ("at", "maximum", True),
+        ("at", "multiply", False),
+        ("at", "divide", False),
+        ("reduce", "add", True),
+        ("reduce", "maximum", False),
+        ("accumulate", "multiply", True),
+        ("accumulate", "maximum", False),
+        ("reduceat", "multiply", False),
+    ],
+)
+def test_ufunc_methods_only_where_cupy_has_them(method, ufunc, supported):
+    f = getattr(cp, ufunc)
+    if supported:
+        getattr(f, method)
+    else:
+        with pytest.raises(NotImplementedError, match="not supported"):
+            getattr(f, method)
+
+
+@pytest.mark.parametrize(
+    "with_list",
+    [
+        lambda a: cp.maximum(a, [1.0, 2.0, 3.0, 4.0]),
+        lambda a: a + [1.0, 2.0, 3.0, 4.0],
+        lambda a: a.__setitem__(0, [1.0, 2.0, 3.0, 4.0]),
+        lambda a: a.__setitem__(slice(None), (1.0, 2.0, 3.0, 4.0)),
+    ],
+    ids=["ufunc", "operator", "row-assignment", "slice-assignment"],
+)
+def test_lists_are_refused_where_cupy_refuses_them(a, with_list):
+    with pytest.raises(TypeError, match="Unsupported type"):
+        with_list(a)
+
+
+def test_lists_are_accepted_as_index_and_with_an_index_array(a):
+    a[cp.asarray([0, 2])] = [[1.0, 1.0, 1.0, 1.0]]  # CuPy converts the value here
+    assert float(a[[0, 2]].sum()) == 8.0
+
+
+def test_ufunc_outputs_are_c_contiguous_whatever_the_inputs_layout(a):
+    t = a.T  # (4, 3), Fortran-ordered
+    assert t.strides != (24, 8)
+    assert (t * 2.0).strides == (24, 8)  # NumPy would keep (8, 32)
+    assert cp.exp(t).strides == (24, 8)
+
+
+@pytest.mark.parametrize(
+    "op, launches",
+    [
+        (lambda a: a + 1.0, 1),
+        (lambda a: cp.exp(a, out=a), 1),
+        (lambda a: a.sum(axis=0), 1),
+        (lambda a: cp.matmul(a, a.T), 1),
+        (lambda a: a.copy(), 1),
+        (lambda a: a[cp.asarray([0, 1])], 1),
+        (lambda a: a.__setitem__(slice(0, 1), 0.0), 1),
+        (lambda a: cp.add.at(a, cp.asarray([0, 0]), 1.0), 1),
+        (lambda a: a.reshape(4, 3), 0),
+        (lambda a: a.T, 0),
+        (lambda a: a[1:, ::2], 0),
+        (lambda a: cp.expand_dims(a, 0), 0),
+        (lambda a: a.astype(a.dtype, copy=False), 0),
+    ],
+)
+def test_kernel_launches_are_counted_views_launch_nothing(a, op, launches):
+    cp.stats.reset()
+    op(a)
+    assert cp.stats.launches == launches
+
+
 def test_only_names_real_cupy_has(a):
     api = _names.API
     assert set(dir(cp)) <= set(api["cupy"])

@@ -210,3 +210,16 @@ def test_pool_bad_input(call, error, words):
         call(x)
     for word in words:
         assert word in str(info.value), (word, str(info.value))
+
+
+def test_max_pool_on_the_device_never_synchronises():
+    """The arg-max is written with copyto(where=): a boolean-mask assignment would read the
+    mask's count back on CuPy, once per tap (9 syncs for a 3x3 pool)."""
+    from minidl import backend
+
+    with backend.simulate_cuda() as sim:
+        x = md.tensor(np.random.default_rng(0).standard_normal((2, 3, 6, 6)), device="cuda")
+        x.requires_grad = True
+        sim.stats.reset()
+        F.max_pool2d(x, 3, stride=2, padding=1).sum().backward()
+        assert sim.stats.syncs == 0

@@ -111,7 +111,9 @@ class MaxPool2d(Function):
         arg = xp.zeros(y.shape, np.min_scalar_type(k[0] * k[1] - 1)) if want else None
         for t, tap in enumerate(_taps(xpad, k, s, out)):
             if want:  # strictly greater: on a tie the earlier tap keeps the arg-max
-                arg[tap > y] = t
+                # copyto with where= is one elementwise kernel; arg[tap > y] = t would be a
+                # masked assignment, which on CuPy reads the mask's count back (a sync)
+                xp.copyto(arg, t, where=tap > y)
             xp.maximum(y, tap, out=y)
         self.argmax, self.pad_shape = arg, xpad.shape
         return y

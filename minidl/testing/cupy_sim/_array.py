@@ -23,13 +23,16 @@ IMPLICIT_CONVERSION = (
     "Please use `.get()` to construct a NumPy array explicitly."
 )
 _NDARRAY_NAMES = frozenset(API["ndarray"])
+# methods whose result's size depends on the data: CuPy synchronises to learn it
+_DATA_DEPENDENT_METHODS = frozenset({"nonzero", "compress"})
 
 
 @dataclass
 class Stats:
     """What crossed the host/device border, for tests to assert on (``cupy_sim.stats``)."""
 
-    syncs: int = 0  # device values read by the host: float(), int(), bool(), item(), tolist()
+    syncs: int = 0  # device values read by the host: float(), item(), a mask's count, ...
+    launches: int = 0  # kernels a GPU would run: ufuncs, reductions, copies, matmuls, gathers
     to_device_calls: int = 0
     to_device_bytes: int = 0
     to_host_calls: int = 0
@@ -52,6 +55,53 @@ _lock = threading.Lock()  # the loader and ops may run on several threads
 def _count(attr: str, n: int = 1) -> None:
     with _lock:
         setattr(stats, attr, getattr(stats, attr) + n)
+
+
+def count_launch(n: int = 1) -> None:
+    """``n`` kernel launches: every ufunc call, reduction, copy, matmul and indexing op."""
+    _count("launches", n)
+
+
+def count_sync() -> None:
+    """One synchronisation: the host waits for the device to hand back a value."""
+    _count("syncs")
+
+
+def _root(a: np.ndarray) -> np.ndarray:
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def buffers(value: Any) -> list[np.ndarray]:
+    """The NumPy buffers (their owners) inside an unwrapped argument list, one level deep."""
+    found = []
+    for v in value if isinstance(value, (tuple, list)) else (value,):
+        for w in v if isinstance(v, (tuple, list)) else (v,):
+            if isinstance(w, np.ndarray):
+                found.append(_root(w))
+    return found
+
+
+def count_kernel(result: Any, inputs: list[np.ndarray]) -> None:
+    """One launch unless ``result`` is only a view of an input (reshape, transpose, slice)."""
+    if isinstance(result, tuple) and result:
+        result = result[0]
+    if isinstance(result, np.ndarray) and any(_root(result) is b for b in inputs):
+        return
+    count_launch()
+
+
+def has_mask(index: Any) -> bool:
+    """True when an (unwrapped) index holds a boolean array: its result's size is data."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(p, np.ndarray) and p.dtype == np.bool_ for p in parts)
+
+
+def has_array(index: Any) -> bool:
+    """True when an (unwrapped) index holds an array or a list: advanced indexing."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(p, (np.ndarray, list)) for p in parts)
 
 
 def _note_created(a: np.ndarray) -> None:
@@ -179,7 +229,7 @@ class ndarray:  # noqa: N801 (CuPy's name)
         self._a[...] = arr
 
     def _sync(self) -> np.ndarray:
-        _count("syncs")
+        count_sync()
         return self._a
 
     def item(self, *args):
@@ -234,9 +284,13 @@ class ndarray:  # noqa: N801 (CuPy's name)
         value = getattr(self._a, name)
         if not callable(value):
             return wrap(value)
+        if name in _DATA_DEPENDENT_METHODS:
+            count_sync()  # the result's size is read back before it can be allocated
 
         def method(*args, **kwargs):
-            return wrap(value(*unwrap(args), **unwrap(kwargs)))
+            result = value(*unwrap(args), **unwrap(kwargs))
+            count_kernel(result, [] if "out" in kwargs else [_root(self._a)])
+            return wrap(result)
 
         return method
 
@@ -290,17 +344,30 @@ class ndarray:  # noqa: N801 (CuPy's name)
         return (wrap(row) for row in self._a)
 
     def __getitem__(self, index):
-        return wrap(self._a[unwrap(index)])
+        index = unwrap(index)
+        if has_mask(index):
+            count_sync()  # CuPy reads the mask's count back to size the result
+        if has_array(index):
+            count_launch()  # a gather; basic slicing is a view and launches nothing
+        return wrap(self._a[index])
 
     def __setitem__(self, index, value) -> None:
         index = unwrap(index)
+        if isinstance(value, (list, tuple)) and not has_array(index):
+            # CuPy fills a basic slice with a scalar only (cupy.ndarray.fill)
+            raise TypeError(f"Unsupported type {type(value)}")
+        if has_mask(index):
+            count_sync()  # CuPy reads the mask's count back, as for a masked get
         check_unique_scatter(index, self._a.shape)
+        count_launch()
         self._a[index] = unwrap(value)
 
     def __copy__(self):
+        count_launch()
         return wrap(self._a.copy())
 
     def __deepcopy__(self, memo):
+        count_launch()
         return wrap(self._a.copy())
 
     def __reduce__(self):

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._array import _count, ndarray, unwrap, wrap
+from ._array import _count, buffers, count_kernel, count_launch, count_sync, ndarray, unwrap, wrap
 from ._names import API, no_such_name, not_simulated
 
 _KINDS: dict[str, str] = API["cupy"]
@@ -27,34 +27,83 @@ def _returning(out: Any, result: Any) -> Any:
     return wrap(result)
 
 
+# CuPy 14.2's ufunc (cupy/_core/_kernel.pyx): the keywords ``__call__`` takes; the ufuncs whose
+# ``at`` has a scatter kernel; ``reduce``/``accumulate`` exist for add and multiply only and
+# ``reduceat`` for add only. Every other use raises there, so it raises here.
+_UFUNC_KEYWORDS = frozenset({"out", "dtype", "casting"})
+_METHOD_SUPPORT = {
+    "at": frozenset(
+        {"add", "subtract", "maximum", "minimum", "bitwise_and", "bitwise_or", "bitwise_xor"}
+    ),
+    "reduce": frozenset({"add", "multiply"}),
+    "accumulate": frozenset({"add", "multiply"}),
+    "reduceat": frozenset({"add"}),
+}
+
+
+def _refuse_sequences(name: str, args: tuple) -> None:
+    """CuPy's ufuncs take device arrays and scalars: a list or tuple is not converted."""
+    for a in args:
+        if isinstance(a, (list, tuple)):
+            raise TypeError(f"Unsupported type {type(a)} (cupy.{name} takes arrays and scalars)")
+
+
 class ufunc:  # noqa: N801 (CuPy's name)
-    """A CuPy ufunc: elementwise on device arrays and Python/NumPy scalars only."""
+    """A CuPy ufunc: elementwise on device arrays and Python/NumPy scalars only.
+
+    As CuPy's: only the keywords ``out``, ``dtype`` and ``casting``; a new output is always
+    C-contiguous (NumPy would keep its inputs' layout); one kernel launch per call."""
 
     def __init__(self, name: str, numpy_ufunc: Any):
         self.__name__ = self.name = name
         self._np = numpy_ufunc
+        self.nin, self.nout, self.nargs = numpy_ufunc.nin, numpy_ufunc.nout, numpy_ufunc.nargs
 
     def __repr__(self) -> str:
         return f"<ufunc '{self.name}'>"
 
     def __call__(self, *args, **kwargs):
-        return _returning(kwargs.get("out"), self._np(*unwrap(args), **unwrap(kwargs)))
+        if set(kwargs) - _UFUNC_KEYWORDS:
+            raise TypeError(
+                f"Wrong arguments {dict((k, kwargs[k]) for k in set(kwargs) - _UFUNC_KEYWORDS)}"
+            )
+        if not self.nin <= len(args) <= self.nargs:
+            raise TypeError(
+                f"Wrong number of arguments for '{self.name}'. It must be either {self.nin} or "
+                f"{self.nargs} (with outputs), but given {len(args)}."
+            )
+        _refuse_sequences(self.name, args[: self.nin])
+        count_launch()
+        result = self._np(*unwrap(args), **unwrap(kwargs))
+        if kwargs.get("out") is None and len(args) == self.nin:
+            result = _c_order(result)
+        return _returning(kwargs.get("out"), result)
 
     def __getattr__(self, name: str):
         if name.startswith("_") or name not in _UFUNC_METHODS:
             raise AttributeError(f"'cupy.ufunc' object has no attribute {name!r}")
+        if name in _METHOD_SUPPORT and self.name not in _METHOD_SUPPORT[name]:
+            raise NotImplementedError(f"`{self.name}.{name}` is not supported yet")
         method = getattr(self._np, name)
         if name == "at":  # in place, returns None
 
             def at(a, indices, b=None):
+                count_launch()
                 method(*unwrap((a, indices) if b is None else (a, indices, b)))
 
             return at
 
         def call(*args, **kwargs):
+            count_launch()
             return _returning(kwargs.get("out"), method(*unwrap(args), **unwrap(kwargs)))
 
         return call
+
+
+def _c_order(result: Any) -> Any:
+    if isinstance(result, tuple):
+        return tuple(np.ascontiguousarray(r) for r in result)
+    return np.ascontiguousarray(result) if isinstance(result, np.ndarray) else result
 
 
 def asarray(a: Any, dtype: Any = None, order: Any = None, *, blocking: bool = False) -> ndarray:
@@ -133,9 +182,31 @@ if "true_divide" in _KINDS and "true_divide" not in ufuncs:
 _cache: dict[str, Any] = {}
 
 
+# functions whose result's size depends on the data: CuPy reads a count back (a synchronisation)
+_DATA_DEPENDENT = frozenset(
+    {
+        "nonzero",
+        "flatnonzero",
+        "argwhere",
+        "unique",
+        "extract",
+        "compress",
+        "setdiff1d",
+        "intersect1d",
+        "union1d",
+        "trim_zeros",
+    }
+)
+
+
 def _function(name: str, target: Any):
     def simulated(*args, **kwargs):
-        return _returning(kwargs.get("out"), target(*unwrap(args), **unwrap(kwargs)))
+        args, kwargs = unwrap(args), unwrap(kwargs)
+        if name in _DATA_DEPENDENT or (name == "where" and len(args) == 1):
+            count_sync()
+        result = target(*args, **kwargs)
+        count_kernel(result, [] if kwargs.get("out") is not None else buffers(args))
+        return _returning(kwargs.get("out"), result)
 
     simulated.__name__ = simulated.__qualname__ = name
     simulated.__doc__ = f"cupy.{name}, simulated with numpy.{name}."
