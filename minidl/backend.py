@@ -5,8 +5,13 @@ A minidl tensor holds a ``numpy.ndarray`` (device ``"cpu"``) or a ``cupy.ndarray
 comes back, so one piece of code runs on both. CuPy is imported only when a user asks for
 ``"cuda"``; until then no CuPy array can exist, so ``get_array_module`` need not import it either.
 
-Without a GPU, ``MINIDL_SIMULATE_CUDA=1`` makes ``"cuda"`` the simulated CuPy
-(``minidl.testing.cupy_sim``): the same code path, checked against CuPy's rules, on the CPU.
+``MINIDL_SIMULATE_CUDA=1`` makes ``"cuda"`` the simulated CuPy (``minidl.testing.cupy_sim``),
+GPU or not: the same code path, checked against CuPy's rules, on the CPU.
+
+A GPU counts as usable only when one tiny kernel of each library a training step needs has run on
+it (NVRTC compiles elementwise kernels, cuBLAS runs the matrix products, cuRAND draws dropout's
+masks): CuPy's wheel imports and counts devices without those libraries, then fails at the first
+kernel.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ import numpy as np
 DEVICES = ("cpu", "cuda")
 
 _INSTALL_HINT = (
-    "install the GPU extra matching your CUDA toolkit, in the repository's root: "
-    'python -m pip install -e ".[cuda13]" (or ".[cuda12]")'
+    "install the GPU extra matching your NVIDIA driver (CuPy 14 with its CUDA libraries), in the "
+    'repository\'s root: python -m pip install -e ".[cuda13]" (or ".[cuda12]" for a CUDA 12 driver)'
 )
+# what a failing first kernel's message names -> the library to blame
+_LIBRARIES = (("nvrtc", "NVRTC"), ("cublas", "cuBLAS"), ("curand", "cuRAND"), ("cudart", "cudart"))
 
 
 _SIMULATION = "minidl.testing.cupy_sim"
@@ -49,21 +56,66 @@ def get_array_module(*arrays: Any) -> ModuleType:
     return np
 
 
-def _real_cupy() -> ModuleType:
-    """Import CuPy and check that a GPU answers; a clear error says which of the two is missing."""
-    hint = f"(or set {SIMULATE_ENV}=1 to test the GPU code path on the simulated CuPy)"
+_probe_result: tuple[ModuleType | None, str] | None = None  # (cupy, "") or (None, why not)
+
+
+def _first_kernels(cupy: ModuleType) -> None:
+    """One kernel of each library a training step uses; raises what CuPy raises."""
+    a = cupy.arange(4, dtype=cupy.float32).reshape(2, 2)
+    b = a * 2 + 1  # an elementwise kernel: compiled by NVRTC
+    c = b @ a  # cuBLAS
+    d = cupy.random.random((2, 2), dtype=cupy.float32)  # cuRAND
+    float((c + d).sum())  # runs them all and waits
+
+
+def _library_in(error: BaseException) -> str:
+    text = f"{type(error).__name__} {error}".lower()
+    return next((name for key, name in _LIBRARIES if key in text), "the CUDA runtime")
+
+
+def _probe_cupy() -> tuple[ModuleType | None, str]:
+    """Import CuPy and run the first kernels: (cupy, "") or (None, what failed)."""
     try:
         import cupy
-    except ImportError as e:
-        raise RuntimeError(
-            f"device 'cuda' needs CuPy, which is not installed: {_INSTALL_HINT} {hint}"
-        ) from e
+    except ImportError:
+        return None, f"CuPy is not installed: {_INSTALL_HINT}"
     try:
         count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as e:  # CUDA driver missing or broken
-        raise RuntimeError(f"CuPy is installed but no CUDA GPU could be reached: {e} {hint}") from e
+    except Exception as e:  # CUDA driver missing, or older than the wheel's CUDA
+        return None, f"CuPy {cupy.__version__} is installed but no CUDA GPU answers ({e})"
     if count == 0:
-        raise RuntimeError(f"CuPy is installed but found no CUDA GPU (device count 0) {hint}")
+        return None, f"CuPy {cupy.__version__} is installed but found no CUDA GPU (device count 0)"
+    try:
+        _first_kernels(cupy)
+    except Exception as e:
+        return None, (
+            f"CuPy {cupy.__version__} sees {count} GPU(s) but cannot run a kernel: "
+            f"{_library_in(e)} failed ({type(e).__name__}: {e}); {_INSTALL_HINT}"
+        )
+    return cupy, ""
+
+
+def _probed() -> tuple[ModuleType | None, str]:
+    global _probe_result
+    if _probe_result is None:
+        _probe_result = _probe_cupy()
+    return _probe_result
+
+
+def gpu_status() -> tuple[bool, str]:
+    """(True, "") when CuPy runs kernels on a real GPU, else (False, why not); probed once."""
+    cupy, why = _probed()
+    return cupy is not None, why
+
+
+def _real_cupy() -> ModuleType:
+    """CuPy, once its first kernels have run on a GPU; else a clear error saying what is missing."""
+    cupy, why = _probed()
+    if cupy is None:
+        raise RuntimeError(
+            f"device 'cuda': {why} (or set {SIMULATE_ENV}=1 to test the GPU code path on the "
+            "simulated CuPy)"
+        )
     return cupy
 
 
@@ -75,28 +127,29 @@ def _simulated_cupy() -> ModuleType:
     if not _announced:
         _announced = True
         print(
-            f"minidl: {SIMULATE_ENV}=1 and no GPU: device 'cuda' is the SIMULATED CuPy "
+            f"minidl: {SIMULATE_ENV}=1: device 'cuda' is the SIMULATED CuPy "
             "(NumPy on the CPU behind CuPy's rules), not a GPU; use it to test, never to time.",
             file=sys.stderr,
         )
     return importlib.import_module(_SIMULATION)
 
 
-def import_cupy() -> ModuleType:
-    """The array module of device "cuda": CuPy on a GPU, else the simulation when asked for.
+def simulation_requested() -> bool:
+    """True when ``MINIDL_SIMULATE_CUDA`` asks for the simulated CuPy (set and not "0")."""
+    return os.environ.get(SIMULATE_ENV, "") not in ("", "0")
 
-    ``MINIDL_SIMULATE_CUDA=1`` selects the simulated CuPy (``minidl.testing.cupy_sim``) when no
-    GPU answers; without it a missing CuPy or GPU is a clear error.
+
+def import_cupy() -> ModuleType:
+    """The array module of device "cuda": the simulation when asked for, else CuPy on a GPU.
+
+    ``MINIDL_SIMULATE_CUDA=1`` selects the simulated CuPy (``minidl.testing.cupy_sim``), even where
+    a GPU exists (the variable is an explicit request); without it a missing CuPy, GPU or CUDA
+    library is a clear error.
     """
     global _active_gpu_module
     if _forced_gpu_module is not None:
         return _forced_gpu_module
-    try:
-        _active_gpu_module = _real_cupy()
-    except RuntimeError:
-        if os.environ.get(SIMULATE_ENV, "") in ("", "0"):
-            raise
-        _active_gpu_module = _simulated_cupy()
+    _active_gpu_module = _simulated_cupy() if simulation_requested() else _real_cupy()
     return _active_gpu_module
 
 
@@ -122,12 +175,8 @@ def simulate_cuda() -> Iterator[ModuleType]:
 
 
 def is_gpu_available() -> bool:
-    """True when CuPy imports and sees at least one real GPU (the simulation does not count)."""
-    try:
-        _real_cupy()
-    except RuntimeError:
-        return False
-    return True
+    """True when CuPy runs its first kernels on a real GPU (the simulation does not count)."""
+    return gpu_status()[0]
 
 
 def is_simulated(xp: ModuleType) -> bool:
