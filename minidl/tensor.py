@@ -41,6 +41,7 @@ class Tensor:
         self.generation = 0
         self.name = name
         self._retain_grad = False
+        self._flat: tuple[Any, Any] | None = None  # (data, grad) views an optimizer's buffers
 
     # ----------------------------------------------------------------- properties
     @property
@@ -339,7 +340,12 @@ def _accumulate_leaf(x: Tensor, gx: Any) -> None:
     array to several inputs (a + b passes gy to both) or a view of the caller's gradient, and
     x.grad is later added to in place."""
     if x.grad is None:
-        x.grad = Tensor(gx.astype(x.dtype, copy=True))
+        flat = x._flat  # an optimizer keeps x's gradient in its flat buffer (optim/_flat.py)
+        if flat is not None and flat[0] is x.data:
+            flat[1][...] = gx
+            x.grad = Tensor(flat[1])
+        else:
+            x.grad = Tensor(gx.astype(x.dtype, copy=True))
     else:
         x.grad.data += gx
 

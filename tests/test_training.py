@@ -110,7 +110,7 @@ def test_fit_learns_and_writes_its_files(full_run):
 
 def interrupt(how, at_step, monkeypatch, optimizer):
     """Arrange for the interrupt ``how`` during training step ``at_step`` (from 1): a signal sent
-    from inside ReLU's backward or between two parameters' updates of the optimizer's step, or
+    from inside ReLU's backward or inside the optimizer's step, or
     two Ctrl-C's in a row (the second stops at once). Returns the ``on_step`` callback."""
     steps = [0]
 
@@ -134,12 +134,12 @@ def interrupt(how, at_step, monkeypatch, optimizer):
 
         monkeypatch.setattr(ReLU, "backward", backward)
     if how == "sigterm-in-step":
-        update, updates = optimizer._update, [0]
+        update, sent = optimizer._update, [False]
 
         def update_then_signal(*args):
-            update(*args)
-            updates[0] += 1
-            if updates[0] % len(list(optimizer._all_params())) == 2:  # two of them updated
+            update(*args)  # the flat buffer's update, or the first parameter's on the textbook path
+            if not sent[0] and steps[0] + 1 == at_step:
+                sent[0] = True
                 send()
 
         optimizer._update = update_then_signal

@@ -10,6 +10,7 @@ from .. import backend
 from ..backend import get_array_module
 from ..function import no_grad
 from ..tensor import Tensor
+from ._flat import FlatParams, group_by_buffer
 
 
 class Optimizer:
@@ -18,13 +19,17 @@ class Optimizer:
 
     ``params`` is an iterable of Parameters or of dicts ``{"params": [...], "lr": ...}`` whose
     missing entries take the ``defaults``. A schedule changes ``group["lr"]`` between steps.
-    Subclasses implement ``_update(group, param, grad, state)`` on raw arrays, in place.
+    Subclasses implement ``_update(group, param, grad, state)`` on raw arrays, in place: the
+    textbook formula for one parameter. ``step`` applies it once to each group's parameters laid
+    end to end in flat buffers (``_flat``: the parameters become views into one array per device
+    and dtype), and parameter by parameter where that layout was broken.
     """
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]):
         self.defaults = defaults
         self.param_groups: list[dict[str, Any]] = []
         self.state: dict[int, dict[str, Any]] = {}
+        self._flat: list[list[FlatParams]] = []  # per group: its parameters' flat buffers
         params = list(params)
         if not params:
             raise ValueError("optimizer got an empty parameter list")
@@ -49,6 +54,7 @@ class Optimizer:
         for name, default in self.defaults.items():
             group.setdefault(name, default)
         self.param_groups.append(group)
+        self._flat.append([FlatParams(ps) for ps in group_by_buffer(group["params"])])
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop the gradients (``p.grad = None``) of every parameter, or zero them in place when
@@ -63,10 +69,23 @@ class Optimizer:
     def step(self) -> None:
         """One update of every parameter that has a gradient (in place, recording no graph)."""
         with no_grad():
-            for group in self.param_groups:
-                for p in group["params"]:
-                    if p.grad is not None:
-                        self._update(group, p.data, p.grad.data, self.state.setdefault(id(p), {}))
+            for group, buffers in zip(self.param_groups, self._flat):
+                for flat in buffers:
+                    states = [self.state.setdefault(id(p), {}) for p in flat.params]
+                    state = flat.gather_state(states) if flat.intact() else None
+                    if state is not None:  # the fast path: the formula once, on flat buffers
+                        self._update(group, flat.data, flat.grad, state)
+                        flat.scatter_state(states)
+                        continue
+                    for p, s in zip(flat.params, states):  # the textbook: one by one
+                        if p.grad is not None:
+                            self._update(group, p.data, p.grad.data, s)
+                        elif not s:
+                            del self.state[id(p)]
+            for i, group in enumerate(self.param_groups):
+                if any(p._flat is None or p.data is not p._flat[0] for p in group["params"]):
+                    # p.data was replaced (model.to(...)): lay the new arrays out again
+                    self._flat[i] = [FlatParams(ps) for ps in group_by_buffer(group["params"])]
 
     def _update(self, group: dict[str, Any], p: Any, g: Any, state: dict[str, Any]) -> None:
         raise NotImplementedError
