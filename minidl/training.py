@@ -30,6 +30,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import backend
+from .backend import get_array_module
 from .budget import FINAL_SHARE, TimeBudget
 from .checkpoint import Position, restore_training_state, save_checkpoint, training_state
 from .evaluation import (  # noqa: F401  (Evaluation, evaluate_flipped: minidl.training's API too)
@@ -42,6 +44,7 @@ from .evaluation import (  # noqa: F401  (Evaluation, evaluate_flipped: minidl.t
     views_per_image,
 )
 from .metrics import write_metrics
+from .ops.loss import check_target_values
 from .progressive import SmallImagesFirst
 from .tensor import Tensor
 from .viz import plot_curves
@@ -59,7 +62,13 @@ def train_step(
     loss.backward()  # every parameter's .grad
     optimizer.step()  # p -= lr * (momentum-smoothed gradient + weight decay * p)
     logits = output if isinstance(output, Tensor) else output[0]
-    return loss.item(), int((logits.data.argmax(axis=1) == y.data).sum())
+    correct = (logits.data.argmax(axis=1) == y.data).sum()
+    # the step's one read-back (on a GPU, its one synchronisation): loss and count together
+    xp = get_array_module(loss.data)
+    loss_value, n_correct = backend.to_numpy(xp.stack([loss.data, correct.astype(loss.dtype)]))
+    if not math.isfinite(loss_value):  # bad targets make a NaN loss on a GPU: say so clearly
+        check_target_values(y.data, logits.shape[1])
+    return float(loss_value), int(n_correct)
 
 
 class Step(NamedTuple):

@@ -56,11 +56,11 @@ def im2col(x, kernel_size, stride=1, padding=0):
     Ho, Wo = output_size(H, kh, sh, ph), output_size(W, kw, sw, pw)
     xpad = xp.zeros((N, H + 2 * ph, W + 2 * pw, C), x.dtype)  # zero-padded, channels last
     xpad[:, ph : ph + H, pw : pw + W] = x.transpose(0, 2, 3, 1)
-    cols = xp.empty((N, Ho, Wo, kh, kw, C), x.dtype)
-    for u in range(kh):
-        for v in range(kw):  # tap (u, v) of every window: a strided view of xpad
-            cols[:, :, :, u, v] = xpad[:, u : u + sh * Ho : sh, v : v + sw * Wo : sw]
-    return cols
+    # every kh x kw window of xpad, as a view (N, H', W', C, kh, kw); every stride-th one is used
+    windows = xp.lib.stride_tricks.sliding_window_view(xpad, (kh, kw), axis=(1, 2))
+    windows = windows[:, : sh * (Ho - 1) + 1 : sh, : sw * (Wo - 1) + 1 : sw]
+    # the one copy: each window becomes a row, its values in (u, v, c) order
+    return xp.ascontiguousarray(windows.transpose(0, 1, 2, 4, 5, 3))
 
 
 def col2im(cols, input_size, stride=1, padding=0):

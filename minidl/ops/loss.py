@@ -9,11 +9,18 @@ answer), and label smoothing eps spreading eps of the target mass uniformly over
 
 reduction "mean" averages loss_i over the batch, "sum" adds them, "none" returns the (N,) vector.
 
+A target outside [0, K) raises ValueError on the CPU. On a GPU, asking would read a boolean back
+(a synchronisation every step), so there the row's loss becomes NaN instead and nothing is read
+(PyTorch stops at a device-side assert); ``minidl.training.train_step`` turns a NaN loss from bad
+targets into the same ValueError.
+
 Fusing the two steps gives the famous gradient  dloss_i/dx_i = softmax(x_i) - q_i  (times the
 upstream gradient, and 1/N for "mean"): no division by p, so no trouble when p underflows to 0.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from ..backend import get_array_module
 from ..function import Function
@@ -33,12 +40,20 @@ class CrossEntropy(Function):
         xp = get_array_module(x)
         _check_targets(x, t)
         N, K = x.shape
+        bad = None
+        if xp is np:  # free on the host; on a device a read-back would synchronise every step
+            check_target_values(t, K)
+        else:  # gather a valid class for a bad row, then make that row NaN
+            bad = (t < 0) | (t >= K)
+            t = xp.where(bad, 0, t)
         z = x - x.max(axis=1, keepdims=True)
         logp = z - xp.log(xp.exp(z).sum(axis=1, keepdims=True))
         rows = xp.arange(N)
         loss = -(1 - self.eps) * logp[rows, t]
         if self.eps:
             loss -= self.eps / K * logp.sum(axis=1)
+        if bad is not None:  # a bad target's row is NaN (see the module docstring)
+            loss = xp.where(bad, xp.nan, loss)
         self.logp, self.t = logp, t
         if self.reduction == "none":
             return loss
@@ -73,10 +88,14 @@ def _check_targets(x, t):
             f"cross_entropy: target must have shape ({x.shape[0]},) to match the batch of logits "
             f"{tuple(x.shape)}, got {tuple(t.shape)}"
         )
-    # one boolean read back (a GPU synchronisation; PyTorch uses a device-side assert instead)
-    if t.size and bool(((t < 0) | (t >= x.shape[1])).any()):
+
+
+def check_target_values(t, num_classes: int) -> None:
+    """Raise ValueError unless every target is a class index in [0, num_classes) (on a device,
+    this reads values back: a synchronisation)."""
+    if t.size and bool(((t < 0) | (t >= num_classes)).any()):
         raise ValueError(
-            f"cross_entropy: target values must be class indices in [0, {x.shape[1] - 1}], got "
+            f"cross_entropy: target values must be class indices in [0, {num_classes - 1}], got "
             f"values in [{int(t.min())}, {int(t.max())}]"
         )
 

@@ -15,6 +15,9 @@ so each pool is a loop over the kh*kw taps, every step a whole-array operation:
           arg = the first tap holding it       (the gradient goes to the maximum only)
     avg:  y = (sum over taps of tap_uv) / count   dtap_uv += gy / count   (every tap)
 
+Max pooling gathers the taps first, one copy of every window as a row of kh*kw values, so the max
+and the arg-max are one reduction each (a GPU runs a few kernels instead of three per tap).
+
 and dx is the interior of the padded gradient (what fell on the padding is dropped). Within one tap
 no two windows share an input, so ``+=`` on a tap's view adds each gradient exactly once; windows
 that overlap meet across taps. Ties go to the first maximum in row-major window order, as in
@@ -81,6 +84,15 @@ def _taps(a, kernel_size, stride, out_hw):
             yield a[:, :, u : u + sh * Ho : sh, v : v + sw * Wo : sw]
 
 
+def _windows(a, kernel_size, stride, out_hw):
+    """Every window of the padded array ``a`` as a row: (N, C, Ho, Wo, kh*kw), its taps in
+    row-major order (one copy)."""
+    (kh, kw), (sh, sw), (Ho, Wo) = kernel_size, stride, out_hw
+    views = get_array_module(a).lib.stride_tricks.sliding_window_view(a, (kh, kw), axis=(2, 3))
+    views = views[:, :, : sh * (Ho - 1) + 1 : sh, : sw * (Wo - 1) + 1 : sw]
+    return views.reshape(views.shape[:4] + (kh * kw,))  # a strided view: reshape copies
+
+
 def _interior(apad, padding, in_hw):
     """The input's part of a padded array (the gradient that fell on the padding is dropped)."""
     (ph, pw), (H, W) = padding, in_hw
@@ -105,16 +117,11 @@ class MaxPool2d(Function):
         if self.fast:
             y, self.argmax = blocked_path.max_pool(x, k, s, p, out, want)
             return y
-        xp = get_array_module(x)
-        xpad = _padded(x, k, s, p, out, -xp.inf)
-        y = xp.full(x.shape[:2] + out, -xp.inf, x.dtype)
-        arg = xp.zeros(y.shape, np.min_scalar_type(k[0] * k[1] - 1)) if want else None
-        for t, tap in enumerate(_taps(xpad, k, s, out)):
-            if want:  # strictly greater: on a tie the earlier tap keeps the arg-max
-                # copyto with where= is one elementwise kernel; arg[tap > y] = t would be a
-                # masked assignment, which on CuPy reads the mask's count back (a sync)
-                xp.copyto(arg, t, where=tap > y)
-            xp.maximum(y, tap, out=y)
+        xpad = _padded(x, k, s, p, out, -np.inf)
+        windows = _windows(xpad, k, s, out)  # N x C x Ho x Wo x kh*kw
+        y = windows.max(axis=-1)
+        # on a tie argmax keeps the first tap, as PyTorch; the smallest dtype that holds kh*kw
+        arg = windows.argmax(axis=-1).astype(np.min_scalar_type(k[0] * k[1] - 1)) if want else None
         self.argmax, self.pad_shape = arg, xpad.shape
         return y
 
@@ -124,9 +131,12 @@ class MaxPool2d(Function):
         if self.fast:
             return blocked_path.max_pool_backward(gy, argmax, k, s, p, in_hw)
         xp = get_array_module(gy)
+        # each window's gradient as a row: gy at its arg-max tap, zero elsewhere
+        taps = xp.arange(k[0] * k[1], dtype=argmax.dtype)
+        gwindows = (argmax[..., None] == taps) * gy[..., None]  # N x C x Ho x Wo x kh*kw
         gpad = xp.zeros(self.pad_shape, gy.dtype)
         for t, dtap in enumerate(_taps(gpad, k, s, gy.shape[2:])):
-            dtap += gy * (argmax == t)
+            dtap += gwindows[..., t]
         return _interior(gpad, p, in_hw)
 
 

@@ -104,6 +104,18 @@ def has_array(index: Any) -> bool:
     return any(isinstance(p, (np.ndarray, list)) for p in parts)
 
 
+def _is_itself(a: np.ndarray, index: Any, value: Any) -> bool:
+    """True when ``value`` is exactly the region ``a[index]`` (same memory, shape, strides)."""
+    if not isinstance(value, np.ndarray) or has_array(index):
+        return False
+    region = a[index]
+    return (
+        region.__array_interface__["data"][0] == value.__array_interface__["data"][0]
+        and region.shape == value.shape
+        and region.strides == value.strides
+    )
+
+
 def _note_created(a: np.ndarray) -> None:
     new_buffer = a.base is None and a.nbytes > 0  # not a view
     with _lock:
@@ -211,7 +223,8 @@ class ndarray:  # noqa: N801 (CuPy's name)
         raise TypeError(IMPLICIT_CONVERSION)
 
     def get(self, stream=None, order="C", out=None, blocking=True) -> np.ndarray:
-        """Copy to the host (a counted transfer)."""
+        """Copy to the host (a counted transfer, and a synchronisation: it waits for the data)."""
+        count_sync()
         _count("to_host_calls")
         _count("to_host_bytes", self._a.nbytes)
         host = np.array(self._a, order=order, copy=True)
@@ -359,8 +372,10 @@ class ndarray:  # noqa: N801 (CuPy's name)
         if has_mask(index):
             count_sync()  # CuPy reads the mask's count back, as for a masked get
         check_unique_scatter(index, self._a.shape)
-        count_launch()
-        self._a[index] = unwrap(value)
+        value = unwrap(value)
+        if not _is_itself(self._a, index, value):  # CuPy skips a[i] = a[i] (a += b on a slice)
+            count_launch()
+        self._a[index] = value
 
     def __copy__(self):
         count_launch()
