@@ -109,14 +109,14 @@ class BatchNorm(Function):
             else:
                 mean = x.mean(axis=axes)
                 var = xp.square(x - mean.reshape(bshape)).mean(axis=axes)
+            # running = (1 - momentum) * running + momentum * statistic (the variance unbiased);
+            # each update is three array operations, in place, casting where dtypes differ
             if self.running_mean is not None:
                 self.running_mean *= 1 - self.momentum
-                self.running_mean += self.momentum * mean.astype(self.running_mean.dtype)
+                self.running_mean += self.momentum * mean
             if self.running_var is not None:
                 self.running_var *= 1 - self.momentum
-                self.running_var += self.momentum * (var * (m / (m - 1))).astype(
-                    self.running_var.dtype
-                )
+                self.running_var += (self.momentum * m / (m - 1)) * var
         else:
             if self.running_mean is None or self.running_var is None:
                 raise ValueError(
@@ -124,7 +124,7 @@ class BatchNorm(Function):
                     "running_var, got None"
                 )
             mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
-        invstd = (1 / xp.sqrt(var + self.eps)).astype(x.dtype)
+        invstd = (1 / xp.sqrt(var + self.eps)).astype(x.dtype, copy=False)
         scale = invstd if gamma is None else gamma * invstd
         shift = -mean * scale if beta is None else beta - mean * scale
         if fast:
@@ -152,16 +152,16 @@ class BatchNorm(Function):
         if self.relu:
             gy = gy * (self.y > 0)  # through the fused ReLU first
 
-        def xhat():
-            return (self.x - self.mean.reshape(bshape)) * self.invstd.reshape(bshape)
-
         dbeta = gy.sum(axis=axes)
-        dgamma = (gy * xhat()).sum(axis=axes) if need[1] or (need[0] and self.training) else None
+        dgamma = xhat = None
+        if need[1] or (need[0] and self.training):
+            xhat = (self.x - self.mean.reshape(bshape)) * self.invstd.reshape(bshape)
+            dgamma = (gy * xhat).sum(axis=axes)
         gx = None
         if need[0]:
             if self.training:
                 gx = gy - (dbeta / self.m).reshape(bshape)
-                gx -= xhat() * (dgamma / self.m).reshape(bshape)
+                gx -= xhat * (dgamma / self.m).reshape(bshape)
                 gx *= scale.reshape(bshape)
             else:
                 gx = gy * scale.reshape(bshape)
