@@ -175,6 +175,32 @@ def _device(name: str) -> str:
     return device
 
 
+class DeviceCounts:
+    """``fit``'s ``on_step`` on the simulated GPU: the synchronisations and kernel launches of
+    each training step (from one step's end to the next, the batch's loading included; the first
+    step of an epoch, which follows an evaluation, is left out)."""
+
+    def __init__(self, sim: Any):
+        self.sim, self.syncs, self.launches = sim, [], []
+        self.last = (sim.stats.syncs, sim.stats.launches)
+
+    def __call__(self, step: Any) -> None:
+        now = (self.sim.stats.syncs, self.sim.stats.launches)
+        if step.batch > 0:
+            self.syncs.append(now[0] - self.last[0])
+            self.launches.append(now[1] - self.last[1])
+        self.last = now
+
+    def summary(self) -> str:
+        if not self.launches:
+            return "simulated GPU: no step between two others to count"
+        return (
+            f"simulated GPU, per training step ({len(self.launches)} counted): at most "
+            f"{max(self.syncs)} synchronisation(s), {int(np.median(self.launches)):,} kernel "
+            "launches (median)"
+        )
+
+
 def make_loss(aux_weight: float, smoothing: float) -> Any:
     """The training loss: cross-entropy of the main head, plus ``aux_weight`` times each
     auxiliary head's when the model has them (the paper's 0.3)."""
@@ -418,14 +444,18 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
         + f" of {len(loader)} batches of {args.batch_size} on {device}; writing to {args.out}"
     )
     extra = {"model_config": model_config(model), "train_config": config}  # in every checkpoint
+    xp = md.backend.module_for(device)
+    counts = DeviceCounts(xp) if md.backend.is_simulated(xp) else None
     result = fit(
         model, loss, loader, optimizer, epochs, schedule=schedule, test_loader=epoch_test_loader,
         final_test_loader=final_loader, final_tta=tta, out=args.out,
         checkpoint_extra=extra, resume=ckpt,
         stop_after_epochs=args.stop_after_epochs, start_time=run_start,
         time_budget_s=args.time_budget_min * 60 if budgeted else None,
-        low_res=progressive_resizing(config),
+        low_res=progressive_resizing(config), on_step=counts,
     )  # fmt: skip
+    if counts is not None:
+        print(counts.summary())
     last = result.rows[-1] if result.rows else {}
     final = next((last[k] for k in FINAL_KEYS if k in last), 0.0)
     epochs_done = last.get("epoch", 0)

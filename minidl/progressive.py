@@ -6,24 +6,37 @@ takes any size, so the early, high-learning-rate part of a run can see smaller c
 them in the same minutes, and the later part the full images the test uses, which adapts the
 weights (and the batch-norm statistics) to them. ``fit(low_res=(share, transform))`` sets this
 up; ``SmallImagesFirst`` is its switch.
+
+What a small step saves depends on the device: on a CPU the time follows the pixels, on a GPU a
+small model's step is bound by kernel launches and hardly shrinks. So a budgeted run times both
+sizes (its first ``PROBE_STEPS`` steps at full size, then the small ones) and counts a small step
+at the measured ratio of the two; and the switch to full size happens once: a plan that grows
+again after it (the full steps ran faster than estimated) never sends the run back to small ones.
 """
 
 from __future__ import annotations
 
+import statistics
+from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+PROBE_STEPS = 3  # full-size steps timed first (the first step is slow: the median of three)
+WINDOW = 5  # the latest step times kept per size
 
 
 class SmallImagesFirst:
     """Swaps ``loader.transform``: ``small`` while the run's fraction done is below ``share``,
-    the loader's own transform after. ``cost(x)``: a step on batch ``x`` relative to a step on
-    full images, its pixels over theirs (a time budget counts the small steps at that cost).
+    the loader's own transform after, for good. ``probe_steps``: the run's first steps are at
+    full size, to time them. ``cost(x)``: a step on batch ``x`` relative to a step on full
+    images, measured once ``observe`` has seen both sizes, else their pixels over full ones' (a
+    time budget counts the small steps at that cost).
 
     ``loader``: a ``minidl.data.DataLoader`` (its ``transform`` is read for every batch, so a
     swap takes effect at the next batch drawn).
     """
 
-    def __init__(self, loader: Any, share: float, small: Callable[..., Any]):
+    def __init__(self, loader: Any, share: float, small: Callable[..., Any], probe_steps: int = 0):
         if not 0 < share <= 1:
             raise ValueError(f"low_res: share must be in (0, 1], got {share!r}")
         if not hasattr(loader, "transform") or not hasattr(loader, "images"):
@@ -35,12 +48,31 @@ class SmallImagesFirst:
         self.full = loader.transform
         height, width = loader.images.shape[1:3]  # (N, H, W, C)
         self.full_pixels = height * width
+        self.probe_steps, self.switched = probe_steps, False
+        self.times: dict[bool, deque[float]] = {
+            True: deque(maxlen=WINDOW),
+            False: deque(maxlen=WINDOW),
+        }
 
-    def choose(self, fraction: float) -> None:
-        """The transform for the next batch drawn, the run being ``fraction`` done."""
-        self.loader.transform = self.small if fraction < self.share else self.full
+    def choose(self, fraction: float, done: int = 0) -> None:
+        """The transform for the next batch drawn, ``done`` steps and ``fraction`` of the run
+        done: full size while probing, small below ``share``, full from then on."""
+        small = not self.switched and done >= self.probe_steps and fraction < self.share
+        self.switched = self.switched or (done >= self.probe_steps and not small)
+        self.loader.transform = self.small if small else self.full
+
+    def _is_full(self, x: Any) -> bool:
+        return x.shape[-2] * x.shape[-1] == self.full_pixels
+
+    def observe(self, x: Any, seconds: float) -> None:
+        """A step on batch ``x`` took ``seconds``."""
+        self.times[self._is_full(x)].append(seconds)
 
     def cost(self, x: Any) -> float:
+        if self._is_full(x):
+            return 1.0
+        if self.times[True] and self.times[False]:  # both sizes timed: what a step really costs
+            return statistics.median(self.times[False]) / statistics.median(self.times[True])
         return x.shape[-2] * x.shape[-1] / self.full_pixels
 
     def restore(self) -> None:

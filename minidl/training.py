@@ -45,7 +45,7 @@ from .evaluation import (  # noqa: F401  (Evaluation, evaluate_flipped: minidl.t
 )
 from .metrics import write_metrics
 from .ops.loss import check_target_values
-from .progressive import SmallImagesFirst
+from .progressive import PROBE_STEPS, SmallImagesFirst
 from .tensor import Tensor
 from .viz import plot_curves
 
@@ -201,7 +201,7 @@ def fit(
     run = _Saver(model, optimizer, schedule, out, checkpoint_extra, position, start_time)
     run.final_loader, run.final_shifts, run.budget = final_test_loader, final_shifts, budget
     fraction = _fraction_done(schedule, budget, position, per_epoch, last_step)
-    sizes = _Resizing(low_res, train_loader, fraction)
+    sizes = _Resizing(low_res, train_loader, fraction, budget is not None)
     with DeferredSignals() as signals:
         try:
             for epoch in itertools.count(first_epoch) if budget else range(first_epoch, epochs):
@@ -224,6 +224,7 @@ def fit(
                         raise NonFiniteLoss(loss, epoch, b, lr, run.last[0])
                     step = Step(epoch, b, epoch * per_epoch + b + 1, loss, correct, len(y), lr)
                     step_s, tick = time.perf_counter() - tick, time.perf_counter()
+                    sizes.observe(x, step_s)
                     out_of_time, left = _next_rate(
                         schedule, budget, run, bar, step, step_s, per_epoch, last_step,
                         sizes.cost(x),
@@ -351,13 +352,25 @@ class _Resizing:
     """``fit``'s progressive resizing (``low_res``; without it, nothing changes): the next
     batch's size from the run's fraction done, and a step's cost relative to full size."""
 
-    def __init__(self, low_res: Any, loader: Any, fraction: Callable[[int, int | None], float]):
-        self.small = None if low_res is None else SmallImagesFirst(loader, *low_res)
+    def __init__(
+        self,
+        low_res: Any,
+        loader: Any,
+        fraction: Callable[[int, int | None], float],
+        budgeted: bool,
+    ):
+        # a budget needs a small step's real cost: time the first steps at full size
+        probe = PROBE_STEPS if budgeted else 0
+        self.small = None if low_res is None else SmallImagesFirst(loader, *low_res, probe)
         self.fraction = fraction
 
     def next_batch(self, done: int, left: int | None = None) -> None:
         if self.small is not None:
-            self.small.choose(self.fraction(done, left))
+            self.small.choose(self.fraction(done, left), done)
+
+    def observe(self, x: Any, seconds: float) -> None:
+        if self.small is not None:
+            self.small.observe(x, seconds)
 
     def cost(self, x: Any) -> float:
         return 1.0 if self.small is None else self.small.cost(x)

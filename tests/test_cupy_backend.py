@@ -33,6 +33,20 @@ def sim():
         yield xp
 
 
+@pytest.fixture(
+    params=["cupy-sim"]
+    + ([pytest.param("cupy", marks=pytest.mark.gpu)] if backend.is_gpu_available() else [])
+)
+def gpu(request):
+    """Device "cuda" as the simulation and, where a GPU is present, as real CuPy: the model-level
+    checks run on both."""
+    if request.param == "cupy":
+        yield backend.import_cupy()
+    else:
+        with backend.simulate_cuda() as xp:
+            yield xp
+
+
 def _googlenet(dtype):
     """The CIFAR GoogLeNet at width 0.25 with its two auxiliary heads, dropout off.
 
@@ -72,11 +86,11 @@ def _flat(grads: dict) -> np.ndarray:
     return np.concatenate([grads[k].ravel().astype(np.float64) for k in sorted(grads)])
 
 
-def test_googlenet_training_step_matches_numpy_in_float64(sim):
+def test_googlenet_training_step_matches_numpy_in_float64(gpu):
     """Loss, every gradient, and the weights and BN statistics after the SGD step."""
     model = _googlenet(np.float64)
     on_gpu = copy.deepcopy(model).to("cuda")
-    assert isinstance(next(on_gpu.parameters()).data, cupy_sim.ndarray)
+    assert isinstance(next(on_gpu.parameters()).data, gpu.ndarray)
     x, y = _batch(np.float64)
     cpu_loss, cpu_correct, cpu_grads, cpu_weights = _one_step(model, x, y, "cpu")
     gpu_loss, gpu_correct, gpu_grads, gpu_weights = _one_step(on_gpu, x, y, "cuda")
@@ -89,7 +103,7 @@ def test_googlenet_training_step_matches_numpy_in_float64(sim):
         np.testing.assert_allclose(gpu_weights[k], cpu_weights[k], rtol=1e-10, atol=1e-12)
 
 
-def test_googlenet_training_step_in_float32_is_as_accurate_as_numpys(sim):
+def test_googlenet_training_step_in_float32_is_as_accurate_as_numpys(gpu):
     """float32 on both devices, measured against the float64 step from the same weights.
 
     The devices sum in different orders (chunked channels-last on the CPU, one im2col GEMM per
@@ -137,7 +151,7 @@ def test_a_step_moves_only_the_batch_and_returns_only_what_is_asked(sim):
         assert sim.stats.syncs == 1, step
 
 
-def test_bad_targets_on_the_device_raise_after_the_step_not_a_sync_every_step(sim):
+def test_bad_targets_on_the_device_raise_after_the_step_not_a_sync_every_step(gpu):
     from googlenet_cli import make_loss
 
     model = _googlenet(np.float32).to("cuda")
@@ -149,6 +163,25 @@ def test_bad_targets_on_the_device_raise_after_the_step_not_a_sync_every_step(si
         train_step(model, make_loss(0.3, 0.0), opt, xt, yt)
     loss = md.functional.cross_entropy(md.tensor(np.zeros((2, 3)), device="cuda"), yt[:2] * 0 + 5)
     assert np.isnan(loss.item())  # the op alone: NaN on the device, no read-back
+
+
+def test_a_default_training_step_syncs_once_and_launches_few_kernels(sim):
+    """The command line's model (width 0.25, no auxiliary heads) and optimizer: one read-back a
+    step; the kernel launches a GPU would run, counted (5,245 before the flat-buffer optimizer,
+    the one-copy im2col and the gathered max pooling; bench/README.md has the breakdown)."""
+    from googlenet import googlenet_cifar
+    from googlenet_cli import make_loss
+
+    nn.init.manual_seed(0)
+    model = googlenet_cifar(width=0.25).to("cuda").train()
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    x, y = _batch(np.float32)
+    for step in range(2):
+        xt, yt = md.tensor(x, device="cuda"), md.tensor(y, device="cuda")
+        sim.stats.reset()
+        train_step(model, make_loss(0.3, 0.1), opt, xt, yt)
+        assert sim.stats.syncs == 1, step
+        assert sim.stats.launches <= 2_550, (step, sim.stats.launches)
 
 
 def test_loader_sends_uint8_batches_to_the_device(sim):
@@ -166,7 +199,7 @@ def test_loader_sends_uint8_batches_to_the_device(sim):
     assert sim.stats.to_host_calls == 0
 
 
-def test_batch_norm_refuses_running_statistics_on_another_device(sim):
+def test_batch_norm_refuses_running_statistics_on_another_device(gpu):
     x = md.tensor(np.ones((2, 3, 2, 2), dtype=np.float32), device="cuda")
     with pytest.raises(ValueError, match="running_mean must be on x's device 'cuda'"):
         md.functional.batch_norm(x, np.zeros(3, np.float32), np.ones(3, np.float32))
@@ -216,6 +249,8 @@ def test_cli_trains_on_the_simulated_gpu_and_the_checkpoint_evaluates_on_cpu(tmp
     )
     assert train.returncode == 0, train.stdout + train.stderr
     assert "SIMULATED" in train.stderr
+    (counts,) = [line for line in train.stdout.splitlines() if line.startswith("simulated GPU")]
+    assert "at most 1 synchronisation(s)" in counts and "kernel launches" in counts
     checkpoint = out / "last.npz"
     stored = md.load(checkpoint)
     weights = [getattr(v, "data", v) for v in stored["model"].values()]

@@ -11,7 +11,7 @@ from minidl import training
 from minidl.checkpoint import read_checkpoint
 from minidl.data import Compose, DataLoader, RandomCrop, RandomHorizontalFlip
 from minidl.data.transforms import cifar10_train_transform
-from minidl.progressive import SmallImagesFirst
+from minidl.progressive import PROBE_STEPS, SmallImagesFirst
 from minidl.training import fit
 
 SMALL = Compose([RandomCrop(4, padding=0), RandomHorizontalFlip()])  # 4x4 of the 8x8 images
@@ -103,18 +103,73 @@ def _budgeted_steps(budget_s, low_res):
 def test_a_budget_counts_small_steps_at_their_pixels_cost():
     """Small steps take a quarter of the time: the budgeted run trains more steps in the same
     time, still ends within it with its schedule completed, and switches to full size half way
-    through its schedule."""
+    through its schedule, after timing its first steps at full size."""
     budget_s = 40.0
     full, _, full_sizes, _, _ = _budgeted_steps(budget_s, None)
     result, clock, sizes, positions, schedule = _budgeted_steps(budget_s, (0.5, SMALL))
     assert result.finished and budget_s - 1.0 - 3.0 <= clock.now <= budget_s
     assert schedule.last_epoch == EPOCHS * 4 - 1 and positions == sorted(positions)
     assert set(full_sizes) == {8} and len(sizes) > len(full_sizes) + 4
-    switch = sizes.index(8)
+    assert sizes[:PROBE_STEPS] == [8] * PROBE_STEPS and sizes[PROBE_STEPS] == 4
+    switch = sizes.index(8, PROBE_STEPS)
     assert set(sizes[switch:]) == {8}  # never back to small
     # the switch came when the schedule was half way, within a step of the plan's resolution
     assert positions[switch - 1] < 0.5 * schedule.last_epoch + 2
     assert positions[switch] >= 0.5 * schedule.last_epoch - 2
+
+
+class FlatClock(PixelClock):
+    """A step takes a second whatever its size (a GPU bound by launches, not pixels)."""
+
+    def __init__(self, monkeypatch):
+        FakeClock.__init__(self, monkeypatch)
+        evaluate = training.evaluate
+
+        def timed_evaluate(*args):
+            self.now += 3.0
+            return evaluate(*args)
+
+        monkeypatch.setattr(training, "evaluate", timed_evaluate)
+
+
+def test_when_small_steps_cost_as_much_as_full_ones_the_budget_knows_and_switches_once():
+    """The pixels would say a small step costs a quarter; timed, it costs a whole one. The run
+    counts it so: as many steps as without small images, within the budget, one switch."""
+    budget_s = 40.0
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        FlatClock(monkeypatch)
+        plain = _record_sizes(monkeypatch)
+        model, optimizer, schedule, loader, test_loader = make_run()
+        fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, progress=False,
+            test_loader=test_loader, time_budget_s=budget_s)  # fmt: skip
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        clock = FlatClock(monkeypatch)
+        sizes = _record_sizes(monkeypatch)
+        positions = []
+        model, optimizer, schedule, loader, test_loader = make_run()
+        result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule,
+                     test_loader=test_loader, progress=False, time_budget_s=budget_s,
+                     on_step=lambda s: positions.append(schedule.last_epoch),
+                     low_res=(0.5, SMALL))  # fmt: skip
+    assert result.finished and clock.now <= budget_s
+    assert abs(len(sizes) - len(plain)) <= 1  # a small step bought nothing, and counted so
+    switches = sum(a != b for a, b in zip(sizes, sizes[1:]))
+    assert switches == 2  # the probe's full steps -> small -> full, never back
+    # counted at the pixels' quarter, the plan would have shrunk 4x and switched far too early
+    switch = sizes.index(8, PROBE_STEPS)
+    assert abs(positions[switch - 1] - 0.5 * schedule.last_epoch) <= 2
+
+
+def test_the_switch_to_full_size_is_for_good():
+    """A plan that grows after the switch (full steps faster than estimated) lowers the fraction
+    done below the share again: the run stays at full size."""
+    _, _, _, loader, _ = make_run()
+    switch = SmallImagesFirst(loader, 0.5, SMALL, probe_steps=2)
+    chosen = []
+    for done, fraction in enumerate([0.0, 0.1, 0.2, 0.45, 0.55, 0.48, 0.3, 0.7]):
+        switch.choose(fraction, done)
+        chosen.append("small" if loader.transform is SMALL else "full")
+    assert chosen == ["full", "full", "small", "small", "full", "full", "full", "full"]
 
 
 def test_small_images_first_checks_its_arguments():
