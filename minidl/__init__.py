@@ -11,6 +11,7 @@ from . import backend, data, functional, nn, ops, optim
 from . import functional as F
 from .backend import is_gpu_available
 from .function import Function, is_grad_enabled, no_grad, set_grad_enabled
+from .ops.dispatch import textbook
 from .ops.shape import concat, split
 from .serialization import load, save
 from .tensor import Tensor, tensor
@@ -36,4 +37,5 @@ __all__ = [
     "save",
     "set_grad_enabled",
     "tensor",
+    "textbook",
 ]

@@ -1,9 +1,10 @@
 """Test helpers for the ops that have a fast CPU path beside their textbook code.
 
 conv2d (``_conv_nhwc``), the pools (``_pool_blocked``) and batch norm (``_batchnorm_nhwc``) send
-NumPy arrays down a fast path chosen by one ``applies(x)`` line; every other array (CuPy) runs the
-textbook code. ``use_path`` makes a NumPy test take either one, and ``as_layout`` builds the memory
-layouts those paths treat differently.
+NumPy arrays down a fast path (``minidl.ops.dispatch.use_fast_path``); every other array (CuPy)
+runs the textbook code. ``use_path`` makes a NumPy test take either one through the public switch
+(``MINIDL_TEXTBOOK``), so the fast paths are tested even in a ``MINIDL_TEXTBOOK=1`` session, and
+``as_layout`` builds the memory layouts those paths treat differently.
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minidl.ops import _batchnorm_nhwc, _conv_nhwc, _pool_blocked
 from minidl.ops._layout import nchw_view
+from minidl.ops.dispatch import TEXTBOOK_ENV
 
-FAST_MODULES = (_conv_nhwc, _pool_blocked, _batchnorm_nhwc)
 PATHS = ["fast", "textbook"]
 LAYOUTS = ["nchw", "channels_last", "channel_slice"]
 
@@ -25,9 +25,7 @@ def use_path(path: str, xp, monkeypatch) -> None:
     On a non-NumPy backend only the textbook code exists, so "fast" is skipped there."""
     if path == "fast" and xp is not np:
         pytest.skip("the fast paths serve NumPy arrays only")
-    if path == "textbook":
-        for module in FAST_MODULES:
-            monkeypatch.setattr(module, "applies", lambda x: False)
+    monkeypatch.setenv(TEXTBOOK_ENV, "1" if path == "textbook" else "0")
 
 
 def as_layout(xp, a, layout: str):

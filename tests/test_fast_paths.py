@@ -25,6 +25,7 @@ import minidl.functional as F
 from minidl.ops import _batchnorm_nhwc, _conv_nhwc, _parallel, _pool_blocked
 from minidl.ops._layout import output_size
 from minidl.ops._threads import ThreadPolicy
+from minidl.ops.dispatch import TEXTBOOK_ENV
 from minidl.ops.norm import BatchNorm
 
 SHAPE = (5, 6, 9, 8)  # N, C, H, W: 5 images, so chunks and blocks of 2 end with a partial one
@@ -91,6 +92,7 @@ def shrunk(monkeypatch):
     """Every fast-path threshold shrunk, two worker threads forced; yields the ``Ran`` record."""
     ran = Ran()
     pool = PairedPool(ran)
+    monkeypatch.setenv(TEXTBOOK_ENV, "0")  # the fast paths, even in a MINIDL_TEXTBOOK=1 session
     monkeypatch.setattr(_parallel, "WORKERS", 2)
     monkeypatch.setattr(_parallel, "_MIN_ELEMENTS", 1)
     monkeypatch.setattr(_parallel, "_pool", pool)

@@ -40,6 +40,7 @@ from ..registry import GradCase, register_gradcheck
 from ..tensor import Tensor
 from . import _conv_nhwc as nhwc_path
 from ._layout import check_4d, check_float, nchw_view, output_size, pair
+from .dispatch import use_fast_path
 
 
 def im2col(x, kernel_size, stride=1, padding=0):
@@ -95,7 +96,9 @@ class Conv2d(Function):
         self.in_hw, self.w_shape = (H, W), w.shape
         self.wm = w.transpose(0, 2, 3, 1).reshape(O, kh * kw * C)  # rows in (u, v, c) order
         keep_x = self.needs_input_grad[1]  # dW needs x
-        self.fast = nhwc_path.applies(x)  # NumPy: chunked, channels-last, threaded (_conv_nhwc)
+        self.fast = use_fast_path(
+            x, nhwc_path
+        )  # NumPy: chunked, channels-last, threaded (_conv_nhwc)
         if self.fast:
             y, self.x = nhwc_path.forward(
                 x, self.wm, b, (kh, kw), self.stride, self.padding, keep_x

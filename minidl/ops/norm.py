@@ -32,6 +32,7 @@ must be multiplied by ``size`` here. (TensorFlow also counts ``depth_radius`` = 
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 from ..backend import device_of, get_array_module, to_device
@@ -40,6 +41,7 @@ from ..registry import GradCase, register_gradcheck
 from ..tensor import Tensor
 from . import _batchnorm_nhwc as nhwc_path
 from ._layout import check_float
+from .dispatch import use_fast_path
 from .shape import transpose
 
 
@@ -94,21 +96,17 @@ class BatchNorm(Function):
                     f"batch_norm: {name} must be on x's device {device_of(x)!r}, got "
                     f"{device_of(a)!r}; move it with .to(device) (as PyTorch requires)"
                 )
-        axes = (0,) + tuple(range(2, x.ndim))
-        bshape = (1, C) + (1,) * (x.ndim - 2)
         m = x.size // C
-        fast = nhwc_path.applies(x)  # channels-last NumPy data: the cache-blocked path
+        # the one dispatch: the cache-blocked path for channels-last NumPy data, else the textbook
+        self.fast = use_fast_path(x, nhwc_path)
+        path = nhwc_path if self.fast else textbook_path
         if self.training:
             if m < 2:
                 raise ValueError(
                     f"batch_norm: training needs more than 1 value per channel, got x of shape "
                     f"{tuple(x.shape)}"
                 )
-            if fast:
-                mean, var = (a.astype(x.dtype) for a in nhwc_path.statistics(x))
-            else:
-                mean = x.mean(axis=axes)
-                var = xp.square(x - mean.reshape(bshape)).mean(axis=axes)
+            mean, var = (a.astype(x.dtype, copy=False) for a in path.statistics(x))
             # running = (1 - momentum) * running + momentum * statistic (the variance unbiased);
             # each update is three array operations, in place, casting where dtypes differ
             if self.running_mean is not None:
@@ -127,45 +125,68 @@ class BatchNorm(Function):
         invstd = (1 / xp.sqrt(var + self.eps)).astype(x.dtype, copy=False)
         scale = invstd if gamma is None else gamma * invstd
         shift = -mean * scale if beta is None else beta - mean * scale
-        if fast:
-            y = nhwc_path.affine(x, scale, shift, self.relu)
-        else:
-            # one pass over x: y = x * scale + shift, scale and shift per channel
-            y = x * scale.reshape(bshape)
-            y += shift.reshape(bshape)
-            if self.relu:
-                xp.maximum(y, 0, out=y)
+        y = path.affine(x, scale, shift, self.relu)
         self.x, self.mean, self.invstd, self.gamma = x, mean, invstd, gamma
         self.y = y if self.relu else None  # the fused ReLU's mask is y > 0
-        self.axes, self.bshape, self.m, self.fast = axes, bshape, m, fast
+        self.path = path
         return y
 
     def backward(self, gy):
-        axes, bshape = self.axes, self.bshape
         need = self.needs_input_grad + (False, False)  # (x, gamma, beta); affine may be absent
         scale = self.invstd if self.gamma is None else self.gamma * self.invstd
-        if self.fast:
-            gx, dgamma, dbeta = nhwc_path.backward(
-                gy, self.x, self.y, self.mean, self.invstd, scale, self.training, self.relu
-            )
-            return gx if need[0] else None, dgamma if need[1] else None, dbeta if need[2] else None
-        if self.relu:
-            gy = gy * (self.y > 0)  # through the fused ReLU first
+        gx, dgamma, dbeta = self.path.backward(
+            gy, self.x, self.y, self.mean, self.invstd, scale, self.training, self.relu
+        )
+        return gx if need[0] else None, dgamma if need[1] else None, dbeta if need[2] else None
 
-        dbeta = gy.sum(axis=axes)
-        dgamma = xhat = None
-        if need[1] or (need[0] and self.training):
-            xhat = (self.x - self.mean.reshape(bshape)) * self.invstd.reshape(bshape)
-            dgamma = (gy * xhat).sum(axis=axes)
-        gx = None
-        if need[0]:
-            if self.training:
-                gx = gy - (dbeta / self.m).reshape(bshape)
-                gx -= xhat * (dgamma / self.m).reshape(bshape)
-                gx *= scale.reshape(bshape)
-            else:
-                gx = gy * scale.reshape(bshape)
-        return gx, dgamma if need[1] else None, dbeta if need[2] else None
+
+# ---------------------------------------------------------------- the textbook batch norm
+# The three steps BatchNorm takes, written as the formulas in the module docstring; the
+# cache-blocked path (_batchnorm_nhwc) has the same three functions, for channels-last NumPy data.
+
+
+def _channel_axes(x) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The axes a channel's statistics run over (all but 1), and a channel vector's shape that
+    broadcasts against x: (0, 2, 3) and (1, C, 1, 1) for NCHW."""
+    return (0,) + tuple(range(2, x.ndim)), (1, x.shape[1]) + (1,) * (x.ndim - 2)
+
+
+def statistics(x):
+    """Per-channel mean and biased variance of ``x`` over all but axis 1."""
+    axes, bshape = _channel_axes(x)
+    mean = x.mean(axis=axes)
+    return mean, get_array_module(x).square(x - mean.reshape(bshape)).mean(axis=axes)
+
+
+def affine(x, scale, shift, relu: bool):
+    """y = x * scale + shift per channel (then max(y, 0) with ``relu``): one pass over x."""
+    _, bshape = _channel_axes(x)
+    y = x * scale.reshape(bshape)
+    y += shift.reshape(bshape)
+    if relu:
+        get_array_module(y).maximum(y, 0, out=y)
+    return y
+
+
+def backward(gy, x, y, mean, invstd, scale, training: bool, relu: bool):
+    """(dx, dgamma, dbeta) of y = [relu](x * scale + shift); ``y`` is only read with ``relu``."""
+    axes, bshape = _channel_axes(x)
+    m = x.size // x.shape[1]
+    if relu:
+        gy = gy * (y > 0)  # through the fused ReLU first
+    dbeta = gy.sum(axis=axes)
+    xhat = (x - mean.reshape(bshape)) * invstd.reshape(bshape)
+    dgamma = (gy * xhat).sum(axis=axes)
+    if training:
+        gx = gy - (dbeta / m).reshape(bshape)
+        gx -= xhat * (dgamma / m).reshape(bshape)
+        gx *= scale.reshape(bshape)
+    else:
+        gx = gy * scale.reshape(bshape)
+    return gx, dgamma, dbeta
+
+
+textbook_path = SimpleNamespace(statistics=statistics, affine=affine, backward=backward)
 
 
 def batch_norm(

@@ -40,6 +40,7 @@ from ..registry import GradCase, register_gradcheck, tie_free
 from ..tensor import Tensor
 from . import _pool_blocked as blocked_path
 from ._layout import check_4d, check_float, output_size, pair
+from .dispatch import use_fast_path
 
 
 def _window_args(op, x, kernel_size, stride, padding, ceil_mode):
@@ -113,7 +114,7 @@ class MaxPool2d(Function):
         k, s, p, out = _window_args("max_pool2d", x, *self.args)
         self.geometry = (k, s, p, x.shape[2:])
         want = self.needs_input_grad[0]  # backward will run: keep the arg-max
-        self.fast = blocked_path.applies(x)  # NumPy: separable passes, blocked, threaded
+        self.fast = use_fast_path(x, blocked_path)  # NumPy: separable passes, blocked, threaded
         if self.fast:
             y, self.argmax = blocked_path.max_pool(x, k, s, p, out, want)
             return y
@@ -171,7 +172,7 @@ class AvgPool2d(Function):
         ch = _window_counts(xp, k[0], s[0], p[0], H, Ho, self.count_include_pad, x.dtype)
         cw = _window_counts(xp, k[1], s[1], p[1], W, Wo, self.count_include_pad, x.dtype)
         self.inv_count = 1 / (ch[:, None] * cw[None, :])  # Ho x Wo
-        self.fast = blocked_path.applies(x)  # NumPy: separable passes, threaded
+        self.fast = use_fast_path(x, blocked_path)  # NumPy: separable passes, threaded
         if self.fast:
             y = blocked_path.window_sums(x, k, s, p, out)
         else:
