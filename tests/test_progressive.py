@@ -67,15 +67,17 @@ def test_a_run_stopped_in_its_small_part_resumes_bit_for_bit(tmp_path, monkeypat
 
 
 class PixelClock(FakeClock):
-    """A step takes a second per full-size image's pixels (a 4x4 batch of 8x8 images: 1/4 s);
-    an evaluation 3 s."""
+    """A step takes a second per full-size image's pixels (a 4x4 batch of 8x8 images: 1/4 s),
+    or with ``by_pixels=False`` a second whatever its size (a GPU bound by launches, not
+    pixels); an evaluation 3 s."""
 
-    def __init__(self, monkeypatch):
+    def __init__(self, monkeypatch, by_pixels=True):
         super().__init__(monkeypatch)
         step, evaluate = training.train_step, training.evaluate
 
         def timed_step(model, loss_fn, optimizer, x, y):
-            self.now += x.shape[-1] * x.shape[-2] / 64 - 1.0  # FakeClock's step adds 1 s
+            if by_pixels:
+                self.now += x.shape[-1] * x.shape[-2] / 64 - 1.0  # FakeClock's step adds 1 s
             return step(model, loss_fn, optimizer, x, y)
 
         def timed_evaluate(*args):
@@ -86,10 +88,10 @@ class PixelClock(FakeClock):
         monkeypatch.setattr(training, "evaluate", timed_evaluate)
 
 
-def _budgeted_steps(budget_s, low_res):
+def _budgeted_steps(budget_s, low_res, by_pixels=True):
     """A budgeted run under ``PixelClock`` (patched for this run only)."""
     with pytest.MonkeyPatch.context() as monkeypatch:
-        clock = PixelClock(monkeypatch)
+        clock = PixelClock(monkeypatch, by_pixels)
         sizes = _record_sizes(monkeypatch)
         positions = []
         model, optimizer, schedule, loader, test_loader = make_run()
@@ -118,39 +120,14 @@ def test_a_budget_counts_small_steps_at_their_pixels_cost():
     assert positions[switch] >= 0.5 * schedule.last_epoch - 2
 
 
-class FlatClock(PixelClock):
-    """A step takes a second whatever its size (a GPU bound by launches, not pixels)."""
-
-    def __init__(self, monkeypatch):
-        FakeClock.__init__(self, monkeypatch)
-        evaluate = training.evaluate
-
-        def timed_evaluate(*args):
-            self.now += 3.0
-            return evaluate(*args)
-
-        monkeypatch.setattr(training, "evaluate", timed_evaluate)
-
-
 def test_when_small_steps_cost_as_much_as_full_ones_the_budget_knows_and_switches_once():
     """The pixels would say a small step costs a quarter; timed, it costs a whole one. The run
     counts it so: as many steps as without small images, within the budget, one switch."""
     budget_s = 40.0
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        FlatClock(monkeypatch)
-        plain = _record_sizes(monkeypatch)
-        model, optimizer, schedule, loader, test_loader = make_run()
-        fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, progress=False,
-            test_loader=test_loader, time_budget_s=budget_s)  # fmt: skip
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        clock = FlatClock(monkeypatch)
-        sizes = _record_sizes(monkeypatch)
-        positions = []
-        model, optimizer, schedule, loader, test_loader = make_run()
-        result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule,
-                     test_loader=test_loader, progress=False, time_budget_s=budget_s,
-                     on_step=lambda s: positions.append(schedule.last_epoch),
-                     low_res=(0.5, SMALL))  # fmt: skip
+    _, _, plain, _, _ = _budgeted_steps(budget_s, None, by_pixels=False)
+    result, clock, sizes, positions, schedule = _budgeted_steps(
+        budget_s, (0.5, SMALL), by_pixels=False
+    )
     assert result.finished and clock.now <= budget_s
     assert abs(len(sizes) - len(plain)) <= 1  # a small step bought nothing, and counted so
     switches = sum(a != b for a, b in zip(sizes, sizes[1:]))
