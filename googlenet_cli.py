@@ -236,7 +236,7 @@ def _make_schedule(optimizer: Any, args: Any, epochs: int, total_steps: int) -> 
 
 def progressive_resizing(config: dict[str, Any]) -> tuple[float, Any] | None:
     """``fit``'s ``low_res`` for a run's options: (share, the small crops' transform), or None
-    (--low-res 32 or a share of 0; runs from before it have no low_res: full size throughout)."""
+    (--low-res 32, a share of 0, or a config without low_res: full size throughout)."""
     from minidl.data import cifar10_train_transform
 
     small = _small_crops(config)
@@ -276,10 +276,10 @@ TRAIN_DEFAULTS = {
     "nesterov": True,
     "weight_decay": 5e-4,
     "aux_weight": 0.3,
-    "label_smoothing": 0.1,  # Szegedy et al. 2016; docs/results.md, fourth run
+    "label_smoothing": 0.1,  # Szegedy et al. 2016; docs/results.md, "The defaults, and why"
     "cutout": 0,
-    # progressive resizing: 24x24 crops (a step in 0.53 of the time) for the first 70% of the
-    # schedule, the full 32x32 images for the last 30% (docs/results.md, eighth and ninth runs)
+    # progressive resizing: 24x24 crops for the first 70% of the schedule, the full 32x32 images
+    # for the last 30% (docs/training.md, "Progressive resizing: small crops first")
     "low_res": 24,
     "low_res_share": 0.7,
     "seed": 0,
@@ -293,7 +293,8 @@ TRAIN_DEFAULTS = {
 FIXED_ON_RESUME = tuple(k for k in TRAIN_DEFAULTS if k != "epochs")
 RUN_FILES = ("last.npz", "best.npz", "metrics.json", "metrics.csv", "curves.png")
 DEFAULT_OUT = os.path.join("runs", "googlenet_cifar")
-# the last row's result, best first (final_test_flip_acc: runs from before the six-view TTA)
+# the last row's result, best first (final_test_flip_acc: a checkpoint whose final pass was the
+# mirror pair, which resumed runs keep)
 FINAL_KEYS = ("final_test_tta_acc", "final_test_flip_acc", "final_test_acc", "test_acc")
 
 
@@ -407,7 +408,7 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
         transform=cifar10_train_transform(args.cutout), device=device,
     )  # fmt: skip
     test_loader = DataLoader(test_set, 500, transform=cifar10_test_transform(), device=device)
-    epoch_test_loader = test_loader  # (runs from before --eval-images evaluate the whole set)
+    epoch_test_loader = test_loader  # (a config without eval_images evaluates the whole set)
     if 0 < config.get("eval_images", 0) < len(test_set):
         epoch_test_loader = DataLoader(
             _test_subset(test_set, config["eval_images"]), 500,
