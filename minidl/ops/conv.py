@@ -96,9 +96,7 @@ class Conv2d(Function):
         self.in_hw, self.w_shape = (H, W), w.shape
         self.wm = w.transpose(0, 2, 3, 1).reshape(O, kh * kw * C)  # rows in (u, v, c) order
         keep_x = self.needs_input_grad[1]  # dW needs x
-        self.fast = use_fast_path(
-            x, nhwc_path
-        )  # NumPy: chunked, channels-last, threaded (_conv_nhwc)
+        self.fast = use_fast_path(x, nhwc_path)  # NumPy: chunked, channels-last, threaded
         if self.fast:
             y, self.x = nhwc_path.forward(
                 x, self.wm, b, (kh, kw), self.stride, self.padding, keep_x

@@ -126,16 +126,15 @@ class BatchNorm(Function):
         scale = invstd if gamma is None else gamma * invstd
         shift = -mean * scale if beta is None else beta - mean * scale
         y = path.affine(x, scale, shift, self.relu)
-        self.x, self.mean, self.invstd, self.gamma = x, mean, invstd, gamma
+        self.x, self.mean, self.invstd, self.scale = x, mean, invstd, scale
         self.y = y if self.relu else None  # the fused ReLU's mask is y > 0
         self.path = path
         return y
 
     def backward(self, gy):
         need = self.needs_input_grad + (False, False)  # (x, gamma, beta); affine may be absent
-        scale = self.invstd if self.gamma is None else self.gamma * self.invstd
         gx, dgamma, dbeta = self.path.backward(
-            gy, self.x, self.y, self.mean, self.invstd, scale, self.training, self.relu
+            gy, self.x, self.y, self.mean, self.invstd, self.scale, self.training, self.relu
         )
         return gx if need[0] else None, dgamma if need[1] else None, dbeta if need[2] else None
 

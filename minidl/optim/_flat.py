@@ -37,13 +37,9 @@ class FlatParams:
         self.grad = xp.zeros(total, first.dtype)
         self.state: dict[str, Any] = {}  # flat arrays (momentum, moments) and scalars (step)
         self._shown_views: dict[str, tuple[Any, list[Any]]] = {}  # key -> (flat, its views)
-        offset = 0
-        for p, n in zip(params, self.sizes):
-            self.data[offset : offset + n] = p.data.reshape(-1)
-            view = self.data[offset : offset + n].reshape(p.shape)
-            p.data = view
-            p._flat = (view, self.grad[offset : offset + n].reshape(p.shape))
-            offset += n
+        for p, view, grad in zip(params, self.views(self.data), self.views(self.grad)):
+            view[...] = p.data
+            p.data, p._flat = view, (view, grad)
 
     def intact(self) -> bool:
         """True when every parameter still lives in this buffer and has its gradient in it."""

@@ -69,8 +69,9 @@ class Optimizer:
     def step(self) -> None:
         """One update of every parameter that has a gradient (in place, recording no graph)."""
         with no_grad():
-            for group, buffers in zip(self.param_groups, self._flat):
-                for flat in buffers:
+            for i, group in enumerate(self.param_groups):
+                relaid = False
+                for flat in self._flat[i]:
                     states = [self.state.setdefault(id(p), {}) for p in flat.params]
                     state = flat.gather_state(states) if flat.intact() else None
                     if state is not None:  # the fast path: the formula once, on flat buffers
@@ -82,9 +83,8 @@ class Optimizer:
                             self._update(group, p.data, p.grad.data, s)
                         elif not s:
                             del self.state[id(p)]
-            for i, group in enumerate(self.param_groups):
-                if any(p._flat is None or p.data is not p._flat[0] for p in group["params"]):
-                    # p.data was replaced (model.to(...)): lay the new arrays out again
+                    relaid |= any(p.data is not p._flat[0] for p in flat.params)
+                if relaid:  # p.data was replaced (model.to(...)): lay the new arrays out again
                     self._flat[i] = [FlatParams(ps) for ps in group_by_buffer(group["params"])]
 
     def _update(self, group: dict[str, Any], p: Any, g: Any, state: dict[str, Any]) -> None:
