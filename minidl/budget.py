@@ -9,8 +9,12 @@ placed at the fraction of the run done, ``done / (done + steps that still fit)``
 fits any more, the run ends; a partial last epoch is evaluated like a whole one. The speed is
 the median of the last few steps, so a slowdown shortens the plan within a few steps; an
 evaluation's cost is the last one measured (evaluation, checkpoint and files), scaled by how
-much the steps have slowed since, or before the first one a test image at a third of a training
-image (a forward pass without the backward) plus a few seconds for the files.
+much the steps have slowed since, or before the first one the cost of a test image measured on
+one test batch once the first steps were timed (``tested``; a test image counts a third of a
+training image, a forward pass without the backward, until then), plus a few seconds for the
+files. Measured, because that third holds on a CPU but not where a step is bound by its kernel
+launches (a GPU, or the simulated one): there a test batch of 500 images costs far more than a
+third of a training batch's images.
 
 The run's final test pass may be fuller (test-time augmentation: several views of every image).
 A short budget, or a busy machine, cannot afford it: the budget is given the passes to choose
@@ -77,8 +81,10 @@ class TimeBudget:
     spare; None until ``MIN_STEPS`` steps were timed. ``test_images`` and ``batch_size`` size
     the first evaluation's estimate. ``final_images``: the images the run's end evaluates more,
     one count per final pass to choose from, fullest first; ``final_choice()`` is the index of
-    the one reserved (a test image counts, as it always does before one was measured, at a
-    third of a training image).
+    the one reserved. ``tested(seconds, images)``: one test batch of ``images`` took ``seconds``
+    (``wants_test_timing()`` says when: once the first plan is due); test images are counted at
+    that cost, scaled by how much the steps have slowed since, or before it at a third of a
+    training image.
     """
 
     def __init__(
@@ -104,9 +110,21 @@ class TimeBudget:
         self.step_times: deque[float] = deque(maxlen=window)
         self.eval_s: float | None = None
         self.eval_step_s = 0.0  # the step time when eval_s was measured
+        self.test_image_s: float | None = None  # a test image's measured cost
+        self.test_step_s = 0.0  # the step time when test_image_s was measured
 
     def stepped(self, seconds: float) -> None:
         self.step_times.append(seconds)
+
+    def wants_test_timing(self) -> bool:
+        """True once, when the first plan is due and a test image's cost was not measured."""
+        return self.test_image_s is None and self.test_images > 0 and self._planning()
+
+    def tested(self, seconds: float, images: int) -> None:
+        self.test_image_s, self.test_step_s = seconds / images, self.step_s()
+
+    def _planning(self) -> bool:
+        return len(self.step_times) >= MIN_STEPS
 
     def evaluated(self, seconds: float) -> None:
         self.eval_s, self.eval_step_s = seconds, self.step_s()
@@ -118,12 +136,15 @@ class TimeBudget:
         """Seconds the next evaluation (with its files) will take at the current speed."""
         step_s = self.step_s()
         if self.eval_s is None or self.eval_step_s <= 0:
-            return self.test_images / self.batch_size * step_s / 3 + FILES_S
+            return self.test_s(self.test_images) + FILES_S
         return self.eval_s * step_s / self.eval_step_s
 
     def test_s(self, images: int) -> float:
-        """Seconds to evaluate ``images`` at the current speed: a third of a training image."""
-        return images / self.batch_size * self.step_s() / 3
+        """Seconds to evaluate ``images`` at the current speed: at the measured cost of a test
+        image, before it is measured a third of a training image's."""
+        if self.test_image_s is None or self.test_step_s <= 0:
+            return images / self.batch_size * self.step_s() / 3
+        return images * self.test_image_s * self.step_s() / self.test_step_s
 
     def final_choice(self) -> int:
         """The index in ``final_images`` of the final pass to reserve: the fullest whose images
@@ -133,7 +154,7 @@ class TimeBudget:
         return next(fits, len(extra) - 1)
 
     def steps_left(self, elapsed_s: float, epoch_left: int, per_epoch: int) -> int | None:
-        if len(self.step_times) < MIN_STEPS:
+        if not self._planning():
             return None
         time_left = self.seconds - self.margin_s - elapsed_s
         step_s = max(self.step_s(), 1e-9)

@@ -225,10 +225,13 @@ def fit(
                     step = Step(epoch, b, epoch * per_epoch + b + 1, loss, correct, len(y), lr)
                     step_s, tick = time.perf_counter() - tick, time.perf_counter()
                     sizes.observe(x, step_s)
+                    if budget is not None:
+                        budget.stepped(step_s / sizes.cost(x))  # counted as a full-size step
+                        if budget.wants_test_timing():  # before the first plan
+                            tick += _time_a_test_batch(model, test_loader, budget)  # not a step
                     out_of_time, left = _next_rate(
-                        schedule, budget, run, bar, step, step_s, per_epoch, last_step,
-                        sizes.cost(x),
-                    )  # fmt: skip
+                        schedule, budget, run, bar, step, per_epoch, last_step, sizes.cost(x)
+                    )
                     sizes.next_batch(step.step, left)
                     bar.update(len(y), loss * len(y), correct)
                     stop = on_step is not None and bool(on_step(step))
@@ -298,6 +301,31 @@ def _plan_budget(
     )
 
 
+def _time_a_test_batch(model: Any, test_loader: Any, budget: TimeBudget) -> float:
+    """Evaluates ``test_loader``'s first batch and tells ``budget`` what it cost (the model back
+    in training mode after); returns the seconds it took."""
+    start = time.perf_counter()
+    batch = _OneBatch(*next(iter(test_loader)))
+    evaluate(model, batch)
+    seconds = time.perf_counter() - start
+    budget.tested(seconds, batch.batch_size)
+    model.train()
+    return seconds
+
+
+class _OneBatch:
+    """A loader of one batch ``(x, y)``."""
+
+    def __init__(self, x: Tensor, y: Tensor):
+        self.batch, self.batch_size = (x, y), len(y)
+
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self) -> Any:
+        return iter([self.batch])
+
+
 def final_pass_choices(shifts: tuple[Shift, ...]) -> list[tuple[Shift, ...]]:
     """The final test pass's view sets a short budget falls back to, fullest first: ``shifts``,
     the mirror pair, the plain pass."""
@@ -328,21 +356,19 @@ def _next_rate(
     run: Any,
     bar: Any,
     step: Step,
-    step_s: float,
     per_epoch: int,
     last_step: int,
     cost: float = 1.0,
 ) -> tuple[bool, int | None]:
-    """After a step that took ``step_s``: the schedule's next rate. Without a budget it steps
-    once (never past the plan's last step); with one it is placed by the steps that still fit
-    (``_follow_budget``), counted as full-size steps (``cost``: this step's share of one).
+    """After a step (the budget told its time): the schedule's next rate. Without a budget it
+    steps once (never past the plan's last step); with one it is placed by the steps that still
+    fit (``_follow_budget``), counted as full-size steps (``cost``: this step's share of one).
     Returns (True when none fits any more, the steps that still fit: None without a budget or
     before its first plan)."""
     if budget is None:
         if schedule is not None and schedule.last_epoch < last_step:
             schedule.step()
         return False, None
-    budget.stepped(step_s / cost)
     left = budget.steps_left(run.elapsed_s(), per_epoch - step.batch - 1, per_epoch)
     _follow_budget(schedule, last_step, step.step, left, bar, cost)
     return left == 0, left

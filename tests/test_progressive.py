@@ -80,9 +80,9 @@ class PixelClock(FakeClock):
                 self.now += x.shape[-1] * x.shape[-2] / 64 - 1.0  # FakeClock's step adds 1 s
             return step(model, loss_fn, optimizer, x, y)
 
-        def timed_evaluate(*args):
-            self.now += 3.0
-            return evaluate(*args)
+        def timed_evaluate(model, loader):
+            self.now += 3.0 * training._images(loader) / 24  # make_run's 24 test images: 3 s
+            return evaluate(model, loader)
 
         monkeypatch.setattr(training, "train_step", timed_step)
         monkeypatch.setattr(training, "evaluate", timed_evaluate)
@@ -106,7 +106,7 @@ def test_a_budget_counts_small_steps_at_their_pixels_cost():
     """Small steps take a quarter of the time: the budgeted run trains more steps in the same
     time, still ends within it with its schedule completed, and switches to full size half way
     through its schedule, after timing its first steps at full size."""
-    budget_s = 40.0
+    budget_s = 48.0
     full, _, full_sizes, _, _ = _budgeted_steps(budget_s, None)
     result, clock, sizes, positions, schedule = _budgeted_steps(budget_s, (0.5, SMALL))
     assert result.finished and budget_s - 1.0 - 3.0 <= clock.now <= budget_s
@@ -123,7 +123,7 @@ def test_a_budget_counts_small_steps_at_their_pixels_cost():
 def test_when_small_steps_cost_as_much_as_full_ones_the_budget_knows_and_switches_once():
     """The pixels would say a small step costs a quarter; timed, it costs a whole one. The run
     counts it so: as many steps as without small images, within the budget, one switch."""
-    budget_s = 40.0
+    budget_s = 48.0
     _, _, plain, _, _ = _budgeted_steps(budget_s, None, by_pixels=False)
     result, clock, sizes, positions, schedule = _budgeted_steps(
         budget_s, (0.5, SMALL), by_pixels=False

@@ -448,7 +448,8 @@ def test_plan_steps_counts_the_steps_and_evaluations_that_fit():
 
 
 class SlowingClock(FakeClock):
-    """FakeClock whose steps take ``step_s`` (changeable mid-run) and evaluations ``eval_s``."""
+    """FakeClock whose steps take ``step_s`` (changeable mid-run) and evaluations of
+    ``make_run``'s 24 test images ``eval_s`` (other sets in proportion)."""
 
     def __init__(self, monkeypatch, step_s=1.0, eval_s=3.0):
         super().__init__(monkeypatch)
@@ -459,9 +460,9 @@ class SlowingClock(FakeClock):
             self.now += self.step_s - 1.0  # FakeClock's step adds one second
             return step(*args)
 
-        def timed_evaluate(*args):
-            self.now += self.eval_s
-            return evaluate(*args)
+        def timed_evaluate(model, loader):
+            self.now += self.eval_s * training._images(loader) / 24
+            return evaluate(model, loader)
 
         monkeypatch.setattr(training, "train_step", timed_step)
         monkeypatch.setattr(training, "evaluate", timed_evaluate)
@@ -508,7 +509,7 @@ def _timed_test_passes(monkeypatch, clock):
     evaluate_, evaluate_tta_ = training.evaluate, training.evaluate_tta
 
     def timed_evaluate(model, loader):
-        clock.now += len(loader.images) / 24
+        clock.now += training._images(loader) / 24
         return evaluate_(model, loader)
 
     def timed_evaluate_tta(model, loader, shifts):
@@ -561,6 +562,36 @@ def test_the_final_pass_choices_and_the_budget_that_picks_one():
     for bad in ([], [10, 20], [5, -1]):
         with pytest.raises(ValueError, match="final_images must be image counts"):
             TimeBudget(100.0, 0, 10, final_images=bad)
+
+
+def test_a_budget_measures_a_test_images_cost_where_it_is_not_a_third_of_a_training_ones(
+    tmp_path, monkeypatch
+):
+    """Where a step is bound by kernel launches (a GPU), a test image costs far more than a
+    third of a training image: here seven (the 24 test images 40 s, a step of 4 images 1 s).
+    The budget times one test batch before its first plan and still ends within its time."""
+    clock = SlowingClock(monkeypatch, eval_s=40.0)
+    result, schedule, _, _ = _budgeted(tmp_path, 60.0)
+    assert result.finished and 60.0 - 1.0 - 40.0 <= result.elapsed_s <= 60.0
+    assert result.elapsed_s == clock.now and schedule.last_epoch == EPOCHS * 4 - 1
+
+
+def test_the_budget_scales_a_measured_test_image_by_the_steps_speed():
+    from minidl.budget import FILES_S, TimeBudget
+
+    budget = TimeBudget(100.0, test_images=20, batch_size=4)
+    budget.stepped(1.2)
+    assert not budget.wants_test_timing()  # not before the first plan
+    budget.stepped(1.2)
+    assert budget.wants_test_timing()
+    assert budget.test_s(20) == pytest.approx(20 / 4 * 1.2 / 3)  # a third of a training image
+    budget.tested(2.0, 10)  # 0.2 s a test image
+    assert not budget.wants_test_timing()
+    assert budget.test_s(20) == pytest.approx(4.0)
+    assert budget.eval_estimate() == pytest.approx(4.0 + FILES_S)
+    for _ in range(5):
+        budget.stepped(2.4)  # the machine is twice as slow now
+    assert budget.test_s(20) == pytest.approx(8.0)
 
 
 def test_a_machine_that_slows_down_mid_run_still_ends_within_the_budget(tmp_path, monkeypatch):
