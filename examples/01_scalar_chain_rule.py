@@ -92,6 +92,8 @@ print(f"  dy/dw = dy/du * x      = {hand['u']} * {xv} = {hand['w']}")
 # each one applies.
 
 # %%
+for t in (x, w, b, u, v, y):
+    t.zero_grad()  # gradients accumulate (section 6): a second run of this cell starts clean too
 for t in (u, v, y):
     t.retain_grad()
 

@@ -51,6 +51,8 @@ print(y.numpy())
 
 # %%
 g = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0], [10.0, 11.0, 12.0]])
+x.zero_grad()  # gradients accumulate: without this, running the cell again would double them
+b.zero_grad()
 (y * g).sum().backward()
 print("upstream gradient g = dL/dy, shape", g.shape)
 print(g)

@@ -25,7 +25,8 @@ from minidl.gradcheck import check_grad, numerical_grad
 
 args = parse_args(__doc__.splitlines()[0])
 out = args.output
-rng = np.random.default_rng(0)
+# Each cell that draws random numbers makes its own generator (np.random.default_rng(n)):
+# run a cell again and it prints the same numbers.
 
 # %% [markdown]
 # ## 1. A derivative from two function values
@@ -97,6 +98,7 @@ save(fig, out / "04_step_size.png")
 # A bug gives something near 1, whatever the op.
 
 # %%
+rng = np.random.default_rng(6)
 x = rng.standard_normal((2, 5))
 g = rng.standard_normal((2, 5))
 xt = md.tensor(x, requires_grad=True, dtype=np.float64)
@@ -131,6 +133,7 @@ print(f"with random g: largest |numerical gradient| = {np.abs(numeric).max():.3f
 # (L(x + h v) - L(x - h v)) / 2h against sum(dL/dx * v)), and a report naming the worst element.
 
 # %%
+rng = np.random.default_rng(10)
 cases = {
     "tanh": (lambda t: F.tanh(t), [rng.standard_normal((3, 4))]),
     "softmax": (lambda t: F.softmax(t, axis=1), [rng.standard_normal((3, 4))]),
@@ -156,6 +159,9 @@ for name, (fn, inputs) in cases.items():
 
 
 # %%
+rng = np.random.default_rng(12)
+
+
 class BrokenSigmoid(Function):
     """y = 1 / (1 + e^-x), with a WRONG backward: dx = gy * y (the (1 - y) factor is missing)."""
 
@@ -183,6 +189,7 @@ except AssertionError as err:
 # puts every point on the diagonal.
 
 # %%
+rng = np.random.default_rng(14)
 upstream = rng.standard_normal(x.shape)
 num = numerical_grad(lambda t: F.sigmoid(t), [x], upstream, index=0)
 grads = {}

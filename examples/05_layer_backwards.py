@@ -31,7 +31,8 @@ from minidl.ops.dropout import Dropout
 
 args = parse_args(__doc__.splitlines()[0])
 out = args.output
-rng = np.random.default_rng(0)
+# Each cell that draws random numbers makes its own generator (np.random.default_rng(n)):
+# run a cell again and it prints the same numbers.
 errors = {}  # layer -> (worst error vs minidl, worst error vs numerical)
 
 
@@ -62,6 +63,7 @@ def compare(name, fn, inputs, g, ours, tol=1e-6):
 # A shape check catches most mistakes: dW must be out x in, and g^T x is (out x N)(N x in).
 
 # %%
+rng = np.random.default_rng(4)
 x = rng.standard_normal((4, 5))
 W = rng.standard_normal((3, 5))
 b = rng.standard_normal(3)
@@ -76,6 +78,7 @@ compare("linear", F.linear, [x, W, b], g, [g @ W, g.T @ x, g.sum(axis=0)])
 # derivative; lesson 4 showed why the check keeps inputs away from 0.)
 
 # %%
+rng = np.random.default_rng(6)
 x = rng.standard_normal((4, 6))
 x[np.abs(x) < 0.05] = 0.5  # away from the kink
 g = rng.standard_normal(x.shape)
@@ -93,6 +96,7 @@ compare("relu", F.relu, [x], g, [g * (x > 0)])
 # ever appears: taking the log first made everything cancel.
 
 # %%
+rng = np.random.default_rng(8)
 N, K = 5, 4
 z = rng.standard_normal((N, K))
 t = rng.integers(0, K, N)
@@ -137,6 +141,9 @@ assert np.allclose(zf.grad.numpy(), [[1.0, 0.0, -1.0]])
 
 
 # %%
+rng = np.random.default_rng(12)
+
+
 def maxpool2_forward(x):
     n, c, h, w = x.shape  # windows as the last axis: n, c, h/2, w/2, 4
     win = x.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5)
@@ -235,6 +242,7 @@ save(fig, out / "05_maxpool_backward.png")
 # m in {0, 1/(1 - p)}, so dx = g * m: the same mask, saved from forward.
 
 # %%
+rng = np.random.default_rng(18)
 p_drop = 0.4
 x = rng.standard_normal((3, 8))
 mask = (rng.random(x.shape) >= p_drop) / (1 - p_drop)
@@ -265,6 +273,7 @@ assert abs(draws.mean() - 1) < 0.02 and abs(draws.max() - 1 / (1 - p_drop)) < 1e
 #     dmu  = -sum(dxc)         dx = dxc + dmu / m               (x feeds xc and mu)
 
 # %%
+rng = np.random.default_rng(20)
 x = rng.standard_normal((4, 3, 3, 3)) * 2 + 1
 gamma, beta = rng.standard_normal(3), rng.standard_normal(3)
 eps = 1e-5
@@ -328,6 +337,7 @@ print(
 # the same thing backwards: its backward concatenates the slices' gradients.
 
 # %%
+rng = np.random.default_rng(24)
 parts = [rng.standard_normal((2, ch, 3, 3)) for ch in (2, 4, 1)]
 g = rng.standard_normal((2, 7, 3, 3))
 edges = np.cumsum([0, 2, 4, 1])
@@ -385,6 +395,9 @@ save(fig, out / "05_checks.png")
 
 
 # %%
+rng = np.random.default_rng(28)
+
+
 def sigmoid_backward(y, g):
     """Exercise 2: dL/dx for y = sigmoid(x), given y and the upstream g."""
     return None  # your code here

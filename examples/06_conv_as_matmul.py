@@ -213,6 +213,7 @@ print("equal to autograd's x.grad:", np.allclose(dx_hand, xt.grad.numpy()))
 # what makes col2im the correct backward of im2col.
 
 # %%
+rng = np.random.default_rng(18)
 coverage = np.asarray(col2im(np.ones_like(cols), (4, 4)))[0, 0]
 print("patches covering each pixel (col2im of ones):")
 print(coverage)
@@ -248,6 +249,7 @@ save(fig, out / "06_col2im.png")
 # faster still; the result is the same.
 
 # %%
+rng = np.random.default_rng(20)
 res = check_grad(
     lambda a, b, c: F.conv2d(a, b, c, stride=1, padding=1),
     [rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)],

@@ -30,7 +30,8 @@ from minidl.summary import format_table, profile
 
 args = parse_args(__doc__.splitlines()[0], quick=True)
 out = args.output
-rng = np.random.default_rng(0)
+# Each cell that draws random numbers makes its own generator (np.random.default_rng(n)):
+# run a cell again and it prints the same numbers.
 
 
 def show(stats, title):
@@ -58,6 +59,7 @@ def show(stats, title):
 # image through it, and let the counter add it up.
 
 # %%
+rng = np.random.default_rng(4)
 x = md.tensor(rng.standard_normal((1, 300, 11, 11)).astype(np.float32))
 direct = nn.Conv2d(300, 30, 5, padding=2, bias=False)
 stats_direct = profile(direct, x)
@@ -104,6 +106,7 @@ assert (cost_direct, reduce_cost, conv_cost, cost_bn) == (27_225_000, 181_500, 4
 # overheads, so the measured ratio is smaller than the multiply-add ratio, but it is still large.
 
 # %%
+rng = np.random.default_rng(8)
 batch = md.tensor(rng.standard_normal((16 if args.quick else 64, 300, 11, 11)).astype(np.float32))
 
 
@@ -132,6 +135,7 @@ print(
 # pool keeps 32 channels. Same 1x1/3x3/5x5 outputs; the counter shows what each branch costs.
 
 # %%
+rng = np.random.default_rng(10)
 cin, c1, r3, c3, r5, c5, pp = INCEPTION_CHANNELS["3a"]
 x3a = md.tensor(rng.standard_normal((1, cin, 28, 28)).astype(np.float32))
 naive = NaiveInception(cin, c1, c3, c5)
@@ -221,6 +225,7 @@ save(fig, out / "07_bottleneck.png")
 # paper's claim: the reductions make a 22-layer network affordable. (Skipped in quick mode.)
 
 # %%
+rng = np.random.default_rng(14)
 sizes = {"3a": 28, "3b": 28, "4a": 14, "4b": 14, "4c": 14, "4d": 14, "4e": 14, "5a": 7, "5b": 7}
 if args.quick:
     print("quick mode: skipping the nine-module comparison")

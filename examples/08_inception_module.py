@@ -28,7 +28,8 @@ from minidl.summary import profile
 
 args = parse_args(__doc__.splitlines()[0])
 out = args.output
-rng = np.random.default_rng(0)
+# Each cell that draws random numbers makes its own generator (np.random.default_rng(n)):
+# run a cell again and it prints the same numbers.
 
 # %% [markdown]
 # ## 1. Build inception 3a of the paper
@@ -48,6 +49,7 @@ print(module)
 # Only the channel counts differ, and the concatenation stacks them: 64 + 128 + 32 + 32 = 256.
 
 # %%
+rng = np.random.default_rng(6)
 x = md.tensor(rng.standard_normal((1, cin, 28, 28)).astype(np.float32), requires_grad=True)
 stats = profile(module, x)
 
@@ -176,8 +178,11 @@ save(fig, out / "08_inception_module.png")
 # every use's gradient). Check both by running each branch alone with its slice of the gradient.
 
 # %%
+rng = np.random.default_rng(12)
 g = rng.standard_normal(y.shape).astype(np.float32)
+y = module(x)  # a fresh graph: backward frees what the last one saved, so a re-run needs its own
 module.zero_grad()
+x.zero_grad()  # x.grad accumulates too
 (y * md.tensor(g)).sum().backward()
 full_x_grad = x.grad.numpy().copy()
 full_param_grads = {n: p.grad.numpy().copy() for n, p in module.named_parameters()}

@@ -29,7 +29,8 @@ from minidl.summary import profile
 
 args = parse_args(__doc__.splitlines()[0], quick=True)
 out = args.output
-rng = np.random.default_rng(0)
+# Each cell that draws random numbers makes its own generator (np.random.default_rng(n)):
+# run a cell again and it prints the same numbers.
 
 # %% [markdown]
 # ## 1. Two heads on the same feature map
@@ -74,6 +75,7 @@ print(
 # the head does not care how many positions there are.
 
 # %%
+rng = np.random.default_rng(6)
 fmap = md.tensor(rng.integers(0, 10, (1, 2, 4, 4)).astype(np.float64), requires_grad=True)
 pooled = F.adaptive_avg_pool2d(fmap, 1)
 print("channel 0 of a 4x4 feature map:")
@@ -90,6 +92,7 @@ print(fmap.grad.numpy()[0, 0])
 # inputs (256 x 8 x 8 = 16,384 features), fails on the first image of another size.
 
 # %%
+rng = np.random.default_rng(8)
 cifar_model.eval()
 fc_model = googlenet_cifar(width=0.25, kernel5=3)  # the same network, flatten + FC head
 fc_model.avgpool = nn.Flatten()  # N x 256 x 8 x 8 -> N x 16384 (forward flattens again: no-op)

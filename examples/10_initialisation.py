@@ -32,7 +32,8 @@ from minidl.nn import init
 args = parse_args(__doc__.splitlines()[0], quick=True)
 out = args.output
 init.manual_seed(0)
-rng = np.random.default_rng(0)
+# Each cell that draws random numbers makes its own generator (np.random.default_rng(n)):
+# run a cell again and it prints the same numbers.
 
 # %% [markdown]
 # ## 1. One layer's factor
@@ -56,6 +57,7 @@ rng = np.random.default_rng(0)
 # sqrt(2 / (1 + 5)) = sqrt(1/3): sqrt(6) = 2.45 times too small for ReLU.
 
 # %%
+init.manual_seed(4)
 C, K = 16, 3
 fan = C * K * K
 inits = {
@@ -87,6 +89,8 @@ print(
 # initialisation and adds batch norm before every ReLU.
 
 # %%
+rng = np.random.default_rng(0)
+init.manual_seed(0)
 DEPTH = 20
 batch = 8 if args.quick else 32
 images = md.tensor(rng.standard_normal((batch, 3, 16, 16)))
@@ -242,6 +246,7 @@ save(fig, out / "10_init_depth.png")
 #    the default initialisation's factor per layer with it, set `my_factor`, and check.
 
 # %%
+rng = np.random.default_rng(14)
 my_std = None  # exercise 1: your answer, a number
 my_factor = None  # exercise 2: your answer, a number
 

@@ -32,7 +32,8 @@ from minidl import nn
 args = parse_args(__doc__.splitlines()[0], quick=True)
 out = args.output
 nn.init.manual_seed(0)
-rng = np.random.default_rng(0)
+# Each cell that draws random numbers makes its own generator (np.random.default_rng(n)):
+# run a cell again and it prints the same numbers.
 
 # %% [markdown]
 # ## 1. A deep plain network with optional auxiliary heads
@@ -42,6 +43,8 @@ rng = np.random.default_rng(0)
 # 14, as GoogLeNet's read the outputs of inception 4a and 4d.
 
 # %%
+rng = np.random.default_rng(4)
+nn.init.manual_seed(4)
 DEPTH, WIDTH, AUX_AFTER = 20, 16, (7, 14)
 
 
@@ -168,6 +171,8 @@ save(fig, out / "11_aux_plain_net.png")
 # element in four of 3b's and 4e's outputs receives any.
 
 # %%
+rng = np.random.default_rng(10)
+nn.init.manual_seed(10)
 model = googlenet_cifar(width=0.125, aux_logits=True)
 model.train()
 n = 8 if args.quick else 16

@@ -29,7 +29,8 @@ from minidl import nn
 args = parse_args(__doc__.splitlines()[0], quick=True)
 out = args.output
 nn.init.manual_seed(0)
-rng = np.random.default_rng(0)
+# Each cell that draws random numbers makes its own generator (np.random.default_rng(n)):
+# run a cell again and it prints the same numbers.
 
 # %% [markdown]
 # ## 1. A batch of activations
@@ -38,6 +39,8 @@ rng = np.random.default_rng(0)
 # channels. Each channel ends up with its own scale.
 
 # %%
+rng = np.random.default_rng(4)
+nn.init.manual_seed(4)
 n_img = 16 if args.quick else 32
 images = md.tensor(rng.uniform(-128, 128, (n_img, 3, 32, 32)).astype(np.float32))
 conv = nn.Conv2d(3, 16, 3, padding=1)
@@ -180,6 +183,8 @@ save(fig, out / "12_lrn_response.png")
 # scale, which is also what keeps gradients alive in backward.
 
 # %%
+rng = np.random.default_rng(14)
+nn.init.manual_seed(14)
 depth = 12
 stack = [nn.Conv2d(3 if i == 0 else 16, 16, 3, padding=1) for i in range(depth)]
 bns = [nn.BatchNorm2d(16) for _ in range(depth)]
@@ -232,6 +237,7 @@ save(fig, out / "12_depth.png")
 # (`eval()`) it uses those, so the output depends on the image alone. LRN has no such modes.
 
 # %%
+rng = np.random.default_rng(16)
 bn = nn.BatchNorm2d(16)
 one = pre.numpy()[:1]
 outs = []

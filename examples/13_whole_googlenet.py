@@ -31,7 +31,8 @@ from googlenet_table import summary, table1
 args = parse_args(__doc__.splitlines()[0], quick=True)
 out = args.output
 md.nn.init.manual_seed(0)
-rng = np.random.default_rng(0)
+# Each cell that draws random numbers makes its own generator (np.random.default_rng(n)):
+# run a cell again and it prints the same numbers.
 
 # %% [markdown]
 # ## 1. Stage by stage
@@ -41,6 +42,7 @@ rng = np.random.default_rng(0)
 # it (height x width x channels). Table 1's "output size" column, row by row.
 
 # %%
+rng = np.random.default_rng(4)
 model = GoogLeNet(num_classes=1000, variant="paper", aux_logits=True).eval()
 stages = [
     "conv1", "maxpool1", "lrn1", "conv2", "conv3", "lrn2", "maxpool2",
@@ -152,6 +154,7 @@ save(fig, out / "13_cost_per_stage.png")
 # Their losses are added to the main loss with weight 0.3; at inference they are dropped.
 
 # %%
+rng = np.random.default_rng(12)
 print(model.aux1)
 h = md.tensor(rng.standard_normal((2, 512, 14, 14)).astype(np.float32))
 with md.no_grad():

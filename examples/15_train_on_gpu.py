@@ -75,7 +75,8 @@ print(
     f"CuPy {cp.__version__}"
 )
 nn.init.manual_seed(0)
-rng = np.random.default_rng(0)
+# Each cell that draws random numbers makes its own generator (np.random.default_rng(n)):
+# run a cell again and it prints the same numbers.
 
 
 def synchronize(device):
@@ -91,6 +92,8 @@ def synchronize(device):
 # numbers in a different order).
 
 # %%
+nn.init.manual_seed(4)
+rng = np.random.default_rng(4)
 cpu_model = googlenet_cifar(width=0.125).eval()
 gpu_model = googlenet_cifar(width=0.125)
 gpu_model.load_state_dict(cpu_model.state_dict())
@@ -120,6 +123,9 @@ print(
 
 
 # %%
+rng = np.random.default_rng(6)
+
+
 def seconds_per_step(width, device, batch, steps):
     model = googlenet_cifar(width=width).to(device)
     model.train()
@@ -179,6 +185,8 @@ train_loader = DataLoader(
 test_loader = DataLoader(
     (test_x, test_y), batch_size=500, transform=cifar10_test_transform(), device="cuda"
 )
+nn.init.manual_seed(8)
+cp.random.seed(8)  # dropout's masks come from the array module's generator
 model = googlenet_cifar(width=width).to("cuda")
 opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
 epochs = 1 if args.quick else 3

@@ -41,7 +41,8 @@ from torch.nn import functional as TF  # noqa: E402
 
 print(f"PyTorch {torch.__version__}")
 md.nn.init.manual_seed(0)
-rng = np.random.default_rng(0)
+# Each cell that draws random numbers makes its own generator (np.random.default_rng(n)):
+# run a cell again and it prints the same numbers.
 
 # %% [markdown]
 # ## 1. The model in PyTorch
@@ -161,6 +162,9 @@ for a, b in zip(left, right):
 # after the step.
 
 # %%
+rng = np.random.default_rng(10)
+ours.load_state_dict({k: np.array(v.numpy()) for k, v in state.items()})  # the step changes them:
+theirs.load_state_dict(state)  # a re-run starts from section 2's weights again
 images = rng.standard_normal((8, 3, 32, 32))
 labels = rng.integers(0, 10, 8)
 opt_ours = optim.SGD(ours.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)

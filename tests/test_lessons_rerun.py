@@ -1,0 +1,108 @@
+"""Every lesson's cells are safe to re-run, as a learner in a notebook re-runs them.
+
+Each lesson runs cell by cell in one namespace (quick mode, pictures to a temporary folder); every
+code cell runs a second time straight after its first run. The second run must not raise and must
+print what the first printed: a cell that accumulates gradients without zeroing them, or mutates
+what an earlier cell built, prints something else (or fails an assert) the second time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+from test_examples import LESSONS, run_python, write_tiny_cifar
+
+# Timings (seconds, images per second) legitimately differ between two runs of a cell: they are
+# masked before the outputs are compared.
+VARIES = re.compile(
+    r"\d+(\.\d+)?\s*(ms|s|seconds|img/s|images/s|steps/s|x faster|x slower)\b"
+    r"|\bin \d+(\.\d+)? s\b|load average"
+)
+
+RUN_TWICE = textwrap.dedent(
+    """
+    import contextlib, io, json, linecache, re, sys
+    path, report = sys.argv[1], sys.argv[2]
+    sys.argv = [path, "--quick"]
+    sys.path.insert(0, path.rsplit("/", 1)[0])
+    text = open(path).read()
+    marker = re.compile(r"^# %%.*$", re.M)
+    namespace = {"__name__": "__main__"}
+    results, stopped = [], False
+    for k, (head, body) in enumerate(zip(marker.findall(text), marker.split(text)[1:])):
+        if "[markdown]" in head:
+            continue
+        name = f"<cell {k}>"
+        linecache.cache[name] = (len(body), None, body.splitlines(True), name)
+        code = compile(body, name, "exec")
+        outputs = []
+        for attempt in range(2):
+            buffer = io.StringIO()
+            error = None
+            with contextlib.redirect_stdout(buffer):
+                try:
+                    exec(code, namespace)
+                except SystemExit:  # the lesson stopped early (no GPU, no PyTorch)
+                    stopped = True
+                except BaseException as e:  # the report says which cell and how
+                    import traceback
+                    error = "".join(traceback.format_exception(e))
+            outputs.append({"out": buffer.getvalue(), "error": error})
+            if error or stopped:
+                break
+        results.append({"cell": k, "first_line": body.strip().splitlines()[0], "runs": outputs})
+        with open(report, "w") as f:
+            json.dump(results, f)
+        if error or stopped:
+            break
+    """
+)
+
+
+def normalised(text: str) -> list[str]:
+    """The printed lines, with timing-dependent numbers masked."""
+    return [VARIES.sub("<time>", line) for line in text.splitlines()]
+
+
+def lessons():
+    """Every lesson; lesson 14's training cell is known not to be re-runnable yet."""
+    for path in LESSONS:
+        marks = []
+        if path.name.startswith("14_"):
+            reason = (
+                "lesson 14's training cell trains on from the model an earlier cell built, so a "
+                "second run prints other losses: issue 31, item 2, still open for this lesson"
+            )
+            marks.append(pytest.mark.xfail(strict=True, reason=reason))
+        yield pytest.param(path, marks=marks, id=path.stem)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lesson", list(lessons()))
+def test_each_cell_runs_twice_with_the_same_result(lesson: Path, tmp_path: Path):
+    env = dict(os.environ, MINIDL_EXAMPLES_OUTPUT=str(tmp_path / "out"), MPLBACKEND="Agg")
+    env["MINIDL_SIMULATE_CUDA"] = "1"  # lesson 15's GPU code path, on the CPU
+    env["MINIDL_CIFAR10"] = str(write_tiny_cifar(tmp_path / "data" / "cifar-10-batches-py"))
+    report = tmp_path / "report.json"
+    proc = run_python(["-c", RUN_TWICE, str(lesson), str(report)], env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    results = json.loads(report.read_text())
+    for cell in results:
+        first, *again = cell["runs"]
+        where = f"{lesson.name} cell {cell['cell']} ({cell['first_line']!r})"
+        assert first["error"] is None, f"{where} failed on its first run:\n{first['error']}"
+        if not again:  # the lesson stopped here (SKIPPED: no GPU, no PyTorch)
+            assert "SKIPPED:" in first["out"], f"{where} ended the lesson:\n{first['out']}"
+            continue
+        (second,) = again
+        assert second["error"] is None, f"{where} failed when run again:\n{second['error']}"
+        a, b = normalised(first["out"]), normalised(second["out"])
+        diff = [f"  first: {x}\n  again: {y}" for x, y in zip(a, b) if x != y]
+        assert a == b, f"{where} printed something else when run again:\n" + "\n".join(
+            diff[:8] or [f"  {len(a)} lines, then {len(b)}"]
+        )
