@@ -16,6 +16,7 @@ Run it: ``python examples/04_gradient_checking.py``. Pictures: ``examples/output
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
+from _exercises import check_best_step, report
 from _lesson import parse_args, save
 
 import minidl as md
@@ -244,16 +245,4 @@ for x_val in (0.5, 3e-7):
 my_k = None  # exercise: an integer, e.g. -3
 
 
-def check_exercise():
-    if my_k is None:
-        print("exercise: not done yet (my_k is None)")
-        return
-    ks = np.arange(-1, -14, -1)
-    hs = 10.0**ks
-    errors = np.abs((np.sin(1 + hs) - np.sin(1 - hs)) / (2 * hs) - np.cos(1))
-    best = int(ks[int(np.argmin(errors))])
-    verdict = "correct" if abs(my_k - best) <= 1 else "not yet"
-    print(f"exercise: {verdict} (the smallest error, {errors.min():.1e}, is at h = 1e{best})")
-
-
-check_exercise()
+report("exercise", check_best_step(my_k))

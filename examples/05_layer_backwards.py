@@ -1,13 +1,15 @@
 # %% [markdown]
-"""Lesson 5: the backward pass of every layer GoogLeNet is made of, derived, then checked.
+"""Lesson 5: the backward of each layer GoogLeNet is made of: derived, checked, then yours.
 
 What it teaches: each layer's backward is a few lines of NumPy once the derivative is written
-down. For linear, ReLU, softmax + cross-entropy, max pooling, dropout, batch norm and
-concatenation we derive the gradient, write it in NumPy here in the lesson, and assert that it
-equals both minidl's backward and a numerical gradient (central differences from
+down. For linear, ReLU, softmax + cross-entropy, max pooling (2x2 windows), dropout, batch norm
+and concatenation we derive the gradient, write it in NumPy here in the lesson, and assert that
+it equals both minidl's backward and a numerical gradient (central differences from
 ``minidl.gradcheck``, lesson 4). Along the way: why the loss's gradient is (p - onehot) / N and
 why softmax and log must be fused, where max pooling sends its gradient and what a tie does,
-why dropout divides by 1 - p, and batch norm's backward twice: step by step and compact.
+why dropout divides by 1 - p, and batch norm's backward twice: step by step and compact. The
+exercises are yours to write: sigmoid, max pooling with overlapping windows, batch norm, local
+response norm and average pooling, each checked against the numerical gradient.
 
 Run it: ``python examples/05_layer_backwards.py``. Pictures: ``examples/output/05_*.png``.
 """
@@ -22,6 +24,7 @@ Run it: ``python examples/05_layer_backwards.py``. Pictures: ``examples/output/0
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
+from _exercises import check_backward, report
 from _lesson import parse_args, save
 
 import minidl as md
@@ -48,7 +51,12 @@ def compare(name, fn, inputs, g, ours, tol=1e-6):
     vs_num = max(rel_err(o, numerical_grad(fn, inputs, g, index=i)) for i, o in enumerate(ours))
     errors[name] = (vs_lib, vs_num)
     print(f"  {name}: ours vs minidl {vs_lib:.1e}, ours vs numerical {vs_num:.1e}")
-    assert vs_lib < tol and vs_num < tol, (name, vs_lib, vs_num)
+    if not (vs_lib < tol and vs_num < tol):
+        raise AssertionError(
+            f"{name}: our backward is wrong: relative error {vs_lib:.1e} against minidl's and "
+            f"{vs_num:.1e} against the numerical gradient (a right one is below {tol:g}); "
+            "check the derivation and its NumPy line by line"
+        )
 
 
 # %% [markdown]
@@ -387,33 +395,91 @@ ax.legend(loc="upper left")
 save(fig, out / "05_checks.png")
 
 # %% [markdown]
-# ## Exercises
+# ## Exercises: write the backward yourself
 # 1. Break a backward and watch the check catch it: in section 6 change `dvar * 2 * xc / m` to
 #    `dvar * xc / m` and re-run the cell. Which gradient goes wrong, and why only that one?
-# 2. Derive the backward of sigmoid, y = 1 / (1 + e^-x), in terms of y, and fill in
-#    `sigmoid_backward` below; the check compares it with minidl and the numerical gradient.
+#
+# Then write six lines of NumPy or so per layer, for the layers GoogLeNet uses that the sections
+# above did not derive. Each function below raises NotImplementedError until you fill it in; the
+# check compares it with the numerical gradient (lesson 4) and says "correct", what is wrong, or
+# "not done yet" (the lesson goes on either way). Worked answers are in `examples/_solutions.py`:
+# open it after you have tried.
+#
+# 2. Sigmoid, y = 1 / (1 + e^-x): its backward in terms of y.
+# 3. Max pooling with overlapping windows, GoogLeNet's 3x3/2: section 4's 2x2 code assumed the
+#    windows do not overlap. Where two windows share an element, it collects both gradients.
+# 4. Batch norm in training mode, dx only, in the compact form of section 7, from x, gamma and
+#    g alone (recompute the mean, s and xhat).
+# 5. Local response norm (GoogLeNet's stem; lesson 12), PyTorch's convention:
+#    y_c = x_c / d_c^beta with d_c = k + alpha/size * (sum of x^2 over the channels c - size//2
+#    .. c + (size-1)//2). Mind that x_c reaches the output twice: in its own y_c, and through
+#    the d of every channel whose window holds c.
+# 6. Average pooling, as in the auxiliary heads (5x5, stride 3) and before the classifier (7x7
+#    over a 7x7 map): every element of a window gets its share of the window's gradient.
 
 
 # %%
-rng = np.random.default_rng(28)
-
-
 def sigmoid_backward(y, g):
     """Exercise 2: dL/dx for y = sigmoid(x), given y and the upstream g."""
     return None  # your code here
 
 
-def check_exercise_2():
-    xs = rng.standard_normal((3, 4))
-    ys = 1 / (1 + np.exp(-xs))
-    gs_ = rng.standard_normal(xs.shape)
-    mine = sigmoid_backward(ys, gs_)
-    if mine is None:
-        print("exercise 2: not done yet (sigmoid_backward returns None)")
-        return
-    num = numerical_grad(F.sigmoid, [xs], gs_, 0)
-    verdict = "correct" if rel_err(mine, num) < 1e-6 else "not yet"
-    print(f"exercise 2: {verdict} (relative error vs numerical {rel_err(mine, num):.1e})")
+def maxpool_backward(x, g, k, stride):
+    """Exercise 3: dL/dx for F.max_pool2d(x, k, stride), no padding, no ties in x."""
+    raise NotImplementedError("exercise 3: your code here")
 
 
-check_exercise_2()
+def batchnorm_backward(x, gamma, g, eps):
+    """Exercise 4: dL/dx for F.batch_norm(x, ..., gamma, beta, training=True, eps=eps)."""
+    raise NotImplementedError("exercise 4: your code here")
+
+
+def lrn_backward(x, g, size, alpha, beta, k):
+    """Exercise 5: dL/dx for F.local_response_norm(x, size, alpha, beta, k)."""
+    raise NotImplementedError("exercise 5: your code here")
+
+
+def avgpool_backward(g, x_shape, k, stride):
+    """Exercise 6: dL/dx for F.avg_pool2d(x, k, stride), no padding; x has shape x_shape."""
+    raise NotImplementedError("exercise 6: your code here")
+
+
+# %% [markdown]
+# The checks: each layer on a small random input, your backward against central differences.
+
+# %%
+rng = np.random.default_rng(30)
+xs = rng.standard_normal((3, 4))
+gs_ = rng.standard_normal(xs.shape)
+num = numerical_grad(F.sigmoid, [xs], gs_, 0)
+report(
+    "exercise 2",
+    check_backward("sigmoid_backward", sigmoid_backward, (1 / (1 + np.exp(-xs)), gs_), num),
+)
+
+xp = rng.permutation(2 * 3 * 7 * 7).reshape(2, 3, 7, 7) / 10.0  # distinct values: no ties
+gp = rng.standard_normal((2, 3, 3, 3))
+num = numerical_grad(lambda a: F.max_pool2d(a, 3, stride=2), [xp], gp, 0)
+report("exercise 3", check_backward("maxpool_backward", maxpool_backward, (xp, gp, 3, 2), num))
+
+xb = rng.standard_normal((4, 3, 3, 3)) * 2 + 1
+gamma_b, beta_b = rng.standard_normal(3), rng.standard_normal(3)
+gb = rng.standard_normal(xb.shape)
+num = numerical_grad(lambda a: bn(a, md.tensor(gamma_b), md.tensor(beta_b)), [xb], gb, 0)
+report(
+    "exercise 4",
+    check_backward("batchnorm_backward", batchnorm_backward, (xb, gamma_b, gb, eps), num),
+)
+
+xl = rng.standard_normal((2, 7, 3, 3)) * 3
+gl = rng.standard_normal(xl.shape)
+lrn_args = (5, 1e-2, 0.75, 1.0)  # alpha larger than GoogLeNet's 1e-4, so that d matters here
+num = numerical_grad(lambda a: F.local_response_norm(a, *lrn_args), [xl], gl, 0)
+report("exercise 5", check_backward("lrn_backward", lrn_backward, (xl, gl, *lrn_args), num))
+
+xa = rng.standard_normal((2, 3, 8, 8))
+ga = rng.standard_normal((2, 3, 2, 2))
+num = numerical_grad(lambda a: F.avg_pool2d(a, 5, stride=3), [xa], ga, 0)
+report(
+    "exercise 6", check_backward("avgpool_backward", avgpool_backward, (ga, xa.shape, 5, 3), num)
+)

@@ -21,6 +21,7 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
+from _exercises import check_bottleneck, report
 from _lesson import parse_args, save
 
 import minidl as md
@@ -288,18 +289,4 @@ my_without = None  # exercise: an integer
 my_with = None  # exercise: an integer
 
 
-def check_exercise():
-    if my_without is None or my_with is None:
-        print("exercise: not done yet (set my_without and my_with)")
-        return
-
-    def macs(cin, cout, k):  # counted by the library on a real layer
-        layer = nn.Conv2d(cin, cout, k, padding=k // 2, bias=False)
-        return profile(layer, md.tensor(np.zeros((1, cin, 14, 14), np.float32)))[""].macs
-
-    without, with_ = macs(480, 48, 5), macs(480, 16, 1) + macs(16, 48, 5)
-    ok = (my_without, my_with) == (without, with_)
-    print(f"exercise: {'correct' if ok else 'not yet'} ({without:,} vs {with_:,})")
-
-
-check_exercise()
+report("exercise", check_bottleneck(my_without, my_with))

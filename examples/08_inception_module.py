@@ -19,6 +19,7 @@ autograd graph as ``08_inception_graph.svg`` (with Graphviz; otherwise drawn wit
 
 import matplotlib.pyplot as plt
 import numpy as np
+from _exercises import check_inception_4e_shape, report
 from _lesson import parse_args, render_graph, save
 from matplotlib.patches import FancyBboxPatch
 
@@ -240,15 +241,4 @@ render_graph(y, out / "08_inception_graph.svg")
 my_shape = None  # exercise: (N, C, H, W)
 
 
-def check_exercise():
-    if my_shape is None:
-        print("exercise: not done yet (my_shape is None)")
-        return
-    cin, *channels = INCEPTION_CHANNELS["4e"]
-    module = Inception(cin, *channels)
-    with md.no_grad():
-        shape = module(md.tensor(np.zeros((1, cin, 14, 14), np.float32))).shape
-    print(f"exercise: {'correct' if tuple(my_shape) == shape else 'not yet'} (it is {shape})")
-
-
-check_exercise()
+report("exercise", check_inception_4e_shape(my_shape))

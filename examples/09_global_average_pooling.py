@@ -19,6 +19,7 @@ Pictures: ``examples/output/09_*.png``.
 
 import matplotlib.pyplot as plt
 import numpy as np
+from _exercises import check_head_parameters, report
 from _lesson import parse_args, save
 
 import minidl as md
@@ -173,13 +174,4 @@ my_fc = None  # exercise: parameters of Linear(4*4*256, 10)
 my_gap = None  # exercise: parameters of Linear(256, 10)
 
 
-def check_exercise():
-    if my_fc is None or my_gap is None:
-        print("exercise: not done yet (set my_fc and my_gap)")
-        return
-    fc, gap = nn.Linear(4 * 4 * 256, 10).num_parameters(), nn.Linear(256, 10).num_parameters()
-    ok = (my_fc, my_gap) == (fc, gap)
-    print(f"exercise: {'correct' if ok else 'not yet'} ({fc:,} vs {gap:,}: {fc / gap:.0f}x)")
-
-
-check_exercise()
+report("exercise", check_head_parameters(my_fc, my_gap))

@@ -22,6 +22,7 @@ Pictures: ``examples/output/11_*.png``.
 
 import matplotlib.pyplot as plt
 import numpy as np
+from _exercises import check_aux_factor, report
 from _lesson import parse_args, save
 
 import minidl as md
@@ -259,28 +260,4 @@ save(fig, out / "11_aux_googlenet.png")
 my_factor = None  # exercise: a number
 
 
-def check_exercise():
-    if my_factor is None:
-        print("exercise: not done yet (my_factor is None)")
-        return
-    nn.init.manual_seed(0)
-    net = googlenet_cifar(width=0.125, aux_logits=True).train()
-    for m in net.modules():
-        if isinstance(m, nn.Dropout):
-            m.p = 0.0  # the same masks for both weights
-    imgs = md.tensor(np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32))
-    tgts = md.tensor(np.arange(4))
-    norms = []
-    for weight in (0.3, 0.6):
-        net.zero_grad()
-        out_ = net(imgs)
-        loss = F.cross_entropy(out_.logits, tgts)
-        loss = loss + weight * (F.cross_entropy(out_.aux1, tgts) + F.cross_entropy(out_.aux2, tgts))
-        loss.backward()
-        norms.append(float(np.linalg.norm(net.aux1.conv.conv.weight.grad.numpy())))
-    factor = norms[1] / norms[0]
-    ok = abs(my_factor - factor) < 0.01
-    print(f"exercise: {'correct' if ok else 'not yet'} (measured {factor:.4f})")
-
-
-check_exercise()
+report("exercise", check_aux_factor(my_factor))

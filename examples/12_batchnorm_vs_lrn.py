@@ -20,6 +20,7 @@ Pictures: ``examples/output/12_*.png``.
 # %%
 import matplotlib.pyplot as plt
 import numpy as np
+from _exercises import check_lrn_output, report
 from _lesson import parse_args, save
 
 import minidl as md
@@ -279,14 +280,4 @@ print(
 my_output = None  # exercise: a number
 
 
-def check_exercise():
-    if my_output is None:
-        print("exercise: not done yet (my_output is None)")
-        return
-    xs = np.zeros((1, 5, 1, 1))
-    xs[0, 2] = 10.0
-    got = F.local_response_norm(md.tensor(xs), 5, alpha=1e-4, beta=0.75, k=1.0).numpy()[0, 2, 0, 0]
-    print(f"exercise: {'correct' if abs(my_output - got) < 1e-4 else 'not yet'} ({got:.6f})")
-
-
-check_exercise()
+report("exercise", check_lrn_output(my_output))

@@ -33,6 +33,7 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
+from _exercises import check_batch_bytes, report
 from _lesson import load_cifar10, parse_args, save, shown, stop_here
 
 import minidl as md
@@ -280,20 +281,10 @@ shown(
 # ## Exercise
 # Each training batch crosses from the host to the GPU once: 128 CIFAR images as uint8
 # (3x32x32 each) and their 128 labels as int64. How many bytes is that? Set `my_bytes` and run
-# the check, which asks the data loader for one batch's arrays.
+# the check, which builds arrays of those shapes and dtypes and adds up their sizes.
 
 # %%
 my_bytes = None  # exercise: an integer
 
 
-def check_exercise():
-    if my_bytes is None:
-        print("exercise: not done yet (my_bytes is None)")
-        return
-    images = np.zeros((128, 32, 32, 3), np.uint8)
-    labels = np.zeros(128, np.int64)
-    moved = images.nbytes + labels.nbytes  # what DataLoader(device="cuda") copies per batch
-    print(f"exercise: {'correct' if my_bytes == moved else 'not yet'} ({moved:,} bytes)")
-
-
-check_exercise()
+report("exercise", check_batch_bytes(my_bytes))

@@ -20,6 +20,7 @@ import inspect
 
 import matplotlib.pyplot as plt
 import numpy as np
+from _exercises import check_eval_prediction, check_paper_block, report
 from _lesson import parse_args, save, stop_here
 
 import minidl as md
@@ -240,25 +241,33 @@ save(fig, out / "16_minidl_vs_pytorch.png")
 # 1. Evaluation mode: predict whether the two models still agree after `ours.eval()` and
 #    `theirs.eval()` (batch norm now uses the running statistics, updated by the step above).
 #    Set `my_prediction` to True or False and run the check.
-# 2. Turn `TorchGoogLeNetCIFAR` into the paper's variant's block: what changes in
-#    `TorchConvBlock`? (A convolution with a bias and no batch norm; compare with `ConvBlock` in
-#    googlenet.py.)
+# 2. The paper's variant (`variant="paper"` in googlenet.py) is built from another unit than the
+#    CIFAR model's. Read `ConvBlock` in googlenet.py (what does `bn_eps=None` change?) and write
+#    that unit in PyTorch as `TorchPaperConvBlock` below, with the same attribute names; the
+#    check copies a minidl block's weights into yours and compares the outputs.
 
 # %%
 my_prediction = None  # exercise 1: True or False
 
 
-def check_exercise_1():
-    if my_prediction is None:
-        print("exercise 1: not done yet (my_prediction is None)")
-        return
-    ours.eval()
-    theirs.eval()
-    with md.no_grad(), torch.no_grad():
-        a = ours(md.tensor(images)).numpy()
-        b = theirs(torch.tensor(images)).numpy()
-    agree = bool(np.allclose(a, b, rtol=1e-8, atol=1e-10))
-    print(f"exercise 1: {'correct' if my_prediction == agree else 'not yet'} (they agree: {agree})")
+ours.eval()
+theirs.eval()
+with md.no_grad(), torch.no_grad():
+    agree = np.allclose(
+        ours(md.tensor(images)).numpy(), theirs(torch.tensor(images)).numpy(), rtol=1e-8, atol=1e-10
+    )
+report("exercise 1", check_eval_prediction(my_prediction, bool(agree)))
 
 
-check_exercise_1()
+class TorchPaperConvBlock(tnn.Module):
+    """Exercise 2: the paper variant's unit in PyTorch, as minidl's ConvBlock(bn_eps=None)."""
+
+    def __init__(self, cin, cout, k, padding=0):
+        super().__init__()
+        raise NotImplementedError("exercise 2: your code here")
+
+    def forward(self, x):
+        raise NotImplementedError("exercise 2: your code here")
+
+
+report("exercise 2", check_paper_block(TorchPaperConvBlock))

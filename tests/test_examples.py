@@ -212,6 +212,13 @@ SUM_TO_RIGHT = """    lead = g.ndim - len(shape)
     g = g.sum(axis=tuple(range(lead)))
     return g.sum(axis=tuple(i for i, n in enumerate(shape) if n == 1), keepdims=True)"""
 
+LESSON_5_STUBS = [
+    (3, "maxpool_backward", "x, g, k, stride"),
+    (4, "batchnorm_backward", "x, gamma, g, eps"),
+    (5, "lrn_backward", "x, g, size, alpha, beta, k"),
+    (6, "avgpool_backward", "g, x_shape, k, stride"),
+]
+
 SOLUTIONS = [
     (
         "01_scalar_chain_rule",
@@ -291,6 +298,22 @@ SOLUTIONS = [
         {STUB: "    return g * y * (1 - y)"},
         {STUB: "    return g * y"},
         ["exercise 2"],
+    ),
+    (
+        "05_layer_backwards",  # write the backward: the worked answers in examples/_solutions.py
+        {
+            f'    raise NotImplementedError("exercise {n}: your code here")': (
+                f"    import _solutions\n\n    return _solutions.{name}({args})"
+            )
+            for n, name, args in LESSON_5_STUBS
+        },
+        {
+            f'    raise NotImplementedError("exercise {n}: your code here")': (
+                "    return np.zeros(x_shape)" if n == 6 else "    return np.zeros_like(x)"
+            )
+            for n, name, args in LESSON_5_STUBS
+        },
+        ["exercise 3", "exercise 4", "exercise 5", "exercise 6"],
     ),
     (
         "10_initialisation",

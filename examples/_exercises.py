@@ -1,0 +1,461 @@
+"""The lessons' exercise checks, in one place so that the tests can call them too.
+
+Not a lesson itself. Each ``check_*`` takes the learner's answer and returns what to print after
+"exercise N: ": "not done yet (...)" while the answer is still None, "correct", or "not yet: "
+followed by what is wrong. The truth is computed with the library, never typed in, and a wrong
+attempt's message never contains the right answer: it says where to look instead.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import minidl as md
+import minidl.functional as F
+
+NOT_DONE = "not done yet ({} is None)"
+CORRECT = "correct"
+
+
+def report(label: str, verdict: str) -> None:
+    """Print a check's verdict after its label, as in "exercise 1: correct"."""
+    print(f"{label}: {verdict}")
+
+
+def _close(mine, truth, rel: float = 1e-6) -> bool:
+    return abs(mine - truth) <= rel * max(abs(truth), 1.0)
+
+
+def _number(answer, name: str) -> str | None:
+    """A message when ``answer`` is not a plain number (None when it is one)."""
+    if isinstance(answer, bool) or not isinstance(answer, (int, float, np.number)):
+        return f"not yet: {name} should be a number, got {type(answer).__name__}"
+    return None
+
+
+# Lesson 1 -------------------------------------------------------------------------------------
+
+
+def check_cube_derivative(my_dydx) -> str:
+    """Lesson 1, exercise 1: dy/dx of y = (x*w + b)^3 at x = 1.5, w = 2, b = -1."""
+    if my_dydx is None:
+        return NOT_DONE.format("my_dydx")
+    if wrong := _number(my_dydx, "my_dydx"):
+        return wrong
+    x, w, b = (md.tensor(v, requires_grad=True) for v in (1.5, 2.0, -1.0))
+    ((x * w + b) ** 3).backward()
+    if _close(my_dydx, x.grad.item()):
+        return CORRECT
+    square = md.tensor(1.5, requires_grad=True)
+    ((square * w.detach() + b.detach()) ** 2).backward()
+    if _close(my_dydx, square.grad.item()):
+        return "not yet: that is the square's dy/dx; the cube's outer derivative is 3 v^2"
+    return (
+        "not yet: autograd disagrees. dy/dx = (outer derivative, of the cube, at v = x*w + b) "
+        "x (inner derivative, of x*w + b with respect to x)"
+    )
+
+
+def check_two_backwards(my_w_grad) -> str:
+    """Lesson 1, exercise 2: w.grad after two backwards of (x*w + b)^2 without zero_grad."""
+    if my_w_grad is None:
+        return NOT_DONE.format("my_w_grad")
+    if wrong := _number(my_w_grad, "my_w_grad"):
+        return wrong
+    x, w, b = (md.tensor(v, requires_grad=True) for v in (1.5, 2.0, -1.0))
+    ((x * w + b) ** 2).backward()
+    once = w.grad.item()
+    ((x * w + b) ** 2).backward()
+    if _close(my_w_grad, w.grad.item()):
+        return CORRECT
+    if _close(my_w_grad, once):
+        return "not yet: that is one backward's dy/dw; the second backward adds to it"
+    return "not yet: start from one backward's dy/dw (section 3), then think what the second adds"
+
+
+# Lesson 2 -------------------------------------------------------------------------------------
+
+
+def check_value_exp(value_exp, value_class) -> str:
+    """Lesson 2, exercise 1: ``value_exp(v)`` gives the gradient of y = exp(a*c) * a."""
+    a, c = value_class(0.3), value_class(-1.2)
+    try:
+        e = value_exp(a * c)
+    except Exception as err:  # the learner's code: say what it raised, not a traceback
+        return f"not yet: value_exp raised {type(err).__name__}: {err}"
+    if e is None:
+        return "not done yet (value_exp returns None)"
+    if not isinstance(e, value_class):
+        return f"not yet: value_exp should return a Value, got {type(e).__name__}"
+    if not _close(e.data, math.exp(0.3 * -1.2), 1e-12):
+        return "not yet: the forward value is wrong: the output's data should be e^(v.data)"
+    (e * a).backward()
+    ta, tc = (md.tensor(np.float64(v), requires_grad=True) for v in (0.3, -1.2))
+    ((ta * tc).exp() * ta).backward()
+    if _close(a.grad, ta.grad.item(), 1e-10) and _close(c.grad, tc.grad.item(), 1e-10):
+        return CORRECT
+    return (
+        "not yet: the forward value is right but the gradients differ from minidl's: check "
+        "the local derivative on the edge to v (what is d e^v / dv?)"
+    )
+
+
+# Lesson 3 -------------------------------------------------------------------------------------
+
+SUM_TO_SHAPES = [(4, 3), (3,), (4, 1), (1, 3), ()]
+
+
+def check_sum_to(my_sum_to) -> str:
+    """Lesson 3's exercise: ``my_sum_to(g, shape)`` equals minidl's ``sum_to`` on five shapes."""
+    from minidl.ops.arithmetic import sum_to
+
+    g = np.random.default_rng(1).standard_normal((4, 3))
+    for shape in SUM_TO_SHAPES:
+        try:
+            mine = my_sum_to(g, shape)
+        except Exception as err:
+            return f"not yet: my_sum_to(g, {shape}) raised {type(err).__name__}: {err}"
+        if mine is None:
+            return "not done yet (my_sum_to returns None)"
+        if np.shape(mine) != shape:
+            return f"not yet: for shape {shape} it returns shape {np.shape(mine)}"
+        if not np.allclose(mine, sum_to(g, shape)):
+            return f"not yet: for shape {shape} the shape is right but the values are not"
+    return CORRECT
+
+
+# Lesson 4 -------------------------------------------------------------------------------------
+
+
+def check_best_step(my_k) -> str:
+    """Lesson 4's exercise: the power of ten h = 10^k with the smallest central-difference error
+    for d/dx sin(x) at x = 1 (within one power of ten)."""
+    if my_k is None:
+        return NOT_DONE.format("my_k")
+    if wrong := _number(my_k, "my_k"):
+        return wrong
+    ks = np.arange(-1, -14, -1)
+    hs = 10.0**ks
+    errors = np.abs((np.sin(1 + hs) - np.sin(1 - hs)) / (2 * hs) - np.cos(1))
+    best = int(ks[int(np.argmin(errors))])
+    if abs(my_k - best) <= 1:
+        return CORRECT
+    side = (
+        "too small: rounding error (1e-16 / h) dominates"
+        if my_k < best
+        else ("too large: truncation error (h^2) dominates")
+    )
+    return f"not yet: h = 1e{int(my_k)} is {side}; balance the two"
+
+
+# Lesson 5 -------------------------------------------------------------------------------------
+
+
+def backward_error(mine, truth) -> float:
+    """The worst difference between two gradients, relative to the largest of ``truth``."""
+    return float(np.abs(np.asarray(mine) - truth).max() / max(np.abs(truth).max(), 1e-12))
+
+
+def check_backward(name: str, my_backward, args, truth, tol: float = 1e-6) -> str:
+    """A learner's backward, called with ``args``, against ``truth`` (the numerical gradient)."""
+    try:
+        mine = my_backward(*args)
+    except NotImplementedError:
+        return f"not done yet ({name} raises NotImplementedError)"
+    except Exception as err:
+        return f"not yet: {name} raised {type(err).__name__}: {err}"
+    if mine is None:
+        return f"not done yet ({name} returns None)"
+    if np.shape(mine) != np.shape(truth):
+        return f"not yet: {name} returns shape {np.shape(mine)}, the input's is {np.shape(truth)}"
+    err = backward_error(mine, truth)
+    if err < tol:
+        return CORRECT
+    return f"not yet: {name} differs from the numerical gradient (relative error {err:.1e})"
+
+
+# Lesson 6 -------------------------------------------------------------------------------------
+
+
+def _cols_shape():
+    from minidl.ops.conv import im2col
+
+    return im2col(np.zeros((2, 3, 8, 8)), 5, stride=2, padding=1).shape
+
+
+def check_cols_shape(my_cols_shape) -> str:
+    """Lesson 6, exercise 1: im2col's shape for x (2, 3, 8, 8), a 5x5 kernel, stride 2, pad 1."""
+    if my_cols_shape is None:
+        return NOT_DONE.format("my_cols_shape")
+    shape = _cols_shape()
+    mine = tuple(my_cols_shape)
+    if mine == shape:
+        return CORRECT
+    if len(mine) != 6:
+        return f"not yet: six numbers (N, Ho, Wo, kh, kw, C), you gave {len(mine)}"
+    if mine[0] != shape[0] or mine[5] != shape[5]:
+        return "not yet: N and C come straight from x's shape"
+    if mine[3:5] != shape[3:5]:
+        return "not yet: kh and kw are the kernel's size"
+    return "not yet: Ho = (H + 2*padding - kernel) // stride + 1, and the same for Wo"
+
+
+def check_conv_macs(my_macs) -> str:
+    """Lesson 6, exercise 2: the multiply-adds of that convolution's GEMM with 16 filters."""
+    if my_macs is None:
+        return NOT_DONE.format("my_macs")
+    if wrong := _number(my_macs, "my_macs"):
+        return wrong
+    shape = _cols_shape()
+    if my_macs == int(np.prod(shape)) * 16:
+        return CORRECT
+    return (
+        "not yet: the GEMM multiplies a (rows x K) matrix by a (K x O) one: rows = N*Ho*Wo, "
+        "K = kh*kw*C, O = 16 filters; each of the rows x O outputs takes K multiply-adds"
+    )
+
+
+# Lesson 7 -------------------------------------------------------------------------------------
+
+
+def _conv_macs(cin, cout, k, size=14):
+    from minidl import nn
+    from minidl.summary import profile
+
+    layer = nn.Conv2d(cin, cout, k, padding=k // 2, bias=False)
+    return profile(layer, md.tensor(np.zeros((1, cin, size, size), np.float32)))[""].macs
+
+
+def check_bottleneck(my_without, my_with) -> str:
+    """Lesson 7's exercise: 4a's 5x5 branch without the 1x1 reduction and with it."""
+    if my_without is None or my_with is None:
+        return "not done yet (set my_without and my_with)"
+    without = _conv_macs(480, 48, 5)
+    with_ = _conv_macs(480, 16, 1) + _conv_macs(16, 48, 5)
+    wrong = []
+    if my_without != without:
+        wrong.append("my_without (48 filters of 5x5x480, at each of the 14x14 positions)")
+    if my_with != with_:
+        wrong.append("my_with (the 1x1: 16 filters of 1x1x480; the 5x5: 48 of 5x5x16)")
+    if not wrong:
+        return CORRECT
+    return "not yet: check " + " and ".join(wrong)
+
+
+# Lesson 8 -------------------------------------------------------------------------------------
+
+
+def check_inception_4e_shape(my_shape) -> str:
+    """Lesson 8's exercise: inception 4e's output shape for one 14x14 input."""
+    from googlenet import INCEPTION_CHANNELS, Inception
+
+    if my_shape is None:
+        return NOT_DONE.format("my_shape")
+    cin, *channels = INCEPTION_CHANNELS["4e"]
+    with md.no_grad():
+        shape = Inception(cin, *channels)(md.tensor(np.zeros((1, cin, 14, 14), np.float32))).shape
+    mine = tuple(my_shape)
+    if mine == tuple(shape):
+        return CORRECT
+    if len(mine) != 4:
+        return f"not yet: four numbers (N, C, H, W), you gave {len(mine)}"
+    if mine[2:] != tuple(shape[2:]):
+        return "not yet: every branch keeps the 14x14 size (the padding sees to it)"
+    if mine[1] == cin:
+        return "not yet: that is the input's channel count; the output stacks the four branches'"
+    return "not yet: the channels are the four branches' outputs (Table 1's row), added up"
+
+
+# Lesson 9 -------------------------------------------------------------------------------------
+
+
+def check_head_parameters(my_fc, my_gap) -> str:
+    """Lesson 9's exercise: Linear(4*4*256, 10) and Linear(256, 10), weights and biases."""
+    from minidl import nn
+
+    if my_fc is None or my_gap is None:
+        return "not done yet (set my_fc and my_gap)"
+    fc, gap = nn.Linear(4 * 4 * 256, 10).num_parameters(), nn.Linear(256, 10).num_parameters()
+    if (my_fc, my_gap) == (fc, gap):
+        return CORRECT
+    if (my_fc, my_gap) == (fc - 10, gap - 10):
+        return "not yet: weights right, but each head also has one bias per class"
+    wrong = [name for name, mine, truth in (("my_fc", my_fc, fc), ("my_gap", my_gap, gap))
+             if mine != truth]  # fmt: skip
+    return "not yet: " + " and ".join(wrong) + " (inputs x outputs weights, plus the biases)"
+
+
+# Lesson 11 ------------------------------------------------------------------------------------
+
+
+def aux_weight_factor() -> float:
+    """How much the gradient at aux1's convolution grows when the aux weight goes 0.3 -> 0.6."""
+    from googlenet import googlenet_cifar
+    from minidl import nn
+
+    nn.init.manual_seed(0)
+    net = googlenet_cifar(width=0.125, aux_logits=True).train()
+    for m in net.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0  # the same (no) masks for both weights
+    imgs = md.tensor(np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32))
+    tgts = md.tensor(np.arange(4))
+    norms = []
+    for weight in (0.3, 0.6):
+        net.zero_grad()
+        out = net(imgs)
+        loss = F.cross_entropy(out.logits, tgts)
+        loss = loss + weight * (F.cross_entropy(out.aux1, tgts) + F.cross_entropy(out.aux2, tgts))
+        loss.backward()
+        norms.append(float(np.linalg.norm(net.aux1.conv.conv.weight.grad.numpy())))
+    return norms[1] / norms[0]
+
+
+def check_aux_factor(my_factor) -> str:
+    """Lesson 11's exercise: the factor measured by ``aux_weight_factor``."""
+    if my_factor is None:
+        return NOT_DONE.format("my_factor")
+    if wrong := _number(my_factor, "my_factor"):
+        return wrong
+    if abs(my_factor - aux_weight_factor()) < 0.01:
+        return CORRECT
+    return (
+        "not yet: aux1's convolution gets its gradient only through aux1's loss (the main "
+        "head's path does not pass through it), and backward is linear in that loss's weight"
+    )
+
+
+# Lesson 12 ------------------------------------------------------------------------------------
+
+
+def check_lrn_output(my_output) -> str:
+    """Lesson 12's exercise: LRN's output at one channel of value 10 among zeros (4 decimals)."""
+    if my_output is None:
+        return NOT_DONE.format("my_output")
+    if wrong := _number(my_output, "my_output"):
+        return wrong
+    xs = np.zeros((1, 5, 1, 1))
+    xs[0, 2] = 10.0
+    got = F.local_response_norm(md.tensor(xs), 5, alpha=1e-4, beta=0.75, k=1.0).numpy()[0, 2, 0, 0]
+    if abs(my_output - got) < 1e-4:
+        return CORRECT
+    caffe = 10.0 / (1 + 1e-4 * 100) ** 0.75
+    if abs(my_output - caffe) < 1e-4:
+        return "not yet: that is Caffe's convention; PyTorch's divides alpha by size first"
+    if my_output >= 10:
+        return "not yet: the divisor is above 1, so the output is below a = 10"
+    return "not yet: a / (k + alpha / size * a^2)^beta: check the order (power last, size first)"
+
+
+# Lesson 13 ------------------------------------------------------------------------------------
+
+
+def check_half_width_parameters(my_params) -> str:
+    """Lesson 13, exercise 1: the CIFAR model's parameters at width 1/2 (within 5%)."""
+    from googlenet import googlenet_cifar
+
+    if my_params is None:
+        return NOT_DONE.format("my_params")
+    if wrong := _number(my_params, "my_params"):
+        return wrong
+    real = googlenet_cifar(width=0.5, kernel5=3).num_parameters()
+    if abs(my_params / real - 1) < 0.05:
+        return CORRECT
+    quarter = googlenet_cifar(width=0.25, kernel5=3).num_parameters()
+    if abs(my_params / quarter - 2) < 0.1:
+        return "not yet: a convolution's weights grow with in x out channels, both doubled"
+    return (
+        "not yet: "
+        + ("too many" if my_params > real else "too few")
+        + (": almost every parameter is a convolution weight (in x out x kh x kw)")
+    )
+
+
+def check_aux_pool_size(my_size) -> str:
+    """Lesson 13, exercise 2: the height the paper's 5x5/3 average pool makes of 16x16."""
+    if my_size is None:
+        return NOT_DONE.format("my_size")
+    size = F.avg_pool2d(md.tensor(np.zeros((1, 1, 16, 16), np.float32)), 5, stride=3).shape[2]
+    if my_size == size:
+        return CORRECT
+    return "not yet: output = (input - kernel) // stride + 1, no padding"
+
+
+# Lesson 15 ------------------------------------------------------------------------------------
+
+
+def check_batch_bytes(my_bytes) -> str:
+    """Lesson 15's exercise: bytes of one batch moved to the GPU: 128 uint8 3x32x32 images and
+    128 int64 labels (the arrays DataLoader(device="cuda") copies)."""
+    if my_bytes is None:
+        return NOT_DONE.format("my_bytes")
+    if wrong := _number(my_bytes, "my_bytes"):
+        return wrong
+    images = np.zeros((128, 32, 32, 3), np.uint8)
+    labels = np.zeros(128, np.int64)
+    if my_bytes == images.nbytes + labels.nbytes:
+        return CORRECT
+    if my_bytes == images.nbytes:
+        return "not yet: the images are right; the labels travel too"
+    if my_bytes == np.zeros((128, 3, 32, 32), np.float32).nbytes + labels.nbytes:
+        return "not yet: the images cross as uint8 (1 byte a value); float32 is made on the GPU"
+    return "not yet: bytes = values x bytes per value: uint8 is 1 byte, int64 is 8"
+
+
+# Lesson 16 ------------------------------------------------------------------------------------
+
+
+def check_eval_prediction(my_prediction, agree: bool) -> str:
+    """Lesson 16, exercise 1: whether the two models still agree in evaluation mode
+    (``agree``: what the lesson measured)."""
+    if my_prediction is None:
+        return NOT_DONE.format("my_prediction")
+    if not isinstance(my_prediction, bool):
+        return f"not yet: my_prediction should be True or False, got {my_prediction!r}"
+    if my_prediction == agree:
+        return CORRECT
+    return (
+        "not yet: in evaluation mode batch norm uses its running mean and variance; did both "
+        "models update those the same way in the step above?"
+    )
+
+
+def check_paper_block(block_class) -> str:
+    """Lesson 16, exercise 2: ``block_class(cin, cout, k, padding)``, a PyTorch module, computes
+    what minidl's ``ConvBlock(..., bn_eps=None)`` computes, with the same state-dict keys."""
+    import torch
+
+    from googlenet import ConvBlock
+
+    try:
+        theirs = block_class(3, 4, 3, padding=1).double()
+    except NotImplementedError:
+        return "not done yet (TorchPaperConvBlock raises NotImplementedError)"
+    except Exception as err:
+        return f"not yet: building TorchPaperConvBlock(3, 4, 3, padding=1) raised {err!r}"
+    ours = ConvBlock(3, 4, 3, padding=1).double()
+    state = ours.state_dict()
+    keys = set(theirs.state_dict())
+    if keys != set(state):
+        extra = sorted(keys - set(state))
+        said = f"entries minidl's block does not have: {', '.join(extra)}" if extra else ""
+        lacking = len(set(state) - keys)
+        if lacking:
+            said += (
+                "; " if said else ""
+            ) + f"{lacking} {'entry' if lacking == 1 else 'entries'} missing"
+        return f"not yet: its state dict has {said} (compare with ConvBlock in googlenet.py)"
+    theirs.load_state_dict({k: torch.from_numpy(np.array(v.numpy())) for k, v in state.items()})
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6))
+    try:
+        with torch.no_grad():
+            got = theirs(torch.from_numpy(x)).numpy()
+    except Exception as err:
+        return f"not yet: its forward raised {err!r}"
+    with md.no_grad():
+        want = ours(md.tensor(x)).numpy()
+    if got.shape == want.shape and np.allclose(got, want, rtol=1e-10, atol=1e-12):
+        return CORRECT
+    return "not yet: the right parameters, but its forward computes something else than ConvBlock"
