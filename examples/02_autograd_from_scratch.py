@@ -22,7 +22,7 @@ from collections import deque
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _exercises import check_value_exp, report
+from _exercises import check_overwrite_prediction, check_value_exp, report
 from _lesson import parse_args, save
 
 import minidl as md
@@ -150,8 +150,12 @@ for k in point:
 print(f"{'':>4}{'our engine':>18}{'minidl':>18}{'central difference':>22}")
 for k in ours:
     print(f"dy/d{k}{ours[k]:>17.10f}{theirs[k]:>18.10f}{numeric[k]:>22.10f}")
-    assert abs(ours[k] - theirs[k]) < 1e-12, (k, ours[k], theirs[k])
-    assert abs(ours[k] - numeric[k]) < 1e-7, (k, ours[k], numeric[k])
+    if abs(ours[k] - theirs[k]) > 1e-12 or abs(ours[k] - numeric[k]) > 1e-7:
+        raise AssertionError(
+            f"dy/d{k}: our engine's {ours[k]:.10f} disagrees with minidl's and with the central "
+            "difference: does Value.backward still add up (+=) the gradients of a value used "
+            "more than once?"
+        )
 assert abs(y.data - ty.item()) < 1e-12
 print("all three agree (engine = minidl to 1e-12, = central differences to 1e-7)")
 
@@ -328,9 +332,11 @@ print(
 # ## Exercises
 # 1. Give `Value` an `exp()`: fill in `value_exp` below (the local derivative of e^v is e^v), then
 #    run the check, which compares your gradient of y = exp(x*w) * x with minidl's.
-# 2. Change `+=` in `Value.backward` to `=` (re-run the cells from section 1), and predict which
-#    of dy/dx, dy/dw, dy/db in section 2 go wrong before you look. The check after section 2
-#    stops you. Put `+=` back.
+# 2. If `Value.backward` wrote `parent.grad = local * v.grad` instead of `+=`, which of dy/dx,
+#    dy/dw, dy/db in section 2 would go wrong? Set `my_wrong` to the set of their names, e.g.
+#    {"x"} (or set() for none), and check: the check runs section 2 on an engine with `=`. Then
+#    see it for yourself: make the change, re-run the cells from section 1 (section 2 stops with
+#    a message), and put `+=` back.
 
 
 # %%
@@ -339,4 +345,7 @@ def value_exp(v):
     return None  # your code here
 
 
+my_wrong = None  # exercise 2: a set of names among "x", "w", "b"
+
 report("exercise 1", check_value_exp(value_exp, Value))
+report("exercise 2", check_overwrite_prediction(my_wrong, Value))

@@ -102,6 +102,41 @@ def check_value_exp(value_exp, value_class) -> str:
     )
 
 
+def check_overwrite_prediction(my_wrong, value_class) -> str:
+    """Lesson 2, exercise 2: which of dy/dx, dy/dw, dy/db of section 2's expression go wrong
+    when backward assigns (=) a parent's gradient instead of adding (+=) to it."""
+    if my_wrong is None:
+        return NOT_DONE.format("my_wrong")
+    if not isinstance(my_wrong, (set, frozenset, list, tuple)) or not set(my_wrong) <= {
+        "x",
+        "w",
+        "b",
+    }:
+        return f'not yet: my_wrong should be a set of names among "x", "w", "b", got {my_wrong!r}'
+
+    def overwriting_backward(y):
+        y.grad = 1.0
+        for v in reversed(y.topological_order()):
+            for parent, local in v.edges:
+                parent.grad = local * v.grad  # the bug: a second path replaces the first
+
+    def grads(backward):
+        x, w, b = value_class(1.5), value_class(-0.8), value_class(0.4)
+        h = x * w + b
+        backward(h.tanh() * w + h * h)
+        return {"x": x.grad, "w": w.grad, "b": b.grad}
+
+    right, overwritten = grads(lambda y: y.backward()), grads(overwriting_backward)
+    wrong = {k for k in right if abs(right[k] - overwritten[k]) > 1e-12}
+    mine = set(my_wrong)
+    if mine == wrong:
+        return CORRECT
+    return (
+        "not yet: that set is not the one. A gradient goes wrong when a value on its way to y "
+        "is used more than once: follow each input's paths to y"
+    )
+
+
 # Lesson 3 -------------------------------------------------------------------------------------
 
 SUM_TO_SHAPES = [(4, 3), (3,), (4, 1), (1, 3), ()]

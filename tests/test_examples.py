@@ -289,9 +289,9 @@ SOLUTIONS = [
     ),
     (
         "02_autograd_from_scratch",
-        {STUB: EXP_RIGHT},
-        {STUB: EXP_WRONG},
-        ["exercise 1"],
+        {STUB: EXP_RIGHT, "my_wrong = None": 'my_wrong = {"x", "w", "b"}'},
+        {STUB: EXP_WRONG, "my_wrong = None": 'my_wrong = {"w"}'},
+        ["exercise 1", "exercise 2"],
     ),
     (
         "05_layer_backwards",

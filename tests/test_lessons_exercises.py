@@ -26,10 +26,17 @@ class Value:
     def __init__(self, data, edges=(), op=""):
         self.data, self.edges, self.op, self.grad = float(data), edges, op, 0.0
 
+    def __add__(self, other):
+        return Value(self.data + other.data, ((self, 1.0), (other, 1.0)), "+")
+
     def __mul__(self, other):
         return Value(self.data * other.data, ((self, other.data), (other, self.data)), "*")
 
-    def backward(self):
+    def tanh(self):
+        t = np.tanh(self.data)
+        return Value(t, ((self, 1 - t * t),), "tanh")
+
+    def topological_order(self):
         order, seen = [], set()
 
         def visit(v):
@@ -40,8 +47,11 @@ class Value:
                 order.append(v)
 
         visit(self)
+        return order
+
+    def backward(self):
         self.grad = 1.0
-        for v in reversed(order):
+        for v in reversed(self.topological_order()):
             for parent, local in v.edges:
                 parent.grad += local * v.grad
 
@@ -92,6 +102,18 @@ CASES = {
         (exp_right, Value),
         (exp_wrong, Value),
         ["np.exp(v.data)),", "e^v.data),"],
+    ),
+    "lesson 2, exercise 2": (
+        ex.check_overwrite_prediction,
+        ({"x", "w", "b"}, Value),
+        ({"w"}, Value),
+        ["'x'", "all three", "every"],
+    ),
+    "lesson 2, exercise 2 (none)": (
+        ex.check_overwrite_prediction,
+        ({"x", "w", "b"}, Value),
+        (set(), Value),
+        ["'x'", "all three", "every", "3"],
     ),
     "lesson 3": (ex.check_sum_to, (sum_to_right,), (lambda g, s: g.sum(axis=0),), ["keepdims"]),
     "lesson 4": (ex.check_best_step, (-5,), (-12,), ["-5", "1e-05", "1e-5"]),
