@@ -62,11 +62,15 @@ for name, (fc, gap) in heads.items():
     print(f"{name.replace(chr(10), ': ')}")
     print(f"    flatten + FC: {fc:>12,} parameters")
     print(f"    GAP + FC:     {gap:>12,} parameters  ({fc / gap:.0f}x fewer)")
-total_paper = 6_998_552  # the whole network with a GAP head (recount: docs/googlenet-facts.md)
+# The paper's layers without the aux heads, every bias counted: minidl's recount from Table 1's
+# channel numbers (docs/googlenet-facts.md). Table 1's own parameter column sums to about 6.8 M:
+# it is rounded, and in places off.
+total_paper = 6_998_552
 fc_paper, gap_paper = heads["paper's GoogLeNet\n1024 x 7 x 7 -> 1000"]
 print(
-    f"the paper's whole network has {total_paper:,} parameters with the GAP head; a flatten+FC "
-    f"head would make it {total_paper - gap_paper + fc_paper:,}"
+    f"GoogLeNet as the paper builds it (no aux heads; recounted with every bias) has "
+    f"{total_paper:,} parameters with the GAP head; a flatten+FC head would make it "
+    f"{total_paper - gap_paper + fc_paper:,}"
 )
 
 # %% [markdown]

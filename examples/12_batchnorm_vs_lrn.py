@@ -35,7 +35,9 @@ nn.init.manual_seed(0)
 
 # %% [markdown]
 # ## 1. A batch of activations
-# Caffe fed GoogLeNet raw pixels (0-255) minus the mean image, so the first activations are in
+# Caffe's GoogLeNet (bvlc_googlenet) was fed raw pixels (0-255) minus one mean per channel: 104,
+# 117 and 123 for blue, green and red (Caffe reads images in BGR order; `mean_value` in its
+# train_val.prototxt). Nothing divides by a standard deviation, so the first activations are in
 # the tens and hundreds. Here: 32 random "images" on that scale through a 3x3 convolution to 16
 # channels. Each channel ends up with its own scale.
 
