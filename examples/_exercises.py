@@ -322,6 +322,37 @@ def check_head_parameters(my_fc, my_gap) -> str:
     return "not yet: " + " and ".join(wrong) + " (inputs x outputs weights, plus the biases)"
 
 
+# Lesson 10 ------------------------------------------------------------------------------------
+
+
+def check_he_std(my_std, fan_in: int) -> str:
+    """Lesson 10, exercise 1: the weight std that keeps a ReLU layer's factor at 1 (within 5%)."""
+    if my_std is None:
+        return NOT_DONE.format("my_std")
+    if wrong := _number(my_std, "my_std"):
+        return wrong
+    factor = fan_in * my_std**2 / 2  # the mean square a ReLU layer passes on
+    if abs(factor - 1) < 0.05:
+        return CORRECT
+    size = "large: the signal grows" if factor > 1 else "small: the signal shrinks"
+    return f"not yet: that std is too {size} by {factor:.3g}x per layer; Var(w) = gain^2 / fan_in"
+
+
+def check_leaky_factor(my_factor) -> str:
+    """Lesson 10, exercise 2: the default init's factor per layer with leaky ReLU, slope 0.2."""
+    if my_factor is None:
+        return NOT_DONE.format("my_factor")
+    if wrong := _number(my_factor, "my_factor"):
+        return wrong
+    fan = 144  # cancels: the default's Var(w) is 1 / (3 fan_in)
+    answer = fan * (1 / (3 * fan)) * (1 + 0.2**2) / 2
+    if abs(my_factor / answer - 1) < 0.01:
+        return CORRECT
+    if abs(my_factor - 1 / 6) < 1e-3:
+        return "not yet: 1/6 is plain ReLU's factor; leaky ReLU keeps more of the mean square"
+    return "not yet: factor = fan_in x Var(w) x (the share of the mean square the activation keeps)"
+
+
 # Lesson 11 ------------------------------------------------------------------------------------
 
 
