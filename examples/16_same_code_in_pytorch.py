@@ -164,8 +164,10 @@ for a, b in zip(left, right):
 
 # %%
 rng = np.random.default_rng(10)
-ours.load_state_dict({k: np.array(v.numpy()) for k, v in state.items()})  # the step changes them:
-theirs.load_state_dict(state)  # a re-run starts from section 2's weights again
+# Both start from section 2's weights: the step below changes them, and a second run of this
+# cell must not step on from where the first one ended.
+ours.load_state_dict({k: np.array(v.numpy()) for k, v in state.items()})
+theirs.load_state_dict(state)
 images = rng.standard_normal((8, 3, 32, 32))
 labels = rng.integers(0, 10, 8)
 opt_ours = optim.SGD(ours.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
