@@ -182,6 +182,7 @@ def test_a_right_answer_passes_and_a_wrong_one_is_told_why_without_the_answer(na
         assert text not in verdict, (name, text, verdict)
 
 
+@pytest.mark.torch
 def test_lesson_16_exercise_2_checks_the_block_a_learner_writes():
     right, wrong = _torch_blocks()
     assert ex.check_paper_block(right) == "correct"
