@@ -225,10 +225,7 @@ def fit(
                     step = Step(epoch, b, epoch * per_epoch + b + 1, loss, correct, len(y), lr)
                     step_s, tick = time.perf_counter() - tick, time.perf_counter()
                     sizes.observe(x, step_s)
-                    if budget is not None:
-                        budget.stepped(step_s / sizes.cost(x))  # counted as a full-size step
-                        if budget.wants_test_timing():  # before the first plan
-                            tick += _time_a_test_batch(model, test_loader, budget)  # not a step
+                    tick += _tell_budget(budget, step_s, sizes.cost(x), model, test_loader)
                     out_of_time, left = _next_rate(
                         schedule, budget, run, bar, step, per_epoch, last_step, sizes.cost(x)
                     )
@@ -299,6 +296,18 @@ def _plan_budget(
     return TimeBudget(
         time_budget_s, _images(test_loader), train_loader.batch_size, final_images=final_images
     )
+
+
+def _tell_budget(
+    budget: TimeBudget | None, step_s: float, cost: float, model: Any, test_loader: Any
+) -> float:
+    """Tells ``budget`` (if any) a step's time, counted as a full-size step's (``cost``: the
+    step's share of one); before its first plan, times one test batch too. Returns the seconds
+    that took (0 otherwise): not a step's time."""
+    if budget is None:
+        return 0.0
+    budget.stepped(step_s / cost)
+    return _time_a_test_batch(model, test_loader, budget) if budget.wants_test_timing() else 0.0
 
 
 def _time_a_test_batch(model: Any, test_loader: Any, budget: TimeBudget) -> float:
