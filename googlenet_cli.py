@@ -178,7 +178,8 @@ def _device(name: str) -> str:
 class DeviceCounts:
     """``fit``'s ``on_step`` on the simulated GPU: the synchronisations and kernel launches of
     each training step (from one step's end to the next, the batch's loading included; the first
-    step of an epoch, which follows an evaluation, is left out)."""
+    step of an epoch, which follows an evaluation, and a step followed by the time budget's test
+    batch are left out)."""
 
     def __init__(self, sim: Any):
         self.sim, self.syncs, self.launches = sim, [], []
@@ -186,7 +187,7 @@ class DeviceCounts:
 
     def __call__(self, step: Any) -> None:
         now = (self.sim.stats.syncs, self.sim.stats.launches)
-        if step.batch > 0:
+        if step.batch > 0 and not step.tested:
             self.syncs.append(now[0] - self.last[0])
             self.launches.append(now[1] - self.last[1])
         self.last = now
@@ -464,6 +465,11 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
         print(f"stopped after {epochs_done} epochs; continue with --resume {result.checkpoint}")
         return final
     how = " on the whole test set" if "final_test_acc" in last else ""
+    if final_loader is not None and "final_test_acc" not in last:  # the budget left it out
+        how = f" on {last['test_images']:,} test images"
+        command = f"python googlenet.py eval --checkpoint {result.checkpoint}"
+        command += (f" --data {args.data}" if args.data else "") + (" --tta" if tta else "")
+        print(f"the whole test set: {command}")
     if "final_test_tta_acc" in last:
         how += f" with test-time augmentation ({last['final_test_tta_views']} views averaged; "
         how += f"plain {last['final_test_acc']:.2%})"

@@ -19,7 +19,10 @@ third of a training batch's images.
 The run's final test pass may be fuller (test-time augmentation: several views of every image).
 A short budget, or a busy machine, cannot afford it: the budget is given the passes to choose
 from, fullest first, and reserves the fullest whose cost beyond the plainest fits
-``FINAL_SHARE`` of the budget at the speed measured now (``final_choice``).
+``FINAL_SHARE`` of the budget at the speed measured now (``final_choice``). The last choice may
+be no final pass at all (0 images; the run's last evaluation, of a subset, is then its result),
+taken only when even the plainest pass would use more than ``WHOLE_SHARE`` of the budget: a
+device too slow for the whole test set in the time given (the simulated GPU; a budget of minutes).
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ MIN_STEPS = 2  # steps timed before the first plan (the first runs slower: heap,
 # views add about a point of accuracy at the end of a long run, and a short run's minutes are
 # worth more as training (docs/training.md, "Test-time augmentation")
 FINAL_SHARE = 0.1
+# the plainest final pass (every test image once) is kept unless it alone would take more than
+# this share of the budget: then the run would be mostly evaluation, or end far past its budget
+WHOLE_SHARE = 0.5
 
 
 def plan_steps(
@@ -148,8 +154,15 @@ class TimeBudget:
 
     def final_choice(self) -> int:
         """The index in ``final_images`` of the final pass to reserve: the fullest whose images
-        beyond the plainest's take at most ``FINAL_SHARE`` of the budget (0 before a step)."""
-        extra = [n - self.final_images[-1] for n in self.final_images]  # beyond the plainest
+        beyond the plainest's take at most ``FINAL_SHARE`` of the budget (0 before a step). When
+        the last choice is no pass (0 images), it is taken only if the plainest pass itself would
+        take more than ``WHOLE_SHARE`` of the budget."""
+        passes = self.final_images
+        if len(passes) > 1 and passes[-1] == 0:  # the run may end without a final pass
+            if self.test_s(passes[-2]) > WHOLE_SHARE * self.seconds:
+                return len(passes) - 1
+            passes = passes[:-1]
+        extra = [n - passes[-1] for n in passes]  # beyond the plainest
         fits = (i for i, n in enumerate(extra) if self.test_s(n) <= FINAL_SHARE * self.seconds)
         return next(fits, len(extra) - 1)
 

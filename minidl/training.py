@@ -32,7 +32,7 @@ import numpy as np
 
 from . import backend
 from .backend import get_array_module
-from .budget import FINAL_SHARE, TimeBudget
+from .budget import FINAL_SHARE, WHOLE_SHARE, TimeBudget
 from .checkpoint import Position, restore_training_state, save_checkpoint, training_state
 from .evaluation import (  # noqa: F401  (Evaluation, evaluate_flipped: minidl.training's API too)
     TTA_SHIFTS,
@@ -81,6 +81,7 @@ class Step(NamedTuple):
     correct: int
     size: int  # images in the batch
     lr: float  # the learning rate the step used (first parameter group)
+    tested: bool = False  # one test batch was evaluated after it too (timed for the budget)
 
 
 class FitResult(NamedTuple):
@@ -225,7 +226,8 @@ def fit(
                     step = Step(epoch, b, epoch * per_epoch + b + 1, loss, correct, len(y), lr)
                     step_s, tick = time.perf_counter() - tick, time.perf_counter()
                     sizes.observe(x, step_s)
-                    tick += _tell_budget(budget, step_s, sizes.cost(x), model, test_loader)
+                    tested_s = _tell_budget(budget, step_s, sizes.cost(x), model, test_loader)
+                    step, tick = step._replace(tested=tested_s > 0), tick + tested_s
                     out_of_time, left = _next_rate(
                         schedule, budget, run, bar, step, per_epoch, last_step, sizes.cost(x)
                     )
@@ -292,7 +294,8 @@ def _plan_budget(
     if time_budget_s is None:
         return None
     images = _images(final_test_loader)
-    final_images = [images * views_per_image(s) for s in final_pass_choices(final_shifts)]
+    choices = final_pass_choices(final_shifts, skippable=test_loader is not None)
+    final_images = [0 if s is None else images * views_per_image(s) for s in choices]
     return TimeBudget(
         time_budget_s, _images(test_loader), train_loader.batch_size, final_images=final_images
     )
@@ -335,14 +338,19 @@ class _OneBatch:
         return iter([self.batch])
 
 
-def final_pass_choices(shifts: tuple[Shift, ...]) -> list[tuple[Shift, ...]]:
+def final_pass_choices(
+    shifts: tuple[Shift, ...], skippable: bool = False
+) -> list[tuple[Shift, ...] | None]:
     """The final test pass's view sets a short budget falls back to, fullest first: ``shifts``,
-    the mirror pair, the plain pass."""
-    choices = [shifts]
+    the mirror pair, the plain pass; with ``skippable`` (the epochs are evaluated, so the run
+    has a result without it) last None, no final pass."""
+    choices: list[tuple[Shift, ...] | None] = [shifts]
     if views_per_image(shifts) > 2:
         choices.append(((0, 0),))
     if shifts:
         choices.append(())
+    if skippable:
+        choices.append(None)
     return choices
 
 
@@ -476,14 +484,23 @@ class _Saver:
     def elapsed_s(self) -> float:
         return self.earlier_s + time.perf_counter() - self.start_time
 
-    def affordable_shifts(self) -> tuple[Shift, ...]:
+    def affordable_shifts(self) -> tuple[Shift, ...] | None:
         """The final pass's shifts: all asked for, or, when the time budget reserved a plainer
-        pass (``TimeBudget.final_choice``), that one, said in a line."""
-        if self.budget is None or not self.final_shifts:
+        pass (``TimeBudget.final_choice``), that one, or None for no final pass, said in a line."""
+        if self.budget is None:
             return self.final_shifts
-        choices = final_pass_choices(self.final_shifts)
+        # (None last: an index the budget gives only when its choices end with no pass)
+        choices = final_pass_choices(self.final_shifts, skippable=True)
         chosen = choices[self.budget.final_choice()]
-        if chosen != self.final_shifts:
+        if chosen is None:
+            images = _images(self.final_loader)
+            print(
+                f"a final pass over the {images:,} test images would take "
+                f"~{self.budget.test_s(images):.0f} s at this speed, over {WHOLE_SHARE:.0%} of "
+                f"the time budget: the run's last evaluation ({self.budget.test_images:,} "
+                "images) is its result; evaluate the checkpoint on the whole set afterwards"
+            )
+        elif chosen != self.final_shifts:
             asked, images = views_per_image(self.final_shifts), _images(self.final_loader)
             extra_s = self.budget.test_s(images * (asked - 1))
             print(
@@ -492,6 +509,20 @@ class _Saver:
                 + (f"{views_per_image(chosen)} views" if chosen else "the plain images")
             )
         return chosen
+
+    def final_pass(self, row: dict[str, Any]) -> None:
+        """Evaluates ``final_loader`` with the views the budget affords (if any), into ``row``."""
+        shifts = self.affordable_shifts()
+        if shifts is None:
+            return
+        if shifts:
+            plain, tta = evaluate_tta(self.model, self.final_loader, shifts)
+            row["final_test_tta_acc"] = round(tta.accuracy, 5)
+            row["final_test_tta_views"] = views_per_image(shifts)
+        else:
+            plain = evaluate(self.model, self.final_loader)
+        row["final_test_images"] = len(plain.targets)
+        row["final_test_acc"] = round(plain.accuracy, 5)
 
     def stop_mid_epoch(
         self, epoch: int, batch: int, epoch_rng: Any, bar: Progress, signal_name: str | None
@@ -552,16 +583,7 @@ class _Saver:
             best = result.accuracy > position.best_acc
             position.best_acc = max(position.best_acc, result.accuracy)
         if run_ends and self.final_loader is not None:
-            shifts = self.affordable_shifts()
-            if shifts:
-                plain, tta = evaluate_tta(self.model, self.final_loader, shifts)
-            else:
-                plain, tta = evaluate(self.model, self.final_loader), None
-            row["final_test_images"] = len(plain.targets)
-            row["final_test_acc"] = round(plain.accuracy, 5)
-            if tta is not None:
-                row["final_test_tta_acc"] = round(tta.accuracy, 5)
-                row["final_test_tta_views"] = views_per_image(shifts)
+            self.final_pass(row)
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["images_per_s"] = round(bar.images_per_s, 1)
         row["time_s"] = round(self.elapsed_s(), 1)

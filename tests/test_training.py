@@ -545,6 +545,27 @@ def test_a_budgeted_run_reserves_the_fullest_final_pass_its_budget_affords(
     assert (said in capsys.readouterr().out) == (views != 6)
 
 
+def test_a_budget_too_short_for_the_whole_test_set_ends_on_its_last_evaluation(
+    tmp_path, monkeypatch, capsys
+):
+    """A plain final pass that alone would take over half the budget (720 images: 30 s of 50)
+    is left out, said in a line: the run's last evaluation (of the subset) is its result, and the
+    run still ends within its budget. (A slow device: the whole set on the simulated GPU.)"""
+    clock = FakeClock(monkeypatch)
+    _timed_test_passes(monkeypatch, clock)
+    model, optimizer, schedule, loader, subset = make_run()
+    result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=subset,
+                 final_test_loader=DataLoader(images(720, 2), 10), final_tta=True,
+                 out=tmp_path, progress=False, time_budget_s=50.0)  # fmt: skip
+    last = result.rows[-1]
+    assert result.finished and "test_acc" in last
+    assert "final_test_acc" not in last and "final_test_images" not in last
+    assert 50.0 - 1.0 - 1.0 <= result.elapsed_s <= 50.0
+    out = capsys.readouterr().out
+    assert "a final pass over the 720 test images would take ~30 s" in out
+    assert "the run's last evaluation" in out
+
+
 def test_the_final_pass_choices_and_the_budget_that_picks_one():
     from minidl.budget import TimeBudget
 
@@ -559,6 +580,15 @@ def test_the_final_pass_choices_and_the_budget_that_picks_one():
     assert budget.final_choice() == 1
     budget.stepped(40.0), budget.stepped(40.0), budget.stepped(40.0)  # 1.3 s an image: 13 s
     assert budget.final_choice() == 2
+    # the last choice no pass at all: only when the plainest takes over half the budget
+    assert training.final_pass_choices((), skippable=True) == [(), None]
+    budget = TimeBudget(100.0, 0, 10, final_images=[60, 20, 10, 0])
+    budget.stepped(3.0)  # 0.1 s an image: six views fit
+    assert budget.final_choice() == 0
+    budget.stepped(150.0), budget.stepped(150.0)  # 5 s an image: the plain pass 50 s, half
+    assert budget.final_choice() == 2
+    budget.stepped(170.0), budget.stepped(170.0), budget.stepped(170.0)  # 5.7 s: over half
+    assert budget.final_choice() == 3
     for bad in ([], [10, 20], [5, -1]):
         with pytest.raises(ValueError, match="final_images must be image counts"):
             TimeBudget(100.0, 0, 10, final_images=bad)
