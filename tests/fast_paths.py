@@ -1,6 +1,6 @@
 """Test helpers for the ops that have a fast CPU path beside their textbook code.
 
-conv2d (``_conv_nhwc``), the pools (``_pool_blocked``) and batch norm (``_batchnorm_nhwc``) send
+conv2d (``conv_nhwc``), the pools (``pool_blocked``) and batch norm (``batchnorm_nhwc``) send
 NumPy arrays down a fast path (``minidl.ops.dispatch.use_fast_path``); every other array (CuPy)
 runs the textbook code. ``use_path`` makes a NumPy test take either one through the public switch
 (``MINIDL_TEXTBOOK``), so the fast paths are tested even in a ``MINIDL_TEXTBOOK=1`` session, and
@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minidl.ops._layout import nchw_view
 from minidl.ops.dispatch import TEXTBOOK_ENV
+from minidl.ops.layout import nchw_view
 
 PATHS = ["fast", "textbook"]
 LAYOUTS = ["nchw", "channels_last", "channel_slice"]

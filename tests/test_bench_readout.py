@@ -87,9 +87,10 @@ def load_cpu_time():
 NUMPY = "numpy/_core/_multiarray_umath.cpython-311-x86_64-linux-gnu.so"
 WORKER = ["_bootstrap (threading.py:1002)", "_worker (concurrent/futures/thread.py:83)"]
 STACKS = [  # (frames outermost first, count): one of each kind py-spy reports in a minidl step
-    (WORKER + ["work (minidl/ops/_pool_blocked.py:86)", f"FLOAT_maximum_X86_V4 ({NUMPY})"], 30),
+    (WORKER + ["work (minidl/ops/cpu/pool_blocked.py:86)", f"FLOAT_maximum_X86_V4 ({NUMPY})"], 30),
     (
-        WORKER + ["chunk (minidl/ops/_conv_nhwc.py:186)", "sgemm_kernel_SKYLAKEX (libopenblas.so)"],
+        WORKER
+        + ["chunk (minidl/ops/cpu/conv_nhwc.py:186)", "sgemm_kernel_SKYLAKEX (libopenblas.so)"],
         50,
     ),
     (
@@ -105,7 +106,7 @@ STACKS = [  # (frames outermost first, count): one of each kind py-spy reports i
     (
         WORKER
         + [
-            "work (minidl/ops/_pool_blocked.py:86)",
+            "work (minidl/ops/cpu/pool_blocked.py:86)",
             f"execute_ufunc_loop ({NUMPY})",
             "pthread_cond_timedwait (libc.so.6)",
             "0x7f0da3f16 (libc.so.6)",
@@ -139,6 +140,6 @@ def test_cpu_time_shares_and_source_lines(tmp_path):
     shares, lines = cpu_time.summarise(stacks, top=10)
     assert shares["OpenBLAS"] == 50 / 200 and shares[cpu_time.IDLE] == 80 / 200
     # source lines: busy samples only (100), by the innermost minidl frame
-    assert lines[0] == ("OpenBLAS", "chunk (minidl/ops/_conv_nhwc.py:186)", 0.5)
+    assert lines[0] == ("OpenBLAS", "chunk (minidl/ops/cpu/conv_nhwc.py:186)", 0.5)
     assert ("Python", "_run_backward (minidl/tensor.py:333)", 0.1) in lines
     assert all(kind not in (cpu_time.WAITING, cpu_time.IDLE) for kind, _, _ in lines)

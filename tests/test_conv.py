@@ -13,8 +13,9 @@ import minidl as md
 import minidl.functional as F
 from minidl.backend import to_numpy
 from minidl.gradcheck import check_grad
-from minidl.ops import _conv_nhwc, conv
-from minidl.ops._layout import nchw_view
+from minidl.ops import conv
+from minidl.ops.cpu import conv_nhwc
+from minidl.ops.layout import nchw_view
 
 GRID = [
     # (N, C, H, W), (O, kh, kw), stride, padding
@@ -30,7 +31,7 @@ GRID = [
 
 @pytest.fixture(params=PATHS)
 def path(request, xp, monkeypatch):
-    """conv2d's fast NumPy path (_conv_nhwc) or its textbook code (what CuPy arrays run)."""
+    """conv2d's fast NumPy path (conv_nhwc) or its textbook code (what CuPy arrays run)."""
     use_path(request.param, xp, monkeypatch)
 
 
@@ -131,7 +132,7 @@ def test_weight_gradient_from_the_columns_of_g(xp, monkeypatch, layout, kernel, 
     gy = rng.standard_normal(y_shape)
     grads = {}
     for route, min_channels in (("rebuild", 10**6), ("from_gcols", 1)):
-        monkeypatch.setattr(_conv_nhwc, "_DW_FROM_GCOLS_MIN_CHANNELS", min_channels)
+        monkeypatch.setattr(conv_nhwc, "_DW_FROM_GCOLS_MIN_CHANNELS", min_channels)
         ts = [md.Tensor(as_layout(xp, x, layout), requires_grad=True)]
         ts += [md.Tensor(xp.asarray(a), requires_grad=True) for a in (w, b)]
         F.conv2d(*ts, padding=padding).backward(md.Tensor(as_layout(xp, gy, layout)))
@@ -165,8 +166,8 @@ def test_1x1_convolution_skips_im2col(xp, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("a 1x1 convolution must not build an im2col matrix")
 
-    monkeypatch.setattr(_conv_nhwc, "_im2col_nhwc", fail)
-    monkeypatch.setattr(_conv_nhwc, "_col2im_nhwc", fail)
+    monkeypatch.setattr(conv_nhwc, "_im2col_nhwc", fail)
+    monkeypatch.setattr(conv_nhwc, "_col2im_nhwc", fail)
     rng = np.random.default_rng(4)
     x = md.Tensor(xp.asarray(rng.standard_normal((2, 6, 4, 5))), requires_grad=True)
     w = md.Tensor(xp.asarray(rng.standard_normal((3, 6, 1, 1))), requires_grad=True)

@@ -1,7 +1,7 @@
 """The fast CPU paths against the textbook code, in the mode that matters: several chunks or
 blocks, two threads.
 
-conv2d (``_conv_nhwc``), the pools (``_pool_blocked``) and batch norm (``_batchnorm_nhwc``) only
+conv2d (``conv_nhwc``), the pools (``pool_blocked``) and batch norm (``batchnorm_nhwc``) only
 chunk, block and thread above sizes no unit test reaches. The ``shrunk`` fixture lowers every
 threshold (conv chunk bytes, pool block bytes, batch norm block size, the thread pool's minimum
 pass size) and forces two worker threads even on a one-core machine, so that small float64 inputs
@@ -22,10 +22,10 @@ from fast_paths import LAYOUTS, as_layout, use_path
 import googlenet as G
 import minidl as md
 import minidl.functional as F
-from minidl.ops import _batchnorm_nhwc, _conv_nhwc, _parallel, _pool_blocked
-from minidl.ops._layout import output_size
-from minidl.ops._threads import ThreadPolicy
+from minidl.ops.cpu import batchnorm_nhwc, conv_nhwc, parallel, pool_blocked
+from minidl.ops.cpu.threads import ThreadPolicy
 from minidl.ops.dispatch import TEXTBOOK_ENV
+from minidl.ops.layout import output_size
 from minidl.ops.norm import BatchNorm
 
 SHAPE = (5, 6, 9, 8)  # N, C, H, W: 5 images, so chunks and blocks of 2 end with a partial one
@@ -93,23 +93,23 @@ def shrunk(monkeypatch):
     ran = Ran()
     pool = PairedPool(ran)
     monkeypatch.setenv(TEXTBOOK_ENV, "0")  # the fast paths, even in a MINIDL_TEXTBOOK=1 session
-    monkeypatch.setattr(_parallel, "WORKERS", 2)
-    monkeypatch.setattr(_parallel, "_MIN_ELEMENTS", 1)
-    monkeypatch.setattr(_parallel, "_pool", pool)
-    monkeypatch.setattr(_parallel, "policy", ThreadPolicy(2, adapt=False))  # the load is ignored
-    monkeypatch.setattr(_conv_nhwc, "_CHUNK_BYTES", 1)  # chunks of WORKERS = 2 images
-    monkeypatch.setattr(_pool_blocked, "_BLOCK_BYTES", 2 * 6 * 9 * 8 * 8)  # 2 images of SHAPE
-    monkeypatch.setattr(_batchnorm_nhwc, "_BLOCK_ELEMENTS", 256)  # 40 rows of 6 channels
+    monkeypatch.setattr(parallel, "WORKERS", 2)
+    monkeypatch.setattr(parallel, "_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(parallel, "_pool", pool)
+    monkeypatch.setattr(parallel, "policy", ThreadPolicy(2, adapt=False))  # the load is ignored
+    monkeypatch.setattr(conv_nhwc, "_CHUNK_BYTES", 1)  # chunks of WORKERS = 2 images
+    monkeypatch.setattr(pool_blocked, "_BLOCK_BYTES", 2 * 6 * 9 * 8 * 8)  # 2 images of SHAPE
+    monkeypatch.setattr(batchnorm_nhwc, "_BLOCK_ELEMENTS", 256)  # 40 rows of 6 channels
 
-    chunks = _conv_nhwc._chunks
+    chunks = conv_nhwc._chunks
 
     def recorded_chunks(n, bytes_per_item):
         ranges = chunks(n, bytes_per_item)
         ran.chunks.append((ran.phase, ranges))
         return ranges
 
-    monkeypatch.setattr(_conv_nhwc, "_chunks", recorded_chunks)
-    for module in (_pool_blocked, _batchnorm_nhwc):
+    monkeypatch.setattr(conv_nhwc, "_chunks", recorded_chunks)
+    for module in (pool_blocked, batchnorm_nhwc):
         monkeypatch.setattr(module, "parallel_blocks", _recording_blocks(ran))
     yield ran
     pool.pool.shutdown()
@@ -125,7 +125,7 @@ def _recording_blocks(ran):
             ran.blocks.append((phase, lo, hi))
             work(lo, hi)
 
-        _parallel.parallel_blocks(xp, n, step, recorded, elements)
+        parallel.parallel_blocks(xp, n, step, recorded, elements)
 
     return parallel_blocks
 
@@ -154,7 +154,7 @@ def _fast_and_textbook(ran, monkeypatch, fn, inputs, gy):
 
 
 class FakeBLAS:
-    """OpenBLAS's thread count as ``_parallel.gemm_blocks`` sets it, recorded."""
+    """OpenBLAS's thread count as ``parallel.gemm_blocks`` sets it, recorded."""
 
     def __init__(self, count):
         self.count, self.counts = count, []
@@ -181,13 +181,13 @@ def test_conv2d_fast_path_matches_textbook(
     threads; backward's gather of g at stride 1 (dW from g's columns at C >= the threshold, here
     shrunk to 6, else x's columns rebuilt) and col2im's scatter at stride 2; for NCHW,
     channels-last and channel-slice inputs and gradients."""
-    monkeypatch.setattr(_conv_nhwc, "_DW_FROM_GCOLS_MIN_CHANNELS", 6)
+    monkeypatch.setattr(conv_nhwc, "_DW_FROM_GCOLS_MIN_CHANNELS", 6)
     blas = FakeBLAS(2)
-    monkeypatch.setattr(_parallel, "_blas", lambda: blas)
+    monkeypatch.setattr(parallel, "_blas", lambda: blas)
     from_gcols = []
-    dw = _conv_nhwc._weight_grad_from_gcols
+    dw = conv_nhwc._weight_grad_from_gcols
     monkeypatch.setattr(
-        _conv_nhwc, "_weight_grad_from_gcols", lambda *a: from_gcols.append(a) or dw(*a)
+        conv_nhwc, "_weight_grad_from_gcols", lambda *a: from_gcols.append(a) or dw(*a)
     )
     rng = np.random.default_rng(k * 10 + stride + channels)
     N, _, H, W = SHAPE

@@ -9,8 +9,8 @@ import reference as ref
 import minidl as md
 import minidl.functional as F
 from minidl.backend import to_numpy
-from minidl.ops import _batchnorm_nhwc
-from minidl.ops._layout import nchw_view
+from minidl.ops.cpu import batchnorm_nhwc
+from minidl.ops.layout import nchw_view
 from minidl.ops.norm import batch_norm_relu
 
 
@@ -75,7 +75,7 @@ def test_batch_norm_blocked_path_matches_reference(training, relu, monkeypatch):
     """Channels-last NumPy input takes the cache-blocked, threaded path (42 blocks of wide rows
     here, the last one partial); its output, gradients and running statistics equal the
     reference path's on the NCHW copy, and the fused ReLU equals relu(batch_norm(x))."""
-    monkeypatch.setattr(_batchnorm_nhwc, "_BLOCK_ELEMENTS", 4096)  # 576 rows, 64 pixels per row
+    monkeypatch.setattr(batchnorm_nhwc, "_BLOCK_ELEMENTS", 4096)  # 576 rows, 64 pixels per row
     rng = np.random.default_rng(3)
     x = rng.standard_normal((12, 7, 40, 50)) * 3 + 2  # 24,000 rows of 7 channels
     gy = rng.standard_normal(x.shape)

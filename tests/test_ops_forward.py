@@ -79,7 +79,7 @@ def test_max_ties_share_the_gradient(xp):
 def test_split_gradient_joins_channel_slices_into_a_channels_last_buffer():
     """split's backward joins its gradients; when they are channels-last or channel slices of a
     channels-last buffer (what concat's backward hands out), the join stays channels-last."""
-    from minidl.ops._layout import is_channels_last, nchw_view
+    from minidl.ops.layout import is_channels_last, nchw_view
     from minidl.ops.shape import _join
 
     rng = np.random.default_rng(8)

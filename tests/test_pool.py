@@ -12,7 +12,7 @@ from fast_paths import PATHS, use_path
 import minidl as md
 import minidl.functional as F
 from minidl.gradcheck import check_grad
-from minidl.ops._layout import nchw_view
+from minidl.ops.layout import nchw_view
 from minidl.ops.pool import adaptive_windows
 from minidl.registry import tie_free
 
@@ -43,7 +43,7 @@ GRID = list(_grid())
 
 @pytest.fixture(params=PATHS)
 def path(request, xp, monkeypatch):
-    """The pools' fast NumPy path (_pool_blocked) or their textbook code (what CuPy arrays run)."""
+    """The pools' fast NumPy path (pool_blocked) or their textbook code (what CuPy arrays run)."""
     use_path(request.param, xp, monkeypatch)
 
 

@@ -1,4 +1,5 @@
-"""The thread policy (``minidl.ops._threads``): fewer threads while other programs keep cores busy.
+"""The thread policy (``minidl.ops.cpu.threads``): fewer threads while other programs keep
+cores busy.
 
 The load is faked (an injected CPU-time reader and clock), so every decision is deterministic;
 the speed it buys is measured in bench/under_load.py, never here. The parallel helpers must give
@@ -14,8 +15,8 @@ import pytest
 
 import minidl as md
 import minidl.functional as F
-from minidl.ops import _parallel, _pool_blocked, _threads
-from minidl.ops._threads import OpenBLAS, ThreadPolicy, machine_busy_s, threads_for
+from minidl.ops.cpu import parallel, pool_blocked, threads
+from minidl.ops.cpu.threads import OpenBLAS, ThreadPolicy, machine_busy_s, threads_for
 
 
 class FakeMachine:
@@ -66,7 +67,7 @@ def test_threads_leave_other_programs_their_cores(others, maximum, cpus, expecte
 
 
 def test_policy_follows_the_load_and_keeps_openblas_in_step(monkeypatch):
-    monkeypatch.setattr(_threads, "CPUS", 2)
+    monkeypatch.setattr(threads, "CPUS", 2)
     m, blas = FakeMachine(), FakeBLAS()
     policy = policy_on(m, blas=blas)
     assert policy.threads() == 2  # the first call only starts a sample
@@ -83,7 +84,7 @@ def test_policy_follows_the_load_and_keeps_openblas_in_step(monkeypatch):
 
 
 def test_a_pause_starts_a_new_sample_without_changing_the_counts(monkeypatch):
-    monkeypatch.setattr(_threads, "CPUS", 2)
+    monkeypatch.setattr(threads, "CPUS", 2)
     m = FakeMachine()
     policy = policy_on(m)
     policy.threads()
@@ -96,7 +97,7 @@ def test_a_pause_starts_a_new_sample_without_changing_the_counts(monkeypatch):
 
 
 def test_fixed_counts_are_left_alone(monkeypatch):
-    monkeypatch.setattr(_threads, "CPUS", 2)
+    monkeypatch.setattr(threads, "CPUS", 2)
     m, blas = FakeMachine(), FakeBLAS()
     policy = policy_on(m, adapt=False, blas=blas)  # MINIDL_THREADS given, OpenBLAS's not
     policy.threads()
@@ -107,7 +108,7 @@ def test_fixed_counts_are_left_alone(monkeypatch):
 
 
 def test_openblas_never_gets_more_threads_than_it_started_with(monkeypatch):
-    monkeypatch.setattr(_threads, "CPUS", 4)
+    monkeypatch.setattr(threads, "CPUS", 4)
     m, blas = FakeMachine(), FakeBLAS(initial=2)
     policy = policy_on(m, maximum=4, blas=blas)
     policy.threads()
@@ -124,17 +125,17 @@ def test_without_proc_the_policy_runs_as_configured():
 
 
 def test_environment_knobs_fix_the_counts(monkeypatch):
-    monkeypatch.setattr(_parallel, "policy", None)
+    monkeypatch.setattr(parallel, "policy", None)
     monkeypatch.setenv("MINIDL_THREADS", "2")
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
-    policy = _parallel._get_policy()
+    policy = parallel._get_policy()
     assert not policy.adapt and policy.blas is None
-    monkeypatch.setattr(_parallel, "policy", None)
+    monkeypatch.setattr(parallel, "policy", None)
     monkeypatch.delenv("MINIDL_THREADS")
     monkeypatch.delenv("OPENBLAS_NUM_THREADS")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("GOTO_NUM_THREADS", raising=False)
-    assert _parallel._get_policy().adapt
+    assert parallel._get_policy().adapt
 
 
 def test_numpys_openblas_is_found_and_its_count_set():
@@ -169,22 +170,22 @@ def _pool_forward_backward(x, gy):
 
 
 def test_a_busy_machine_runs_the_passes_on_one_thread_with_the_same_results(monkeypatch):
-    monkeypatch.setattr(_threads, "CPUS", 2)
-    monkeypatch.setattr(_parallel, "WORKERS", 2)
-    monkeypatch.setattr(_parallel, "_MIN_ELEMENTS", 1)
-    monkeypatch.setattr(_pool_blocked, "_BLOCK_BYTES", 1)  # a block per image: several tasks
+    monkeypatch.setattr(threads, "CPUS", 2)
+    monkeypatch.setattr(parallel, "WORKERS", 2)
+    monkeypatch.setattr(parallel, "_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(pool_blocked, "_BLOCK_BYTES", 1)  # a block per image: several tasks
     rng = np.random.default_rng(0)
     x = rng.standard_normal((6, 5, 8, 8)).transpose(0, 2, 3, 1).copy().transpose(0, 3, 1, 2)
     gy = rng.standard_normal(x.shape)
-    monkeypatch.setattr(_parallel, "policy", ThreadPolicy(2, adapt=False))
+    monkeypatch.setattr(parallel, "policy", ThreadPolicy(2, adapt=False))
     two = _pool_forward_backward(x, gy)
     m = FakeMachine()
     busy = policy_on(m)
     busy.threads()
     m.run(0.6, others=2.0, own=0.0)
     assert busy.threads() == 1
-    monkeypatch.setattr(_parallel, "policy", busy)
-    monkeypatch.setattr(_parallel, "_pool", NoPool())
+    monkeypatch.setattr(parallel, "policy", busy)
+    monkeypatch.setattr(parallel, "_pool", NoPool())
     one = _pool_forward_backward(x, gy)
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
@@ -195,13 +196,13 @@ def test_the_pools_thread_count_leaves_a_training_steps_gradients_bit_for_bit(mo
     a step of the CIFAR GoogLeNet gives the same bits on one thread and on two."""
     import googlenet as G
 
-    monkeypatch.setattr(_parallel, "WORKERS", 2)
-    monkeypatch.setattr(_parallel, "_MIN_ELEMENTS", 1)
+    monkeypatch.setattr(parallel, "WORKERS", 2)
+    monkeypatch.setattr(parallel, "_MIN_ELEMENTS", 1)
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((4, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, 4)
 
     def gradients(threads):
-        monkeypatch.setattr(_parallel, "policy", ThreadPolicy(threads, adapt=False))
+        monkeypatch.setattr(parallel, "policy", ThreadPolicy(threads, adapt=False))
         md.nn.init.manual_seed(0)
         np.random.seed(0)  # the dropout mask
         model = G.googlenet_cifar(width=0.125, kernel5=3)

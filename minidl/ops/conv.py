@@ -23,11 +23,11 @@ col2im is the adjoint of im2col: each element of dcols is *added* back to the pi
 from (overlapping windows add up), and the taps that fell into the padding are dropped.
 
 The rows are in channels-last order (u, v, c), so the product comes out as an N x Ho x Wo x O
-buffer; conv2d returns its NCHW *view* (see ``_layout``), and no transpose is paid for the output.
+buffer; conv2d returns its NCHW *view* (see ``layout``), and no transpose is paid for the output.
 
 The code below is the reference a learner reads and the one every non-NumPy array (CuPy) runs:
 im2col is one strided copy per kernel tap (kh*kw copies, each over the whole batch), col2im one
-strided add per tap. NumPy arrays take ``_conv_nhwc`` instead: the same math in cache-sized
+strided add per tap. NumPy arrays take ``cpu.conv_nhwc`` instead: the same math in cache-sized
 chunks on the thread pool, a plain GEMM for 1x1 kernels, and a gather instead of col2im's
 scatter at stride 1. Tests compare the two.
 """
@@ -38,9 +38,8 @@ from ..backend import get_array_module
 from ..function import Function
 from ..registry import GradCase, register_gradcheck
 from ..tensor import Tensor
-from . import _conv_nhwc as nhwc_path
-from ._layout import check_4d, check_float, nchw_view, output_size, pair
-from .dispatch import use_fast_path
+from .dispatch import fast_path
+from .layout import check_4d, check_float, nchw_view, output_size, pair
 
 
 def im2col(x, kernel_size, stride=1, padding=0):
@@ -96,9 +95,9 @@ class Conv2d(Function):
         self.in_hw, self.w_shape = (H, W), w.shape
         self.wm = w.transpose(0, 2, 3, 1).reshape(O, kh * kw * C)  # rows in (u, v, c) order
         keep_x = self.needs_input_grad[1]  # dW needs x
-        self.fast = use_fast_path(x, nhwc_path)  # NumPy: chunked, channels-last, threaded
+        self.fast = fast_path(x, "conv_nhwc")  # NumPy: chunked, channels-last, threaded
         if self.fast:
-            y, self.x = nhwc_path.forward(
+            y, self.x = self.fast.forward(
                 x, self.wm, b, (kh, kw), self.stride, self.padding, keep_x
             )
             return y
@@ -114,7 +113,7 @@ class Conv2d(Function):
         need = self.needs_input_grad + (False,)  # (x, weight, bias); bias may be absent
         x, self.x = self.x, None  # x is freed when backward is done
         if self.fast:
-            return nhwc_path.backward(
+            return self.fast.backward(
                 gy, x, self.wm, self.w_shape, self.in_hw, self.stride, self.padding, need
             )
         xp = get_array_module(gy)

@@ -1,9 +1,11 @@
 """Which code an op runs: its textbook path, or the fast CPU path beside it. Decided here.
 
-conv2d, the pools and batch norm each have a textbook path (what a learner reads, and what CuPy
-runs) and a fast path for NumPy arrays (channels-last chunks or blocks on a thread pool). Each op
-picks in one visible line, ``fast = use_fast_path(x, path)``, and that function is the only
-place the choice is made:
+conv2d, the pools, batch norm and the channels-last concat each have a textbook path (what a
+learner reads, and what CuPy runs) and a fast path for NumPy arrays in ``minidl.ops.cpu``
+(channels-last chunks or blocks on a thread pool). Each op picks in one visible line,
+``fast = fast_path(x, "conv_nhwc")``: the module ``minidl.ops.cpu.conv_nhwc`` when it serves
+``x``, else None. That function is the only place the choice is made, and it imports the fast
+module at its first use: code that runs on the textbook never loads the thread pool.
 
 - ``MINIDL_TEXTBOOK=1`` in the environment (read at every call), or
 - ``with minidl.textbook():`` around the code
@@ -16,19 +18,15 @@ its block (the fast paths' own tests use it), whatever the environment says.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Any, Protocol
+from types import ModuleType
+from typing import Any
 
 TEXTBOOK_ENV = "MINIDL_TEXTBOOK"
 _forced: ContextVar[bool | None] = ContextVar("minidl_textbook", default=None)
-
-
-class FastPath(Protocol):
-    """A fast path's module: says which arrays it serves."""
-
-    def applies(self, x: Any) -> bool: ...
 
 
 def textbook_requested() -> bool:
@@ -51,6 +49,10 @@ def textbook(enabled: bool = True) -> Iterator[None]:
         _forced.reset(token)
 
 
-def use_fast_path(x: Any, path: FastPath) -> bool:
-    """True when ``x`` takes ``path``: the path serves it and the textbook was not asked for."""
-    return not textbook_requested() and path.applies(x)
+def fast_path(x: Any, name: str) -> ModuleType | None:
+    """The fast CPU path ``minidl.ops.cpu.<name>`` when it serves ``x`` (its ``applies(x)``)
+    and the textbook was not asked for; else None: the op takes its textbook path."""
+    if textbook_requested():
+        return None
+    path = importlib.import_module(f"{__package__}.cpu.{name}")
+    return path if path.applies(x) else None

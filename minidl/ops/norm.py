@@ -39,9 +39,8 @@ from ..backend import device_of, get_array_module, to_device
 from ..function import Function
 from ..registry import GradCase, register_gradcheck
 from ..tensor import Tensor
-from . import _batchnorm_nhwc as nhwc_path
-from ._layout import check_float
-from .dispatch import use_fast_path
+from .dispatch import fast_path
+from .layout import check_float
 from .shape import transpose
 
 
@@ -58,7 +57,7 @@ class BatchNorm(Function):
     Works for (N, C) and (N, C, H, W) inputs (any strides). The running statistics are plain
     (non-differentiable) arrays updated in place. ``relu=True`` applies max(y, 0) in the same
     pass (backward first masks gy with y > 0). Channels-last NumPy data goes through
-    ``_batchnorm_nhwc`` (the same formulas, cache-blocked and threaded); the code below is the
+    ``cpu.batchnorm_nhwc`` (the same formulas, cache-blocked and threaded); the code below is the
     reference path every other input takes.
     """
 
@@ -98,8 +97,8 @@ class BatchNorm(Function):
                 )
         m = x.size // C
         # the one dispatch: the cache-blocked path for channels-last NumPy data, else the textbook
-        self.fast = use_fast_path(x, nhwc_path)
-        path = nhwc_path if self.fast else textbook_path
+        self.fast = fast_path(x, "batchnorm_nhwc")
+        path = self.fast or textbook_path
         if self.training:
             if m < 2:
                 raise ValueError(
@@ -141,7 +140,8 @@ class BatchNorm(Function):
 
 # ---------------------------------------------------------------- the textbook batch norm
 # The three steps BatchNorm takes, written as the formulas in the module docstring; the
-# cache-blocked path (_batchnorm_nhwc) has the same three functions, for channels-last NumPy data.
+# cache-blocked path (cpu.batchnorm_nhwc) has the same three functions, for channels-last NumPy
+# data.
 
 
 def _channel_axes(x) -> tuple[tuple[int, ...], tuple[int, ...]]:

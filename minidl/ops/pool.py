@@ -2,7 +2,7 @@
 
 A kh x kw window with stride s and padding p slides over each channel; output size
 floor((H + 2p - kh) / s) + 1, or the ceiling with ``ceil_mode`` as long as the last window starts
-inside the input or the left padding (PyTorch's rule, see ``_layout.output_size``). With x padded
+inside the input or the left padding (PyTorch's rule, see ``layout.output_size``). With x padded
 (by -inf for max pooling, by 0 for average pooling; a ceil_mode window may need a little more on
 the bottom/right), tap (u, v) of every window is one strided view of the padded input:
 
@@ -25,9 +25,9 @@ PyTorch. count is kh*kw with count_include_pad (minus taps past the padded input
 of taps inside the input.
 
 The code below is the reference a learner reads and the one every non-NumPy array (CuPy) runs.
-NumPy arrays take ``_pool_blocked``: the same results from separable 1-D passes (kh + kw instead of
-kh*kw) over blocks of images on the thread pool. Tests compare the two, and naive loop references
-live in tests/reference.py.
+NumPy arrays take ``cpu.pool_blocked``: the same results from separable 1-D passes (kh + kw
+instead of kh*kw) over blocks of images on the thread pool. Tests compare the two, and naive loop
+references live in tests/reference.py.
 """
 
 from __future__ import annotations
@@ -38,9 +38,8 @@ from ..backend import get_array_module
 from ..function import Function
 from ..registry import GradCase, register_gradcheck, tie_free
 from ..tensor import Tensor
-from . import _pool_blocked as blocked_path
-from ._layout import check_4d, check_float, output_size, pair
-from .dispatch import use_fast_path
+from .dispatch import fast_path
+from .layout import check_4d, check_float, output_size, pair
 
 
 def _window_args(op, x, kernel_size, stride, padding, ceil_mode):
@@ -114,9 +113,9 @@ class MaxPool2d(Function):
         k, s, p, out = _window_args("max_pool2d", x, *self.args)
         self.geometry = (k, s, p, x.shape[2:])
         want = self.needs_input_grad[0]  # backward will run: keep the arg-max
-        self.fast = use_fast_path(x, blocked_path)  # NumPy: separable passes, blocked, threaded
+        self.fast = fast_path(x, "pool_blocked")  # NumPy: separable passes, blocked, threaded
         if self.fast:
-            y, self.argmax = blocked_path.max_pool(x, k, s, p, out, want)
+            y, self.argmax = self.fast.max_pool(x, k, s, p, out, want)
             return y
         xpad = _padded(x, k, s, p, out, -np.inf)
         windows = _windows(xpad, k, s, out)  # N x C x Ho x Wo x kh*kw
@@ -130,7 +129,7 @@ class MaxPool2d(Function):
         k, s, p, in_hw = self.geometry
         argmax, self.argmax = self.argmax, None  # freed when backward is done
         if self.fast:
-            return blocked_path.max_pool_backward(gy, argmax, k, s, p, in_hw)
+            return self.fast.max_pool_backward(gy, argmax, k, s, p, in_hw)
         xp = get_array_module(gy)
         # each window's gradient as a row: gy at its arg-max tap, zero elsewhere
         taps = xp.arange(k[0] * k[1], dtype=argmax.dtype)
@@ -172,9 +171,9 @@ class AvgPool2d(Function):
         ch = _window_counts(xp, k[0], s[0], p[0], H, Ho, self.count_include_pad, x.dtype)
         cw = _window_counts(xp, k[1], s[1], p[1], W, Wo, self.count_include_pad, x.dtype)
         self.inv_count = 1 / (ch[:, None] * cw[None, :])  # Ho x Wo
-        self.fast = use_fast_path(x, blocked_path)  # NumPy: separable passes, threaded
+        self.fast = fast_path(x, "pool_blocked")  # NumPy: separable passes, threaded
         if self.fast:
-            y = blocked_path.window_sums(x, k, s, p, out)
+            y = self.fast.window_sums(x, k, s, p, out)
         else:
             xpad = _padded(x, k, s, p, out, 0)
             self.pad_shape = xpad.shape
@@ -188,7 +187,7 @@ class AvgPool2d(Function):
         k, s, p, in_hw = self.geometry
         g = gy * self.inv_count
         if self.fast:
-            return blocked_path.window_sums_backward(g, k, s, p, in_hw)
+            return self.fast.window_sums_backward(g, k, s, p, in_hw)
         gpad = get_array_module(g).zeros(self.pad_shape, g.dtype)
         for dtap in _taps(gpad, k, s, g.shape[2:]):
             dtap += g

@@ -15,7 +15,7 @@ first (gy to the row maxima), then columns. Ties go to the first maximum in row-
 as in PyTorch (the first row holding the maximum, then its first column). Max pooling walks the
 batch in blocks of about ``_BLOCK_BYTES``, both passes of a block while it sits in the cache.
 
-The block size and the thread pool's settings (``_parallel``) are read when a pool runs, so tests
+The block size and the thread pool's settings (``parallel``) are read when a pool runs, so tests
 can shrink them and send small inputs through several blocks and threads.
 """
 
@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module
-from ._layout import empty_like_layout, valid_range
-from ._parallel import parallel_batches, parallel_blocks
+from ...backend import get_array_module
+from ..layout import empty_like_layout, valid_range
+from .parallel import parallel_batches, parallel_blocks
 
 
 def applies(x) -> bool:

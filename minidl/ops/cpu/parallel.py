@@ -8,7 +8,7 @@ pooling). BLAS calls are left alone: they are threaded already.
 On the GPU (CuPy) a kernel already uses the whole device, so ``parallel_batches`` simply calls the
 worker once over the whole range.
 
-How many threads a pass gets is ``policy.threads()`` (``_threads``): all ``WORKERS`` on an idle
+How many threads a pass gets is ``policy.threads()`` (``threads``): all ``WORKERS`` on an idle
 machine, fewer while other programs keep cores busy (threads that wait for each other on a shared
 machine made a step 15x slower); the same call keeps OpenBLAS's thread count in step.
 ``MINIDL_THREADS=N`` fixes the pool at N threads.
@@ -27,12 +27,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._threads import OpenBLAS, ThreadPolicy, blas_is_fixed
+from .threads import OpenBLAS, ThreadPolicy, blas_is_fixed
 
 WORKERS = max(1, min(int(os.environ.get("MINIDL_THREADS", os.cpu_count() or 1)), 8))
 _MIN_ELEMENTS = 1 << 16  # below this, thread hand-off costs more than it saves
 _pool: ThreadPoolExecutor | None = None
 policy: ThreadPolicy | None = None  # made on the first pass, when NumPy's OpenBLAS is loaded
+
+
+def applies(x) -> bool:
+    """True for NumPy arrays: threads split NumPy's single-core passes (a CuPy kernel already
+    uses the whole device)."""
+    return type(x) is np.ndarray
 
 
 def _get_policy() -> ThreadPolicy:

@@ -1,7 +1,7 @@
 """How many threads minidl's pool and OpenBLAS use, re-decided as the machine's load changes.
 
 On an idle machine a training step runs fastest with every core busy: minidl's pool
-(``_parallel``) splits the memory passes, OpenBLAS splits each matrix product. When other programs
+(``parallel``) splits the memory passes, OpenBLAS splits each matrix product. When other programs
 keep cores busy, threads that must meet (OpenBLAS's threads after each product, the pool's at the
 end of each pass) wait for one another while the scheduler runs someone else: measured on 2
 cores beside two busy processes, a step took 15x its idle time, and 1.2-1.6x with one OpenBLAS
@@ -18,7 +18,7 @@ says otherwise: what others did while this process was not computing says little
 Knobs: ``MINIDL_THREADS=N`` fixes the pool at N threads and ``OPENBLAS_NUM_THREADS=N`` (or
 ``OMP_NUM_THREADS``) fixes OpenBLAS's; a fixed count is left alone, except inside a convolution's
 chunk loop, whose GEMMs run one per pool thread with OpenBLAS at one thread
-(``_parallel.gemm_blocks``). OpenBLAS is reached through
+(``parallel.gemm_blocks``). OpenBLAS is reached through
 its C API (``openblas_set_num_threads``, under the names NumPy's and SciPy's wheels give it) in
 the libraries this process has loaded; without ``/proc`` (not Linux) or without OpenBLAS,
 nothing adapts and everything runs as configured.

@@ -8,7 +8,7 @@ of the work differs, for speed on a small CPU; ``conv.Conv2d`` sends NumPy array
 Chunks. The batch is processed in chunks of a few images, so that each chunk's columns are still
 in the cache when the GEMM reads them, and the full im2col matrix (kh*kw times the input) never
 exists: backward rebuilds a chunk's columns (or those of gy) instead of keeping them. The chunks
-are shared out over the thread pool (``_parallel.gemm_blocks``; NumPy releases the GIL in copies,
+are shared out over the thread pool (``parallel.gemm_blocks``; NumPy releases the GIL in copies,
 ufuncs and GEMMs): each thread gathers its chunk's columns and runs the chunk's GEMMs itself, with
 OpenBLAS single-threaded meanwhile. A narrow layer's chunk GEMMs are small, and splitting each one
 over every core (then waiting for all) cost more than it gained: one thread per chunk cut the
@@ -28,7 +28,7 @@ columns of gy then also give dW, as x^T @ gcols with the kernel flipped back, so
 not be rebuilt (used for inputs of ``_DW_FROM_GCOLS_MIN_CHANNELS`` channels or more; see
 ``_weight_grad_from_gcols``).
 
-The thresholds (``_CHUNK_BYTES``, ``_DW_FROM_GCOLS_MIN_CHANNELS``, and ``_parallel.WORKERS``) are
+The thresholds (``_CHUNK_BYTES``, ``_DW_FROM_GCOLS_MIN_CHANNELS``, and ``parallel.WORKERS``) are
 read when a convolution runs, so tests can shrink them and send small inputs through every route.
 """
 
@@ -36,10 +36,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module
-from . import _parallel
-from ._layout import nchw_view, nhwc, output_size, valid_range
-from ._parallel import parallel_batches
+from ...backend import get_array_module
+from ..layout import nchw_view, output_size, valid_range
+from . import parallel
+from .parallel import parallel_batches
 
 # each thread's chunk about a core's L2 (2 MB here): a training step ran ~2% faster than with
 # 4 MB chunks, 10% faster than with 8 MB (two alternating runs, width 0.25, batch 128)
@@ -53,6 +53,25 @@ def applies(x) -> bool:
     """True for NumPy arrays, the ones this path serves (threads and ``as_strided`` views are
     NumPy tools; a CuPy kernel already uses the whole device)."""
     return get_array_module(x) is np
+
+
+def nhwc(x):
+    """A C-contiguous N x H x W x C array with the values of the NCHW array ``x``.
+
+    A view when ``x`` is channels-last already; otherwise one transposing copy, split over the
+    batch on the thread pool.
+    """
+    t = x.transpose(0, 2, 3, 1)
+    if t.flags.c_contiguous:
+        return t
+    xp = get_array_module(x)
+    out = xp.empty(t.shape, x.dtype)
+
+    def work(lo, hi):
+        out[lo:hi] = t[lo:hi]
+
+    parallel_batches(xp, t.shape[0], work, t.size)
+    return out
 
 
 def _taps(kh, kw, sh, sw, ph, pw, H, W, Ho, Wo):
@@ -136,16 +155,16 @@ def _chunks(n, bytes_per_item):
     the L3 cache, instead of streaming one huge matrix through DRAM twice; and the full matrix is
     never held, so backward can afford to rebuild it instead of keeping it.
     """
-    step = max(_parallel.WORKERS, _CHUNK_BYTES // max(1, bytes_per_item))  # >= 1 image per thread
+    step = max(parallel.WORKERS, _CHUNK_BYTES // max(1, bytes_per_item))  # >= 1 image per thread
     return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
 
 
 def _in_chunks(n, bytes_per_item, chunk, elements):
     """``chunk(lo, hi)`` for each of ``_chunks``' batch ranges, the chunks shared out over the
-    thread pool, each thread running its chunks' GEMMs itself (``_parallel.gemm_blocks``)."""
+    thread pool, each thread running its chunks' GEMMs itself (``parallel.gemm_blocks``)."""
     ranges = _chunks(n, bytes_per_item)
     if ranges:
-        _parallel.gemm_blocks(np, n, ranges[0][1] - ranges[0][0], chunk, elements)
+        parallel.gemm_blocks(np, n, ranges[0][1] - ranges[0][0], chunk, elements)
 
 
 def forward(x, wm, b, kernel_size, stride, padding, keep_x):

@@ -4,8 +4,10 @@ The public API is NCHW, as PyTorch's. In memory an NCHW tensor may be a transpos
 NHWC buffer ("channels last"): ``buf.transpose(0, 3, 1, 2)`` has the logical shape N x C x H x W
 but its channels are adjacent in memory. Convolutions are faster on that layout (an im2col row is
 then ``kh*kw`` contiguous runs of C values), so conv2d returns such views and the ops after it
-accept any strides; ``nhwc`` turns either layout into a contiguous NHWC array, for free when the
-tensor already is a channels-last view.
+accept any strides (the fast CPU convolution's ``cpu.conv_nhwc.nhwc`` turns either layout into a
+contiguous NHWC array, for free when the tensor already is a channels-last view).
+
+Textbook helpers only: nothing here imports the thread pool (``minidl.ops.cpu``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_array_module
-from ._parallel import parallel_batches
 
 
 def pair(value, name: str, op: str, minimum: int) -> tuple[int, int]:
@@ -51,25 +52,6 @@ def channels_adjacent(x) -> bool:
     """True when the NCHW array ``x`` keeps each pixel's channels next to each other in memory:
     channels-last, or a channel slice of a channels-last buffer."""
     return x.shape[1] == 1 or x.strides[1] == x.itemsize
-
-
-def nhwc(x):
-    """A C-contiguous N x H x W x C array with the values of the NCHW array ``x``.
-
-    A view when ``x`` is channels-last already; otherwise one transposing copy, split over the
-    batch on the thread pool.
-    """
-    t = x.transpose(0, 2, 3, 1)
-    if t.flags.c_contiguous:
-        return t
-    xp = get_array_module(x)
-    out = xp.empty(t.shape, x.dtype)
-
-    def work(lo, hi):
-        out[lo:hi] = t[lo:hi]
-
-    parallel_batches(xp, t.shape[0], work, t.size)
-    return out
 
 
 def nchw_view(buf):

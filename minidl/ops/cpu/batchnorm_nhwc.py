@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._layout import nchw_view
-from ._parallel import parallel_blocks
+from ..layout import nchw_view
+from .parallel import parallel_blocks
 
 _BLOCK_ELEMENTS = 256 << 10  # 1 MB of float32 per operand: fewer Python calls; blocks stay in L3
 _ROW_ELEMENTS = 1024  # a block's rows are regrouped into rows of about this many values
