@@ -10,11 +10,12 @@ fits any more, the run ends; a partial last epoch is evaluated like a whole one.
 the median of the last few steps, so a slowdown shortens the plan within a few steps; an
 evaluation's cost is the last one measured (evaluation, checkpoint and files), scaled by how
 much the steps have slowed since, or before the first one the cost of a test image measured on
-one test batch once the first steps were timed (``tested``; a test image counts a third of a
-training image, a forward pass without the backward, until then), plus a few seconds for the
-files. Measured, because that third holds on a CPU but not where a step is bound by its kernel
-launches (a GPU, or the simulated one): there a test batch of 500 images costs far more than a
-third of a training batch's images.
+one test batch right after the first step (``tested``), related to the steps' speed at the first
+plan (a first step runs slow: heap, caches), plus a few seconds for the files. Until then a test
+image counts a third of a training image, a forward pass without the backward. Measured,
+because that third holds on a CPU but not where a step is bound by its kernel launches (a GPU,
+or the simulated one): there a test batch of 500 images costs far more than a third of a
+training batch's images.
 
 The run's final test pass may be fuller (test-time augmentation: several views of every image).
 A short budget, or a busy machine, cannot afford it: the budget is given the passes to choose
@@ -37,6 +38,9 @@ MIN_STEPS = 2  # steps timed before the first plan (the first runs slower: heap,
 # views add about a point of accuracy at the end of a long run, and a short run's minutes are
 # worth more as training (docs/training.md, "Test-time augmentation")
 FINAL_SHARE = 0.1
+# the start-up timing that gives a budgeted run its first plan takes at most this share of it
+# (8 steps on a CPU; one step of the simulated GPU's 20 s in a 3-minute budget)
+CALIBRATION_SHARE = 0.02
 # the plainest final pass (every test image once) is kept unless it alone would take more than
 # this share of the budget: then the run would be mostly evaluation, or end far past its budget
 WHOLE_SHARE = 0.5
@@ -88,9 +92,9 @@ class TimeBudget:
     the first evaluation's estimate. ``final_images``: the images the run's end evaluates more,
     one count per final pass to choose from, fullest first; ``final_choice()`` is the index of
     the one reserved. ``tested(seconds, images)``: one test batch of ``images`` took ``seconds``
-    (``wants_test_timing()`` says when: once the first plan is due); test images are counted at
-    that cost, scaled by how much the steps have slowed since, or before it at a third of a
-    training image.
+    (``wants_test_timing()`` says when: after the first step, so the first plan has it); test
+    images are counted at that cost, scaled by how much the steps have slowed since the first
+    plan, or before it at a third of a training image.
     """
 
     def __init__(
@@ -121,13 +125,18 @@ class TimeBudget:
 
     def stepped(self, seconds: float) -> None:
         self.step_times.append(seconds)
+        if self.test_image_s is not None and self.test_step_s <= 0 and self._planning():
+            self.test_step_s = self.step_s()  # the speed the test image's cost is related to
 
     def wants_test_timing(self) -> bool:
-        """True once, when the first plan is due and a test image's cost was not measured."""
-        return self.test_image_s is None and self.test_images > 0 and self._planning()
+        """True once, after the first step, while a test image's cost was not measured (before
+        the first plan, and after the step whose launches a counter leaves out anyway)."""
+        return self.test_image_s is None and self.test_images > 0 and bool(self.step_times)
 
     def tested(self, seconds: float, images: int) -> None:
-        self.test_image_s, self.test_step_s = seconds / images, self.step_s()
+        self.test_image_s = seconds / images
+        if self._planning():
+            self.test_step_s = self.step_s()
 
     def _planning(self) -> bool:
         return len(self.step_times) >= MIN_STEPS

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import backend
 from .backend import get_array_module
-from .budget import FINAL_SHARE, WHOLE_SHARE, TimeBudget
+from .budget import CALIBRATION_SHARE, FINAL_SHARE, WHOLE_SHARE, TimeBudget
 from .checkpoint import Position, restore_training_state, save_checkpoint, training_state
 from .evaluation import (  # noqa: F401  (Evaluation, evaluate_flipped: minidl.training's API too)
     TTA_SHIFTS,
@@ -305,7 +305,7 @@ def _tell_budget(
     budget: TimeBudget | None, step_s: float, cost: float, model: Any, test_loader: Any
 ) -> float:
     """Tells ``budget`` (if any) a step's time, counted as a full-size step's (``cost``: the
-    step's share of one); before its first plan, times one test batch too. Returns the seconds
+    step's share of one); after the first step, times one test batch too. Returns the seconds
     that took (0 otherwise): not a step's time."""
     if budget is None:
         return 0.0
@@ -622,19 +622,23 @@ def estimate_epochs(
 ) -> int:
     """How many epochs fit in ``budget_s`` seconds: time a few training steps (forward and
     backward), count ``eval_images`` evaluated after each epoch and ``final_images`` at the end
-    at a third of a training image, and keep 5% to spare. The model, the loader and the dropout
-    generator are left as they were."""
+    at a third of a training image, and keep 5% to spare. At most ``CALIBRATION_SHARE`` of the
+    budget goes to the timing (at least one step): a slow device's steps are better spent
+    training. The model, the loader and the dropout generator are left as they were."""
     weights = {k: v.numpy().copy() for k, v in model.state_dict().items()}
     loader_rng, dropout_rng = copy.deepcopy(loader.rng.bit_generator.state), np.random.get_state()
     model.train()
-    batches, seen, start = (batch for _ in range(8) for batch in loader), 0, None
-    for i in range(8):
+    batches, timed = (batch for _ in range(8) for batch in loader), []
+    start = time.perf_counter()
+    for _ in range(8):
+        tick = time.perf_counter()
         x, y = next(batches)
-        if i == 2:  # the first steps are slower: the allocator's heap and the caches warm up
-            start, seen = time.perf_counter(), 0
         loss_fn(model(x), y).backward()
-        seen += len(y)
-    per_image = (time.perf_counter() - start) / seen
+        timed.append((time.perf_counter() - tick, len(y)))
+        if time.perf_counter() - start > CALIBRATION_SHARE * budget_s:
+            break
+    timed = timed[2:] or timed[-1:]  # the first steps are slower: the heap and caches warm up
+    per_image = sum(s for s, _ in timed) / sum(n for _, n in timed)
     model.zero_grad()
     model.load_state_dict(weights)
     loader.rng.bit_generator.state = loader_rng

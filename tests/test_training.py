@@ -297,6 +297,24 @@ def test_estimate_epochs_leaves_everything_as_it_was():
     np.testing.assert_array_equal(np.random.get_state()[1], dropout_state[1])
 
 
+def test_estimate_epochs_spends_at_most_a_share_of_the_budget_on_its_timing(monkeypatch):
+    """A step of 10 s (a slow device) in a budget of 100 s: one step timed, not eight."""
+    clock = FakeClock(monkeypatch)
+    calls = []
+
+    def slow_loss(output, y):
+        calls.append(len(y))
+        clock.now += 10.0
+        return loss_fn(output, y)
+
+    model, _, _, loader, _ = make_run()
+    epochs = estimate_epochs(model, slow_loss, loader, budget_s=100.0)
+    assert len(calls) == 1 and epochs == int(0.95 * 100 / (len(loader) * 10.0))
+    calls.clear()  # a long budget: eight steps timed, the first two left out of the speed
+    epochs = estimate_epochs(model, slow_loss, loader, budget_s=10_000.0)
+    assert len(calls) == 8 and epochs == int(0.95 * 10_000 / (len(loader) * 10.0))
+
+
 def test_plot_curves_takes_fit_rows_with_a_wall_time_panel(full_run, tmp_path):
     result = full_run[0]
     path = plot_curves(result.rows, tmp_path / "rows.png")
@@ -610,13 +628,14 @@ def test_the_budget_scales_a_measured_test_image_by_the_steps_speed():
     from minidl.budget import FILES_S, TimeBudget
 
     budget = TimeBudget(100.0, test_images=20, batch_size=4)
+    assert not budget.wants_test_timing()  # not before the first step
     budget.stepped(1.2)
-    assert not budget.wants_test_timing()  # not before the first plan
-    budget.stepped(1.2)
-    assert budget.wants_test_timing()
+    assert budget.wants_test_timing()  # after it, before the first plan
     assert budget.test_s(20) == pytest.approx(20 / 4 * 1.2 / 3)  # a third of a training image
     budget.tested(2.0, 10)  # 0.2 s a test image
     assert not budget.wants_test_timing()
+    assert budget.test_s(20) == pytest.approx(20 / 4 * 1.2 / 3)  # still, until the first plan
+    budget.stepped(1.2)  # the first plan: a test image is related to this speed
     assert budget.test_s(20) == pytest.approx(4.0)
     assert budget.eval_estimate() == pytest.approx(4.0 + FILES_S)
     for _ in range(5):
