@@ -410,7 +410,7 @@ save(fig, out / "05_checks.png")
 #    windows do not overlap. Where two windows share an element, it collects both gradients.
 # 4. Batch norm in training mode, dx only, in the compact form of section 7, from x, gamma and
 #    g alone (recompute the mean, s and xhat).
-# 5. Local response norm (GoogLeNet's stem; lesson 12), PyTorch's convention:
+# 5. Local response norm (GoogLeNet's stem; lesson 13), PyTorch's convention:
 #    y_c = x_c / d_c^beta with d_c = k + alpha/size * (sum of x^2 over the channels c - size//2
 #    .. c + (size-1)//2). Mind that x_c reaches the output twice: in its own y_c, and through
 #    the d of every channel whose window holds c.

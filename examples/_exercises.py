@@ -211,7 +211,7 @@ def check_backward(name: str, my_backward, args, truth, tol: float = 1e-6) -> st
     return f"not yet: {name} differs from the numerical gradient (relative error {err:.1e})"
 
 
-# Lesson 6 -------------------------------------------------------------------------------------
+# Lesson 7 -------------------------------------------------------------------------------------
 
 
 def _cols_shape():
@@ -221,7 +221,7 @@ def _cols_shape():
 
 
 def check_cols_shape(my_cols_shape) -> str:
-    """Lesson 6, exercise 1: im2col's shape for x (2, 3, 8, 8), a 5x5 kernel, stride 2, pad 1."""
+    """Lesson 7, exercise 1: im2col's shape for x (2, 3, 8, 8), a 5x5 kernel, stride 2, pad 1."""
     if my_cols_shape is None:
         return NOT_DONE.format("my_cols_shape")
     shape = _cols_shape()
@@ -238,7 +238,7 @@ def check_cols_shape(my_cols_shape) -> str:
 
 
 def check_conv_macs(my_macs) -> str:
-    """Lesson 6, exercise 2: the multiply-adds of that convolution's GEMM with 16 filters."""
+    """Lesson 7, exercise 2: the multiply-adds of that convolution's GEMM with 16 filters."""
     if my_macs is None:
         return NOT_DONE.format("my_macs")
     if wrong := _number(my_macs, "my_macs"):
@@ -252,7 +252,7 @@ def check_conv_macs(my_macs) -> str:
     )
 
 
-# Lesson 7 -------------------------------------------------------------------------------------
+# Lesson 8 -------------------------------------------------------------------------------------
 
 
 def _conv_macs(cin, cout, k, size=14):
@@ -264,7 +264,7 @@ def _conv_macs(cin, cout, k, size=14):
 
 
 def check_bottleneck(my_without, my_with) -> str:
-    """Lesson 7's exercise: 4a's 5x5 branch without the 1x1 reduction and with it."""
+    """Lesson 8's exercise: 4a's 5x5 branch without the 1x1 reduction and with it."""
     if my_without is None or my_with is None:
         return "not done yet (set my_without and my_with)"
     without = _conv_macs(480, 48, 5)
@@ -279,11 +279,11 @@ def check_bottleneck(my_without, my_with) -> str:
     return "not yet: check " + " and ".join(wrong)
 
 
-# Lesson 8 -------------------------------------------------------------------------------------
+# Lesson 9 -------------------------------------------------------------------------------------
 
 
 def check_inception_4e_shape(my_shape) -> str:
-    """Lesson 8's exercise: inception 4e's output shape for one 14x14 input."""
+    """Lesson 9's exercise: inception 4e's output shape for one 14x14 input."""
     from googlenet import INCEPTION_CHANNELS, Inception
 
     if my_shape is None:
@@ -303,11 +303,11 @@ def check_inception_4e_shape(my_shape) -> str:
     return "not yet: the channels are the four branches' outputs (Table 1's row), added up"
 
 
-# Lesson 9 -------------------------------------------------------------------------------------
+# Lesson 10 ------------------------------------------------------------------------------------
 
 
 def check_head_parameters(my_fc, my_gap) -> str:
-    """Lesson 9's exercise: Linear(4*4*256, 10) and Linear(256, 10), weights and biases."""
+    """Lesson 10's exercise: Linear(4*4*256, 10) and Linear(256, 10), weights and biases."""
     from minidl import nn
 
     if my_fc is None or my_gap is None:
@@ -322,11 +322,11 @@ def check_head_parameters(my_fc, my_gap) -> str:
     return "not yet: " + " and ".join(wrong) + " (inputs x outputs weights, plus the biases)"
 
 
-# Lesson 10 ------------------------------------------------------------------------------------
+# Lesson 11 ------------------------------------------------------------------------------------
 
 
 def check_he_std(my_std, fan_in: int) -> str:
-    """Lesson 10, exercise 1: the weight std that keeps a ReLU layer's factor at 1 (within 5%)."""
+    """Lesson 11, exercise 1: the weight std that keeps a ReLU layer's factor at 1 (within 5%)."""
     if my_std is None:
         return NOT_DONE.format("my_std")
     if wrong := _number(my_std, "my_std"):
@@ -339,7 +339,7 @@ def check_he_std(my_std, fan_in: int) -> str:
 
 
 def check_leaky_factor(my_factor) -> str:
-    """Lesson 10, exercise 2: the default init's factor per layer with leaky ReLU, slope 0.2."""
+    """Lesson 11, exercise 2: the default init's factor per layer with leaky ReLU, slope 0.2."""
     if my_factor is None:
         return NOT_DONE.format("my_factor")
     if wrong := _number(my_factor, "my_factor"):
@@ -353,7 +353,7 @@ def check_leaky_factor(my_factor) -> str:
     return "not yet: factor = fan_in x Var(w) x (the share of the mean square the activation keeps)"
 
 
-# Lesson 11 ------------------------------------------------------------------------------------
+# Lesson 12 ------------------------------------------------------------------------------------
 
 
 def aux_weight_factor() -> float:
@@ -380,7 +380,7 @@ def aux_weight_factor() -> float:
 
 
 def check_aux_factor(my_factor) -> str:
-    """Lesson 11's exercise: the factor measured by ``aux_weight_factor``."""
+    """Lesson 12's exercise: the factor measured by ``aux_weight_factor``."""
     if my_factor is None:
         return NOT_DONE.format("my_factor")
     if wrong := _number(my_factor, "my_factor"):
@@ -393,11 +393,11 @@ def check_aux_factor(my_factor) -> str:
     )
 
 
-# Lesson 12 ------------------------------------------------------------------------------------
+# Lesson 13 ------------------------------------------------------------------------------------
 
 
 def check_lrn_output(my_output) -> str:
-    """Lesson 12's exercise: LRN's output at one channel of value 10 among zeros (4 decimals)."""
+    """Lesson 13's exercise: LRN's output at one channel of value 10 among zeros (4 decimals)."""
     if my_output is None:
         return NOT_DONE.format("my_output")
     if wrong := _number(my_output, "my_output"):
@@ -415,11 +415,11 @@ def check_lrn_output(my_output) -> str:
     return "not yet: a / (k + alpha / size * a^2)^beta: check the order (power last, size first)"
 
 
-# Lesson 13 ------------------------------------------------------------------------------------
+# Lesson 14 ------------------------------------------------------------------------------------
 
 
 def check_half_width_parameters(my_params) -> str:
-    """Lesson 13, exercise 1: the CIFAR model's parameters at width 1/2 (within 5%)."""
+    """Lesson 14, exercise 1: the CIFAR model's parameters at width 1/2 (within 5%)."""
     from googlenet import googlenet_cifar
 
     if my_params is None:
@@ -440,7 +440,7 @@ def check_half_width_parameters(my_params) -> str:
 
 
 def check_aux_pool_size(my_size) -> str:
-    """Lesson 13, exercise 2: the height the paper's 5x5/3 average pool makes of 16x16."""
+    """Lesson 14, exercise 2: the height the paper's 5x5/3 average pool makes of 16x16."""
     if my_size is None:
         return NOT_DONE.format("my_size")
     size = F.avg_pool2d(md.tensor(np.zeros((1, 1, 16, 16), np.float32)), 5, stride=3).shape[2]
@@ -449,11 +449,11 @@ def check_aux_pool_size(my_size) -> str:
     return "not yet: output = (input - kernel) // stride + 1, no padding"
 
 
-# Lesson 15 ------------------------------------------------------------------------------------
+# Lesson 16 ------------------------------------------------------------------------------------
 
 
 def check_batch_bytes(my_bytes) -> str:
-    """Lesson 15's exercise: bytes of one batch moved to the GPU: 128 uint8 3x32x32 images and
+    """Lesson 16's exercise: bytes of one batch moved to the GPU: 128 uint8 3x32x32 images and
     128 int64 labels (the arrays DataLoader(device="cuda") copies)."""
     if my_bytes is None:
         return NOT_DONE.format("my_bytes")
@@ -470,11 +470,11 @@ def check_batch_bytes(my_bytes) -> str:
     return "not yet: bytes = values x bytes per value: uint8 is 1 byte, int64 is 8"
 
 
-# Lesson 16 ------------------------------------------------------------------------------------
+# Lesson 17 ------------------------------------------------------------------------------------
 
 
 def check_eval_prediction(my_prediction, agree: bool) -> str:
-    """Lesson 16, exercise 1: whether the two models still agree in evaluation mode
+    """Lesson 17, exercise 1: whether the two models still agree in evaluation mode
     (``agree``: what the lesson measured)."""
     if my_prediction is None:
         return NOT_DONE.format("my_prediction")
@@ -489,7 +489,7 @@ def check_eval_prediction(my_prediction, agree: bool) -> str:
 
 
 def check_paper_block(block_class) -> str:
-    """Lesson 16, exercise 2: ``block_class(cin, cout, k, padding)``, a PyTorch module, computes
+    """Lesson 17, exercise 2: ``block_class(cin, cout, k, padding)``, a PyTorch module, computes
     what minidl's ``ConvBlock(..., bn_eps=None)`` computes, with the same state-dict keys."""
     import torch
 

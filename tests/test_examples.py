@@ -87,10 +87,10 @@ print(seen)
 """
 
 
-@pytest.mark.parametrize("number", ["14", "15"])
+@pytest.mark.parametrize("number", ["15", "16"])
 def test_training_lessons_ask_openblas_for_a_short_spin_before_numpy_loads(number: str):
     """The lessons that train set OPENBLAS_THREAD_TIMEOUT before NumPy loads (after, it is
-    ignored): without it lesson 14 trained 1.4x slower (docs/training.md). A user's own
+    ignored): without it lesson 15 trained 1.4x slower (docs/training.md). A user's own
     setting is kept."""
     (lesson,) = [p for p in LESSONS if p.name.startswith(number)]
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
@@ -171,7 +171,7 @@ RUN_CELLS = textwrap.dedent(
 @pytest.mark.parametrize("lesson", LESSONS, ids=[p.stem for p in LESSONS])
 def test_lesson_runs_cell_by_cell(lesson: Path, tmp_path: Path, tiny_cifar: Path):
     """Cell by cell in one namespace, as a notebook runs it: each cell compiled and run on its
-    own, its text registered as IPython does (lessons 2 and 16 read their own functions' source
+    own, its text registered as IPython does (lessons 2 and 17 read their own functions' source
     with inspect). jupytext and a real kernel are not installed here; this runs the same cells."""
     env = dict(os.environ, MINIDL_EXAMPLES_OUTPUT=str(tmp_path), MPLBACKEND="Agg")
     env["MINIDL_CIFAR10"] = str(tiny_cifar)
@@ -234,7 +234,7 @@ SOLUTIONS = [
         ["exercise"],
     ),
     (
-        "06_conv_as_matmul",
+        "07_conv_as_matmul",
         {
             "my_cols_shape = None": "my_cols_shape = (2, 3, 3, 5, 5, 3)",
             "my_macs = None": "my_macs = 21600",
@@ -246,43 +246,43 @@ SOLUTIONS = [
         ["exercise 1", "exercise 2"],
     ),
     (
-        "07_bottleneck_cost",
+        "08_bottleneck_cost",
         {"my_without = None": "my_without = 112_896_000", "my_with = None": "my_with = 5_268_480"},
         {"my_without = None": "my_without = 1", "my_with = None": "my_with = 1"},
         ["exercise"],
     ),
     (
-        "08_inception_module",
+        "09_inception_module",
         {"my_shape = None": "my_shape = (1, 832, 14, 14)"},
         {"my_shape = None": "my_shape = (1, 528, 14, 14)"},
         ["exercise"],
     ),
     (
-        "09_global_average_pooling",
+        "10_global_average_pooling",
         {"my_fc = None": "my_fc = 40_970", "my_gap = None": "my_gap = 2_570"},
         {"my_fc = None": "my_fc = 40_960", "my_gap = None": "my_gap = 2_560"},
         ["exercise"],
     ),
     (
-        "11_auxiliary_classifiers",
+        "12_auxiliary_classifiers",
         {"my_factor = None": "my_factor = 2"},
         {"my_factor = None": "my_factor = 1"},
         ["exercise"],
     ),
     (
-        "14_train_cifar10",
+        "15_train_cifar10",
         {"my_steps = None": "my_steps = 390", "my_bytes = None": "my_bytes = (393_216, 1_572_864)"},
         {"my_steps = None": "my_steps = 391", "my_bytes = None": "my_bytes = (393_216, 393_216)"},
         ["exercise 1", "exercise 2"],
     ),
     (
-        "15_train_on_gpu",  # runs on the simulated GPU (MINIDL_SIMULATE_CUDA=1 below)
+        "16_train_on_gpu",  # runs on the simulated GPU (MINIDL_SIMULATE_CUDA=1 below)
         {"my_bytes = None": "my_bytes = 394_240"},
         {"my_bytes = None": "my_bytes = 1_572_864"},
         ["exercise"],
     ),
     (
-        "12_batchnorm_vs_lrn",
+        "13_batchnorm_vs_lrn",
         {"my_output = None": "my_output = 9.9850"},
         {"my_output = None": "my_output = 10"},
         ["exercise"],
@@ -316,13 +316,13 @@ SOLUTIONS = [
         ["exercise 3", "exercise 4", "exercise 5", "exercise 6"],
     ),
     (
-        "10_initialisation",
+        "11_initialisation",
         {"my_std = None": "my_std = (2 / 144) ** 0.5", "my_factor = None": "my_factor = 1.04 / 6"},
         {"my_std = None": "my_std = (1 / 144) ** 0.5", "my_factor = None": "my_factor = 1 / 6"},
         ["exercise 1", "exercise 2"],
     ),
     (
-        "13_whole_googlenet",
+        "14_whole_googlenet",
         {"my_params = None": "my_params = 4 * 348_770", "my_size = None": "my_size = 4"},
         {"my_params = None": "my_params = 2 * 348_770", "my_size = None": "my_size = 5"},
         ["exercise 1", "exercise 2"],
@@ -338,7 +338,7 @@ def test_exercise_checks_accept_right_answers_and_refuse_wrong_ones(
     source = (ROOT / "examples" / f"{stem}.py").read_text()
     env = dict(os.environ, MINIDL_EXAMPLES_OUTPUT=str(tmp_path), MPLBACKEND="Agg")
     env["PYTHONPATH"] = str(ROOT / "examples")  # the lesson's own _lesson helper
-    env["MINIDL_SIMULATE_CUDA"] = "1"  # lesson 15 without a GPU
+    env["MINIDL_SIMULATE_CUDA"] = "1"  # lesson 16 without a GPU
     env["MINIDL_CIFAR10"] = str(write_tiny_cifar(tmp_path / "data" / "cifar-10-batches-py"))
     for answers, verdict in ((right, "correct"), (wrong, "not yet")):
         text = source
@@ -354,7 +354,7 @@ def test_exercise_checks_accept_right_answers_and_refuse_wrong_ones(
 
 
 def test_too_few_training_steps_are_warned_about_with_the_reason():
-    """Lesson 14's warning (``_lesson.too_few_steps``): under half the planned steps in the
+    """Lesson 15's warning (``_lesson.too_few_steps``): under half the planned steps in the
     budget says so plainly, with the load average when other programs took the cores."""
     code = (
         "import _lesson\n"
@@ -372,11 +372,11 @@ def test_too_few_training_steps_are_warned_about_with_the_reason():
 
 
 @pytest.mark.slow
-def test_lesson_14_warns_when_its_budget_allowed_too_few_steps(tmp_path: Path, tiny_cifar: Path):
+def test_lesson_15_warns_when_its_budget_allowed_too_few_steps(tmp_path: Path, tiny_cifar: Path):
     env = dict(os.environ, MINIDL_EXAMPLES_OUTPUT=str(tmp_path), MINIDL_CIFAR10=str(tiny_cifar))
     env["MPLBACKEND"] = "Agg"
     proc = run_python(
-        [str(ROOT / "examples" / "14_train_cifar10.py"), "--quick", "--budget", "0"], env
+        [str(ROOT / "examples" / "15_train_cifar10.py"), "--quick", "--budget", "0"], env
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "WARNING: only 1 of the" in proc.stdout and "too few to mean anything" in proc.stdout

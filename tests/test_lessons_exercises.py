@@ -118,57 +118,57 @@ CASES = {
     "lesson 3": (ex.check_sum_to, (sum_to_right,), (lambda g, s: g.sum(axis=0),), ["keepdims"]),
     "lesson 4": (ex.check_best_step, (-5,), (-12,), ["-5", "1e-05", "1e-5"]),
     "lesson 4 (too large)": (ex.check_best_step, (-5,), (-1,), ["-5", "1e-05", "1e-5"]),
-    "lesson 6, exercise 1": (
+    "lesson 7, exercise 1": (
         ex.check_cols_shape,
         ((2, 3, 3, 5, 5, 3),),
         ((2, 4, 4, 5, 5, 3),),
         ["(2, 3, 3, 5, 5, 3)", "3, 3, 5"],
     ),
-    "lesson 6, exercise 2": (ex.check_conv_macs, (21600,), (0,), ["21600", "21,600"]),
-    "lesson 7": (
+    "lesson 7, exercise 2": (ex.check_conv_macs, (21600,), (0,), ["21600", "21,600"]),
+    "lesson 8": (
         ex.check_bottleneck,
         (112_896_000, 5_268_480),
         (1, 1),
         ["112896000", "112,896,000", "5268480", "5,268,480"],
     ),
-    "lesson 8": (
+    "lesson 9": (
         ex.check_inception_4e_shape,
         ((1, 832, 14, 14),),
         ((1, 528, 14, 14),),
         ["832"],
     ),
-    "lesson 9": (
+    "lesson 10": (
         ex.check_head_parameters,
         (40_970, 2_570),
         (40_960, 2_560),
         ["40970", "40,970", "2570", "2,570"],
     ),
-    "lesson 10, exercise 1": (
+    "lesson 11, exercise 1": (
         ex.check_he_std,
         ((2 / 144) ** 0.5, 144),
         ((1 / 144) ** 0.5, 144),
         ["0.118", "0.1178", "sqrt(2 / 144)", "2/144"],
     ),
-    "lesson 10, exercise 2": (ex.check_leaky_factor, (1.04 / 6,), (1 / 6,), ["0.173", "1.04"]),
-    "lesson 10, exercise 2 (other slip)": (
+    "lesson 11, exercise 2": (ex.check_leaky_factor, (1.04 / 6,), (1 / 6,), ["0.173", "1.04"]),
+    "lesson 11, exercise 2 (other slip)": (
         ex.check_leaky_factor,
         (1.04 / 6,),
         (0.52,),
         ["0.173", "1.04"],
     ),
-    "lesson 11": (ex.check_aux_factor, (2,), (1,), ["2.0", "2x"]),
-    "lesson 12": (ex.check_lrn_output, (9.9850,), (10,), ["9.98", "9.99"]),
-    "lesson 12 (Caffe's alpha)": (ex.check_lrn_output, (9.9850,), (9.9257,), ["9.98", "9.99"]),
-    "lesson 13, exercise 1": (
+    "lesson 12": (ex.check_aux_factor, (2,), (1,), ["2.0", "2x"]),
+    "lesson 13": (ex.check_lrn_output, (9.9850,), (10,), ["9.98", "9.99"]),
+    "lesson 13 (Caffe's alpha)": (ex.check_lrn_output, (9.9850,), (9.9257,), ["9.98", "9.99"]),
+    "lesson 14, exercise 1": (
         ex.check_half_width_parameters,
         (4 * 348_770,),
         (2 * 348_770,),
         ["1395080", "1,395,080", "1,3"],
     ),
-    "lesson 13, exercise 2": (ex.check_aux_pool_size, (4,), (5,), [" 4"]),
-    "lesson 15": (ex.check_batch_bytes, (394_240,), (393_216,), ["394240", "394,240"]),
-    "lesson 15 (float32)": (ex.check_batch_bytes, (394_240,), (1_573_888,), ["394240", "394,240"]),
-    "lesson 16, exercise 1": (ex.check_eval_prediction, (True, True), (False, True), ["True"]),
+    "lesson 14, exercise 2": (ex.check_aux_pool_size, (4,), (5,), [" 4"]),
+    "lesson 16": (ex.check_batch_bytes, (394_240,), (393_216,), ["394240", "394,240"]),
+    "lesson 16 (float32)": (ex.check_batch_bytes, (394_240,), (1_573_888,), ["394240", "394,240"]),
+    "lesson 17, exercise 1": (ex.check_eval_prediction, (True, True), (False, True), ["True"]),
 }
 
 
@@ -183,7 +183,7 @@ def test_a_right_answer_passes_and_a_wrong_one_is_told_why_without_the_answer(na
 
 
 @pytest.mark.torch
-def test_lesson_16_exercise_2_checks_the_block_a_learner_writes():
+def test_lesson_17_exercise_2_checks_the_block_a_learner_writes():
     right, wrong = _torch_blocks()
     assert ex.check_paper_block(right) == "correct"
     verdict = ex.check_paper_block(wrong)

@@ -1,5 +1,5 @@
 # %% [markdown]
-"""Lesson 12: batch norm and local response norm, side by side.
+"""Lesson 13: batch norm and local response norm, side by side.
 
 What it teaches: both layers divide activations by something, but by very different things.
 Local response normalisation (LRN, AlexNet 2012; in GoogLeNet's stem) divides each value by the
@@ -10,8 +10,8 @@ learned gamma and beta. We compute both by hand and with the library, compare ac
 histograms, look at LRN's response curve, follow activation scales through a 12-layer stack,
 and see BN's train/eval difference.
 
-Run it: ``python examples/12_batchnorm_vs_lrn.py [--quick]``.
-Pictures: ``examples/output/12_*.png``.
+Run it: ``python examples/13_batchnorm_vs_lrn.py [--quick]``.
+Pictures: ``examples/output/13_*.png``.
 """
 
 # %% [markdown]
@@ -146,7 +146,7 @@ for ax, (values, title, color) in zip(axes, panels):
     ax.grid(alpha=0.3)
 fig.suptitle("The same activations, three ways: LRN divides locally, BN standardises each channel")
 fig.tight_layout()
-save(fig, out / "12_histograms.png")
+save(fig, out / "13_histograms.png")
 
 # %% [markdown]
 # ## 5. LRN's response curve
@@ -172,16 +172,16 @@ ax.set(
 )
 ax.grid(alpha=0.3, which="major")
 ax.legend()
-save(fig, out / "12_lrn_response.png")
+save(fig, out / "13_lrn_response.png")
 
 # %% [markdown]
 # ## 6. Through a 12-layer stack
 # Repeat conv (16 channels) -> [norm] -> ReLU twelve times and track the activations' standard
 # deviation. Without normalisation it first shrinks by a constant factor per layer, about
-# sqrt(6) = 2.45 with the default initialisation (lesson 10 derives it), then, from about layer
+# sqrt(6) = 2.45 with the default initialisation (lesson 11 derives it), then, from about layer
 # 8, levels off: the convolutions' biases add the same small amount to every layer whatever comes
-# in, and the shrinking stops where the two balance (lesson 10, section 4). That floor is no
-# help in backward, where biases add nothing and the gradient keeps shrinking (lesson 11). LRN
+# in, and the shrinking stops where the two balance (lesson 11, section 4). That floor is no
+# help in backward, where biases add nothing and the gradient keeps shrinking (lesson 12). LRN
 # cannot change any of this, it only trims large values; BN resets every layer to the same
 # scale, which is also what keeps gradients alive in backward.
 
@@ -210,7 +210,7 @@ for i in range(depth):
 plain = np.array(stds["no normalisation"])
 shrink = (plain[1] / plain[5]) ** (1 / 4)
 print(
-    f"no normalisation: {shrink:.2f}x smaller per layer over layers 2-6 (lesson 10: about "
+    f"no normalisation: {shrink:.2f}x smaller per layer over layers 2-6 (lesson 11: about "
     f"{np.sqrt(6):.2f}), then level: layers 9-12 within {plain[8:].max() / plain[8:].min():.2f}x"
 )
 assert 2 < shrink < 3.2 and plain[8:].max() / plain[8:].min() < 2
@@ -231,7 +231,7 @@ ax.set(
 ax.set_xticks(range(1, depth + 1))
 ax.grid(alpha=0.3)
 ax.legend()
-save(fig, out / "12_depth.png")
+save(fig, out / "13_depth.png")
 
 # %% [markdown]
 # ## 7. Batch norm in training vs evaluation

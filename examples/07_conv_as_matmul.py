@@ -1,5 +1,5 @@
 # %% [markdown]
-"""Lesson 6: convolution as one matrix multiplication (im2col), and its backward (col2im).
+"""Lesson 7: convolution as one matrix multiplication (im2col), and its backward (col2im).
 
 What it teaches: a convolution slides a small kernel over an image and takes a dot product at
 every position. ``im2col`` copies each of those image patches into one row of a matrix, so the
@@ -8,7 +8,7 @@ it on a 4x4 image as plain numbers, check it against the naive loop and ``F.conv
 backward pass by hand: the kernel's gradient is ``gy^T @ cols`` and the image's gradient is
 ``col2im(gy @ kernel)``, which adds every patch's gradient back onto the pixels it came from.
 
-Run it: ``python examples/06_conv_as_matmul.py [--quick]``. Pictures: ``examples/output/06_*.png``.
+Run it: ``python examples/07_conv_as_matmul.py [--quick]``. Pictures: ``examples/output/07_*.png``.
 """
 
 # %% [markdown]
@@ -149,7 +149,7 @@ ax.set_xticks(range(2))
 ax.set_yticks(range(2))
 ax.set(title="y = cols @ w (2x2)\nw: diagonal 1, 2, 1", xlabel="column", ylabel="row")
 fig.suptitle("Convolution as a matrix product: im2col, then one GEMM", fontsize=13)
-save(fig, out / "06_im2col.png")
+save(fig, out / "07_im2col.png")
 
 # %% [markdown]
 # ## 5. More channels, padding and stride
@@ -239,7 +239,7 @@ for ax, (values, title, cmap) in zip(axes, panels):
     ax.set_yticks(range(values.shape[0]))
     ax.set(title=title, xlabel="column", ylabel="row")
 fig.suptitle("Backward of a convolution: col2im adds each patch's gradient back onto its pixels")
-save(fig, out / "06_col2im.png")
+save(fig, out / "07_col2im.png")
 
 # %% [markdown]
 # ## 7. The gradient check agrees, and the matrix product is what makes it fast

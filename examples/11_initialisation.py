@@ -1,17 +1,17 @@
 # %% [markdown]
-"""Lesson 10: initialisation, or why a deep plain network's gradient vanishes, and how to stop it.
+"""Lesson 11: initialisation, or why a deep plain network's gradient vanishes, and how to stop it.
 
 What it teaches: a layer multiplies the scale of what passes through it, forward and backward,
 by a factor set by its weights' variance. With PyTorch's default initialisation (kept by minidl)
 a ReLU layer multiplies the mean square by 1/6, so twenty layers shrink it by 6^20 and the
-first layers get almost no gradient (lesson 11's plain network). It is the default's *gain*,
+first layers get almost no gradient (lesson 12's plain network). It is the default's *gain*,
 not depth itself: He initialisation (variance 2 / fan_in) keeps the factor at 1 and the same
 20 layers pass the gradient unchanged; Xavier's (1 / fan_in here) halves it per layer. We
 derive each factor, measure it through 20 layers forward and backward, see why the default's
 activations stop shrinking at a floor (the biases) while its gradient does not, and what batch
 norm changes.
 
-Run it: ``python examples/10_initialisation.py [--quick]``. Picture: ``examples/output/10_*.png``.
+Run it: ``python examples/11_initialisation.py [--quick]``. Picture: ``examples/output/11_*.png``.
 """
 
 # %% [markdown]
@@ -82,7 +82,7 @@ print(
 
 # %% [markdown]
 # ## 2. Twenty layers, forward and backward
-# The plain network of lesson 11: 20 convolutions 3x3 with 16 channels and ReLU, no
+# The plain network of lesson 12: 20 convolutions 3x3 with 16 channels and ReLU, no
 # normalisation. For each initialisation: run a batch forward, record the root mean square of
 # every layer's output, then send a random gradient in at the top and record the root mean
 # square of the gradient reaching every layer's output. He and Xavier start biases at zero (the
@@ -168,7 +168,7 @@ assert default_grad[0] / default_grad[-1] < 1e-5 and 0.2 < he_grad[0] / he_grad[
 #     v = (v / 3 + Var(b)) / 2      (with fan_in Var(w) = 1/3)   =>   v = 3 Var(b) / 5
 #
 # The gradient has no such floor: a bias adds to the forward value but contributes nothing to
-# the gradient flowing down, so the gradient keeps shrinking all the way (lesson 12 meets the
+# the gradient flowing down, so the gradient keeps shrinking all the way (lesson 13 meets the
 # same floor in its table of activation scales).
 
 # %%
@@ -200,7 +200,7 @@ assert 0.3 < act_default[10:].mean() / math.sqrt(v_floor) < 3
 #     factor = fan Var(w) * 1/2 / (fan Var(w) (1/2 - 1/(2 pi))) = 1 / (1 - 1/pi) = 1.47
 #
 # (mean square), so about 1.21 per layer in RMS: a batch-norm network's early layers get
-# *larger* gradients at initialisation, never vanishing ones (lesson 11 sees it in GoogLeNet).
+# *larger* gradients at initialisation, never vanishing ones (lesson 12 sees it in GoogLeNet).
 # That is why torchvision's GoogLeNet and our CIFAR model train from the default
 # initialisation.
 
@@ -235,7 +235,7 @@ for ax in axes:
     ax.legend(fontsize=9)
 fig.suptitle("20 conv 3x3 + ReLU layers, 16 channels: the initialisation's gain sets the factor")
 fig.tight_layout()
-save(fig, out / "10_init_depth.png")
+save(fig, out / "11_init_depth.png")
 
 # %% [markdown]
 # ## Exercises

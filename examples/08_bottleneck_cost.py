@@ -1,5 +1,5 @@
 # %% [markdown]
-"""Lesson 7: the 1x1 bottleneck, GoogLeNet's central trick, counted on real layers.
+"""Lesson 8: the 1x1 bottleneck, GoogLeNet's central trick, counted on real layers.
 
 What it teaches: a convolution costs (output values) x (input channels x kernel height x kernel
 width) multiply-adds. A 1x1 convolution that first squeezes the channels makes the expensive 5x5
@@ -8,7 +8,7 @@ the library's own counter (``minidl.summary.profile``) measure every layer, rath
 arithmetic in. First the classic 11x11x300 example, then inception 3a of the paper without
 reductions (Figure 2a) and with them (Figure 2b), then all nine inception modules.
 
-Run it: ``python examples/07_bottleneck_cost.py [--quick]``. Pictures: ``examples/output/07_*.png``.
+Run it: ``python examples/08_bottleneck_cost.py [--quick]``. Pictures: ``examples/output/08_*.png``.
 """
 
 # %% [markdown]
@@ -217,7 +217,7 @@ ax2.set(
 ax2.legend()
 fig.suptitle("The 1x1 bottleneck: reduce channels before the expensive convolution")
 fig.tight_layout()
-save(fig, out / "07_bottleneck.png")
+save(fig, out / "08_bottleneck.png")
 
 # %% [markdown]
 # ## 5. All nine inception modules
@@ -275,7 +275,7 @@ else:
     )
     ax.grid(axis="y", alpha=0.3)
     ax.legend()
-    save(fig, out / "07_all_modules.png")
+    save(fig, out / "08_all_modules.png")
 
 # %% [markdown]
 # ## Exercise

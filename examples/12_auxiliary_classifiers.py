@@ -1,18 +1,18 @@
 # %% [markdown]
-"""Lesson 11: auxiliary classifiers, and the gradient that reaches the early layers.
+"""Lesson 12: auxiliary classifiers, and the gradient that reaches the early layers.
 
 What it teaches: backward multiplies the gradient by every layer's local derivative on its way
 down. In a deep plain network (no batch norm) with PyTorch's default initialisation each layer
-multiplies it by about 1/sqrt(6) (lesson 10 derives it: the default's gain, not depth itself),
+multiplies it by about 1/sqrt(6) (lesson 11 derives it: the default's gain, not depth itself),
 so the gradient that reaches the first layers is tiny: they barely learn. GoogLeNet (2014, before
 He initialisation and batch norm) attached small classifiers to intermediate layers and added
 their losses (weight 0.3): each one injects a fresh gradient half-way down. We measure the
 gradient norm per layer of a 20-layer plain convolutional network with and without two such
-heads, then the gradient per module of the CIFAR GoogLeNet, whose batch norm (lessons 10 and 12)
+heads, then the gradient per module of the CIFAR GoogLeNet, whose batch norm (lessons 11 and 13)
 already keeps gradients alive.
 
-Run it: ``python examples/11_auxiliary_classifiers.py [--quick]``.
-Pictures: ``examples/output/11_*.png``.
+Run it: ``python examples/12_auxiliary_classifiers.py [--quick]``.
+Pictures: ``examples/output/12_*.png``.
 """
 
 # %% [markdown]
@@ -39,7 +39,7 @@ nn.init.manual_seed(0)
 # %% [markdown]
 # ## 1. A deep plain network with optional auxiliary heads
 # 20 convolutions of 3x3 with 16 channels and ReLU, no normalisation, PyTorch's default
-# initialisation; the main head averages the last feature map over space (lesson 9) and maps it
+# initialisation; the main head averages the last feature map over space (lesson 10) and maps it
 # to 10 classes. Two auxiliary heads of the same kind read the feature maps after layers 7 and
 # 14, as GoogLeNet's read the outputs of inception 4a and 4d.
 
@@ -121,7 +121,7 @@ print(f"with them it is {dw1[-1] / dw1[0]:.0e} times smaller.")
 per_layer = (dh0[-1] / dh0[0]) ** (1 / (DEPTH - 1))  # geometric mean of the per-layer factors
 print(
     f"on its way down, the gradient shrinks by a factor of about {per_layer:.1f} per layer "
-    "(lesson 10: sqrt(6) = 2.45 for this initialisation; He's would keep it at 1)."
+    "(lesson 11: sqrt(6) = 2.45 for this initialisation; He's would keep it at 1)."
 )
 
 # %% [markdown]
@@ -151,11 +151,11 @@ fig.suptitle(
     f"A {DEPTH}-layer plain conv net (no batch norm): auxiliary heads feed the early layers"
 )
 fig.tight_layout()
-save(fig, out / "11_aux_plain_net.png")
+save(fig, out / "12_aux_plain_net.png")
 
 # %% [markdown]
 # ## 4. The same measurement on GoogLeNet for CIFAR-10
-# The CIFAR model has batch norm after every convolution (torchvision's blocks). Lesson 10 showed
+# The CIFAR model has batch norm after every convolution (torchvision's blocks). Lesson 11 showed
 # what that does at initialisation: the forward scale is reset at every layer and the gradient
 # no longer shrinks on its way down; it even grows a little, by 1/(1 - 1/pi) in mean square
 # (about 1.2 in RMS) per conv + BN + ReLU layer, because batch norm divides by the variance of
@@ -164,7 +164,7 @@ save(fig, out / "11_aux_plain_net.png")
 # only when asked (`aux_logits=True`).
 #
 # What we measure: the root mean square, per element, of the gradient reaching each module's
-# output (as lesson 10 did per layer). Per element, because the modules differ in size: the
+# output (as lesson 11 did per layer). Per element, because the modules differ in size: the
 # summed norm of a module's parameter gradients would also grow with its parameter count and
 # with the number of positions its weights are applied at (32x32 for 3a and 3b, 8x8 for 5a and
 # 5b), which says nothing about vanishing. The two dips, at 3b and 4e, are the max pools after
@@ -222,7 +222,7 @@ for m, a, b in zip(modules, g0, g1):
 growth = (g0[0] / g0[-1]) ** (1 / (len(modules) - 1))
 print(
     f"from 5b down to conv1 the gradient grows {g0[0] / g0[-1]:.1f}x, {growth:.2f}x per module "
-    "(each module is one or two conv + BN + ReLU layers deep; lesson 10: about 1.2x per layer)."
+    "(each module is one or two conv + BN + ReLU layers deep; lesson 11: about 1.2x per layer)."
 )
 print("With batch norm the gradient does not vanish on its way down.")
 assert g0[0] > g0[-1] and 1.0 < growth < 1.6
@@ -248,7 +248,7 @@ ax.set(
 )
 ax.grid(alpha=0.3)
 ax.legend()
-save(fig, out / "11_aux_googlenet.png")
+save(fig, out / "12_aux_googlenet.png")
 
 # %% [markdown]
 # ## Exercise

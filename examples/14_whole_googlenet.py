@@ -1,5 +1,5 @@
 # %% [markdown]
-"""Lesson 13: the whole GoogLeNet, assembled stage by stage.
+"""Lesson 14: the whole GoogLeNet, assembled stage by stage.
 
 What it teaches: the pieces of the previous lessons (the Inception module, 1x1 bottlenecks,
 global average pooling, auxiliary heads, normalisation) make one 22-layer network. We run one
@@ -9,7 +9,7 @@ the stem and why its pools round up; print Table 1 computed from the live model 
 paper's own figures; build the paper's auxiliary head exactly; and list what the CIFAR-10
 variant and torchvision's model (``torchvision.models.googlenet``) change, and why.
 
-Run it: ``python examples/13_whole_googlenet.py [--quick]``. Picture: ``examples/output/13_*.png``.
+Run it: ``python examples/14_whole_googlenet.py [--quick]``. Picture: ``examples/output/14_*.png``.
 The same table from the command line: ``python googlenet.py summary --variant paper``.
 """
 
@@ -140,7 +140,7 @@ ax.set_title(
     f"{params_main / 1e6:.2f} M parameters, counted from the live model"
 )
 ax.grid(axis="y", alpha=0.3)
-save(fig, out / "13_cost_per_stage.png")
+save(fig, out / "14_cost_per_stage.png")
 
 # %% [markdown]
 # ## 4. The auxiliary heads, exactly as in the paper
@@ -211,7 +211,7 @@ else:
 # - stem: one 3x3 convolution (192 channels x width), no pooling, no LRN: 3a sees 32x32;
 # - max pools 3x3/2 with padding 1 (32 -> 16 -> 8) instead of rounding up;
 # - batch norm after every convolution (torchvision's blocks): trains from the default
-#   initialisation (lesson 10) and replaces LRN (lesson 12);
+#   initialisation (lesson 11) and replaces LRN (lesson 13);
 # - global average pooling over 8x8, dropout 20%, 10 classes;
 # - `width` multiplies every channel count: the command line trains width 1/4 with a 3x3 kernel in
 #   the "5x5" branch (as torchvision), about 1/16 of the parameters (they grow with width^2).

@@ -1,5 +1,5 @@
 # %% [markdown]
-"""Lesson 8: one Inception module, taken apart.
+"""Lesson 9: one Inception module, taken apart.
 
 What it teaches: an Inception module runs four branches side by side on the same input (a 1x1
 convolution; 1x1 then 3x3; 1x1 then 5x5; 3x3 max pool then 1x1) and stacks their outputs along
@@ -7,9 +7,9 @@ the channel axis. We follow the shapes through each branch, count the parameters
 the library, and watch backward through the concatenation: each branch gets its own slice of the
 gradient, and the input, read by all four branches, receives the sum of four gradients.
 
-Run it: ``python examples/08_inception_module.py``. Pictures: ``examples/output/08_*.png`` and the
-autograd graph as ``08_inception_graph.svg`` (with Graphviz; otherwise drawn with matplotlib as
-``08_inception_graph.png``).
+Run it: ``python examples/09_inception_module.py``. Pictures: ``examples/output/09_*.png`` and the
+autograd graph as ``09_inception_graph.svg`` (with Graphviz; otherwise drawn with matplotlib as
+``09_inception_graph.png``).
 """
 
 # %% [markdown]
@@ -169,7 +169,7 @@ ax.set_title(
     f"Inception 3a (Figure 2b): four branches on one input, {module.num_parameters():,} parameters",
     fontsize=13,
 )
-save(fig, out / "08_inception_module.png")
+save(fig, out / "09_inception_module.png")
 
 # %% [markdown]
 # ## 5. Backward through the concatenation
@@ -221,7 +221,7 @@ print(f"each branch's weights got the same gradient from its slice alone: {same_
 # Orange ellipses are Functions, boxes are tensors (blue: parameters and the input, the leaves
 # that receive gradients). With Graphviz installed (`apt install
 # graphviz`, `brew install graphviz` or `conda install graphviz`) the library draws it as SVG;
-# without it the lesson draws the same graph with matplotlib (`08_inception_graph.png`).
+# without it the lesson draws the same graph with matplotlib (`09_inception_graph.png`).
 
 # %%
 for name, param in module.named_parameters():
@@ -229,7 +229,7 @@ for name, param in module.named_parameters():
 x.name = "x (input)"
 y = module(x)
 y.name = "output"
-render_graph(y, out / "08_inception_graph.svg")
+render_graph(y, out / "09_inception_graph.svg")
 
 # %% [markdown]
 # ## Exercise

@@ -1,5 +1,5 @@
 # %% [markdown]
-"""Lesson 16: the same code in PyTorch.
+"""Lesson 17: the same code in PyTorch.
 
 What it teaches: minidl uses PyTorch's names on purpose, so what you learned here carries over.
 We write the CIFAR GoogLeNet's building blocks in PyTorch (about forty lines, the same structure
@@ -9,7 +9,7 @@ with momentum. In float64 the two give the same loss, the same gradient for ever
 the same weights after the step.
 
 Needs PyTorch (``pip install torch``, CPU is enough); without it the lesson says so and stops.
-Run it: ``python examples/16_same_code_in_pytorch.py``. Picture: ``examples/output/16_*.png``.
+Run it: ``python examples/17_same_code_in_pytorch.py``. Picture: ``examples/output/17_*.png``.
 """
 
 # %% [markdown]
@@ -236,7 +236,7 @@ ax2.grid(alpha=0.3)
 ax2.legend()
 fig.suptitle(f"GoogLeNet-CIFAR width {width:g}: one SGD step in minidl and in PyTorch")
 fig.tight_layout()
-save(fig, out / "16_minidl_vs_pytorch.png")
+save(fig, out / "17_minidl_vs_pytorch.png")
 
 # %% [markdown]
 # ## Exercises

@@ -1,5 +1,5 @@
 # %% [markdown]
-"""Lesson 15: the same training on a GPU, with CuPy.
+"""Lesson 16: the same training on a GPU, with CuPy.
 
 What it teaches: minidl never calls NumPy directly on a tensor's data; every op asks the array
 for its module (``get_array_module``), so the same code runs on CuPy arrays on an NVIDIA GPU.
@@ -12,8 +12,8 @@ Without CuPy or without a GPU the lesson says so and stops (exit status 0), unle
 CuPy's rules (how the test suite checks this lesson), tiny and with timings that mean nothing.
 To run it:
 ``pip install -e ".[cuda13]"`` (or ``.[cuda12]``) on a machine with an NVIDIA GPU, then
-``python examples/15_train_on_gpu.py [--quick] [--data PATH]``.
-Pictures: ``examples/output/15_*.png``.
+``python examples/16_train_on_gpu.py [--quick] [--data PATH]``.
+Pictures: ``examples/output/16_*.png``.
 """
 
 # %% [markdown]
@@ -25,7 +25,7 @@ Pictures: ``examples/output/15_*.png``.
 # %%
 import os
 
-# As in lesson 14: OpenBLAS's idle threads asked to spin only briefly (they would take the
+# As in lesson 15: OpenBLAS's idle threads asked to spin only briefly (they would take the
 # cores from minidl's own threads on the CPU), before NumPy loads OpenBLAS.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
@@ -65,7 +65,7 @@ except RuntimeError as err:
         f"SKIPPED: this lesson needs CuPy and an NVIDIA GPU. {err}\n"
         'With this checkout, CuPy comes with: python -m pip install -e ".[cuda13]" (or '
         '".[cuda12]"), run in the repository\'s root on a machine with an NVIDIA GPU.\n'
-        "Everything else in examples/ runs on the CPU; lesson 14 is this lesson's CPU twin."
+        "Everything else in examples/ runs on the CPU; lesson 15 is this lesson's CPU twin."
     )
 simulated = md.backend.is_simulated(cp)
 if simulated:
@@ -135,7 +135,7 @@ def seconds_per_step(width, device, batch, steps):
     y = md.tensor(rng.integers(0, 10, batch), device=device)
 
     def step():
-        train_step(model, F.cross_entropy, opt, x, y)  # lesson 14's step, from the library
+        train_step(model, F.cross_entropy, opt, x, y)  # lesson 15's step, from the library
 
     step()
     synchronize(device)
@@ -163,7 +163,7 @@ else:
 
 # %% [markdown]
 # ## 3. Train on the GPU
-# Lesson 14's recipe, with the data loader delivering batches straight to the GPU (each uint8
+# Lesson 15's recipe, with the data loader delivering batches straight to the GPU (each uint8
 # batch is copied once, then flipped and normalised there). The GPU's speed buys a wider model
 # and more images in the same time budget.
 
@@ -266,12 +266,12 @@ ax.set(
     title=f"GoogLeNet-CIFAR training step, batch {batch}: CPU vs {props['name'].decode()}",
 )
 ax.grid(axis="y", alpha=0.3)
-save(fig, out / "15_cpu_vs_gpu.png")
+save(fig, out / "16_cpu_vs_gpu.png")
 
 shown(
     viz.plot_curves(
         history,
-        out / "15_gpu_curves.png",
+        out / "16_gpu_curves.png",
         x_key="step",
         title=f"GoogLeNet-CIFAR width {width:g} trained on the GPU ({budget:g} s budget)",
     )

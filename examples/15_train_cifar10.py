@@ -1,5 +1,5 @@
 # %% [markdown]
-"""Lesson 14: train the scaled-down GoogLeNet on CIFAR-10, on the CPU.
+"""Lesson 15: train the scaled-down GoogLeNet on CIFAR-10, on the CPU.
 
 What it teaches: everything so far, put to work. A training step is five lines (forward, loss,
 zero the gradients, backward, optimizer step): we read them in the library, where the same step
@@ -17,8 +17,8 @@ Data: ``--data PATH`` (a ``cifar-10-batches-py`` folder or its parent), else ``$
 else ``~/.cache/minidl/cifar10`` (where ``python googlenet.py train`` downloads it); without any,
 a generated stand-in set, so the lesson still runs.
 
-Run it: ``python examples/14_train_cifar10.py [--quick] [--data PATH]``.
-Pictures: ``examples/output/14_*.png``.
+Run it: ``python examples/15_train_cifar10.py [--quick] [--data PATH]``.
+Pictures: ``examples/output/15_*.png``.
 """
 
 # %% [markdown]
@@ -251,7 +251,7 @@ fig.suptitle(
     f"GoogLeNet-CIFAR (width {args.width:g}) on {len(train_x)} training images, {step} steps"
 )
 fig.tight_layout()
-save(fig, out / "14_curves.png")
+save(fig, out / "15_curves.png")
 
 # %% [markdown]
 # ## 6. Test images with the predicted and true labels
@@ -279,7 +279,7 @@ fig.suptitle(
     f"Test images: predicted vs true label (accuracy on {len(preds)} test images: {test_acc:.1%})"
 )
 fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9, hspace=0.45)
-save(fig, out / "14_predictions.png")
+save(fig, out / "15_predictions.png")
 
 # %% [markdown]
 # ## 7. Which classes get confused
@@ -288,7 +288,7 @@ save(fig, out / "14_predictions.png")
 # %%
 matrix = confusion_matrix(test_y[: len(preds)], preds, 10)
 print(format_confusion(matrix, classes))
-shown(plot_confusion(matrix, classes, out / "14_confusion.png"))
+shown(plot_confusion(matrix, classes, out / "15_confusion.png"))
 
 # %% [markdown]
 # ## 8. The first layer's filters, before and after
@@ -321,7 +321,7 @@ fig.suptitle(
     f"before and after training (the weights moved {change:.0%} of their size)"
 )
 fig.tight_layout()
-save(fig, out / "14_filters.png")
+save(fig, out / "15_filters.png")
 
 # %% [markdown]
 # What those filters do is easier to see in their output: the first layer's feature maps (after
@@ -343,7 +343,7 @@ for ax in axes.ravel():
     ax.axis("off")
 fig.suptitle("First-layer feature maps after training (conv 3x3 -> BN -> ReLU), bright = strong")
 fig.tight_layout()
-save(fig, out / "14_feature_maps.png")
+save(fig, out / "15_feature_maps.png")
 
 # %% [markdown]
 # ## Exercises

@@ -1,5 +1,5 @@
 # %% [markdown]
-"""Lesson 9: global average pooling instead of a big fully connected head.
+"""Lesson 10: global average pooling instead of a big fully connected head.
 
 What it teaches: classic networks (AlexNet, VGG) flatten the last feature map and feed it to
 fully connected layers, whose weight count is (channels x height x width) x classes. GoogLeNet
@@ -8,8 +8,8 @@ only sees one number per channel: far fewer parameters, and the network no longe
 the input's height and width. We count both heads, run one network on images of several sizes,
 watch a flatten+FC head refuse them, and see GAP's backward spread the gradient evenly.
 
-Run it: ``python examples/09_global_average_pooling.py [--quick]``.
-Pictures: ``examples/output/09_*.png``.
+Run it: ``python examples/10_global_average_pooling.py [--quick]``.
+Pictures: ``examples/output/10_*.png``.
 """
 
 # %% [markdown]
@@ -165,7 +165,7 @@ ax2.grid(alpha=0.3)
 ax2.legend(loc="upper left")
 fig.suptitle("Global average pooling: a small head that works at any resolution")
 fig.tight_layout()
-save(fig, out / "09_gap_vs_fc.png")
+save(fig, out / "10_gap_vs_fc.png")
 
 # %% [markdown]
 # ## Exercise
