@@ -13,7 +13,7 @@ Szegedy et al., "Going Deeper with Convolutions" (2014). Three variants of one n
   downsampling, every channel count multiplied by ``width``.
 
 This file is the model only. Its command line (``googlenet_cli.py``) trains the CIFAR model with
-the library's loop (``minidl.training``), evaluates a checkpoint, prints the paper's Table 1 beside
+the library's loop (``minidl.train``), evaluates a checkpoint, prints the paper's Table 1 beside
 the live model (``googlenet_table.py``) and converts torchvision weights::
 
     python googlenet.py train      # width 0.25, 3x3 in the "5x5" branch, fits 88 minutes

@@ -1,7 +1,7 @@
 """The command line of ``googlenet.py``: train the CIFAR-10 model, evaluate a checkpoint, print
 the paper's Table 1, convert torchvision's weights. Run it as ``python googlenet.py COMMAND``.
 
-The training loop is the library's (``minidl.training.fit``); what is GoogLeNet's here is the
+The training loop is the library's (``minidl.train.fit``); what is GoogLeNet's here is the
 recipe (``TRAIN_DEFAULTS``), the loss with the auxiliary heads, and what a checkpoint records to
 rebuild its model (``model_config``).
 """
@@ -23,10 +23,9 @@ import minidl as md
 import minidl.functional as F
 from googlenet import VARIANTS, GoogLeNet, GoogLeNetOutputs, googlenet_cifar
 from googlenet_table import summary
-from minidl import checkpoint
 from minidl.backend import keep_freed_memory
-from minidl.evaluation import TTA_SHIFTS, views_per_image
-from minidl.training import Interrupted, NonFiniteLoss
+from minidl.train import Interrupted, NonFiniteLoss, checkpoint
+from minidl.train.evaluation import TTA_SHIFTS, views_per_image
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -268,7 +267,7 @@ TRAIN_DEFAULTS = {
     "width": 0.25,
     "kernel5": 3,  # faster than 5 in NumPy at width 1/4 (docs/results.md); --kernel5 5: paper
     "aux": False,
-    "epochs": 0,  # 0: steered by --time-budget-min (minidl.budget), as many steps as fit
+    "epochs": 0,  # 0: steered by --time-budget-min (minidl.train.budget), as many steps as fit
     "time_budget_min": 88.0,  # the run ends within it: the whole process within 90 minutes
     "batch_size": 128,
     "lr": 0.1,
@@ -386,7 +385,7 @@ def train(args: Any) -> float:
 def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: float) -> float:
     from minidl import optim
     from minidl.data import DataLoader, cifar10_test_transform, cifar10_train_transform
-    from minidl.training import estimate_epochs, fit
+    from minidl.train import estimate_epochs, fit
 
     train_set = _load_cifar(args.data, train=True)
     test_set = _load_cifar(args.data, train=False)
@@ -486,8 +485,8 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
 def evaluate_checkpoint(args: Any) -> float:
     """The ``eval`` command: test accuracy, per-class accuracy, confusion matrix (text + PNG)."""
     from minidl.data import DataLoader, cifar10_test_transform
-    from minidl.evaluation import evaluate, evaluate_tta
-    from minidl.metrics import confusion_matrix, format_confusion
+    from minidl.train.evaluation import evaluate, evaluate_tta
+    from minidl.train.metrics import confusion_matrix, format_confusion
     from minidl.viz import plot_confusion
 
     device = _device(args.device)

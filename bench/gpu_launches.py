@@ -28,7 +28,7 @@ from googlenet import googlenet_cifar  # noqa: E402
 from googlenet_cli import make_loss  # noqa: E402
 from minidl import backend, optim  # noqa: E402
 from minidl.testing.cupy_sim import _array, _namespace  # noqa: E402
-from minidl.training import train_step  # noqa: E402
+from minidl.train import train_step  # noqa: E402
 
 
 def _attributing(where: collections.Counter, count):

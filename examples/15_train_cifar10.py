@@ -3,7 +3,7 @@
 
 What it teaches: everything so far, put to work. A training step is five lines (forward, loss,
 zero the gradients, backward, optimizer step): we read them in the library, where the same step
-serves ``python googlenet.py train``, and run them with its loop (``minidl.training.fit``). We
+serves ``python googlenet.py train``, and run them with its loop (``minidl.train.fit``). We
 check the loss at initialisation (it should be log 10 = 2.30 for 10 classes), train on a subset
 of CIFAR-10 within a time budget, plot the curves, show test images with the predicted and true
 labels, the confusion matrix, and the first layer's filters before and after training.
@@ -54,9 +54,9 @@ from minidl.data import (
     ToFloat,
     cifar10_test_transform,
 )
-from minidl.metrics import confusion_matrix, format_confusion
 from minidl.summary import profile
-from minidl.training import evaluate, fit, train_step
+from minidl.train import evaluate, fit, train_step
+from minidl.train.metrics import confusion_matrix, format_confusion
 from minidl.viz import plot_confusion
 
 
@@ -130,7 +130,7 @@ filters_before = model.conv1.conv.weight.numpy().copy()
 
 
 # %%
-loss0, acc0, _, _ = evaluate(model, test_loader)  # (minidl.training.evaluate: eval mode, no graph)
+loss0, acc0, _, _ = evaluate(model, test_loader)  # (minidl.train.evaluate: eval mode, no graph)
 print(f"before training: test loss {loss0:.3f} (log 10 = {math.log(10):.3f}), accuracy {acc0:.1%}")
 
 # %% [markdown]
@@ -138,7 +138,7 @@ print(f"before training: test loss {loss0:.3f} (log 10 = {math.log(10):.3f}), ac
 # SGD with Nesterov momentum 0.9 and weight decay 5e-4 (the usual CIFAR recipe), and a
 # one-cycle learning rate: up to `--lr` over the first 30% of the steps, then down to almost 0,
 # which gets the most out of a short run. Each step is the five lines at the heart of every
-# deep-learning program. They live in the library, `minidl.training.train_step`, the one step
+# deep-learning program. They live in the library, `minidl.train.train_step`, the one step
 # that this lesson and `python googlenet.py train` both run:
 
 # %%

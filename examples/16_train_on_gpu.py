@@ -48,7 +48,7 @@ from minidl.data import (
     ToFloat,
     cifar10_test_transform,
 )
-from minidl.training import train_step
+from minidl.train import train_step
 
 
 def options(parser):

@@ -211,6 +211,97 @@ def check_backward(name: str, my_backward, args, truth, tol: float = 1e-6) -> st
     return f"not yet: {name} differs from the numerical gradient (relative error {err:.1e})"
 
 
+# Lesson 6 -------------------------------------------------------------------------------------
+
+NESTEROV = dict(lr=0.05, momentum=0.9, weight_decay=0.01)  # lesson 6, exercise 1's settings
+
+
+def _sgd_path(p0, grads, **options) -> list:
+    """The weights after each step of ``md.optim.SGD(**options)`` from ``p0``, fed ``grads``."""
+    from minidl import nn
+
+    w = nn.Parameter(np.array(p0, dtype=np.float64))
+    opt = md.optim.SGD([w], **options)
+    path = []
+    for g in grads:
+        w.grad = md.tensor(g)
+        opt.step()
+        path.append(w.numpy().copy())
+    return path
+
+
+def check_nesterov_step(my_step) -> str:
+    """Lesson 6, exercise 1: ``my_step(p, grad, v, lr, mu, wd)`` returns the weights and the
+    velocity after one step of SGD with Nesterov momentum and weight decay; five steps of it
+    must follow ``md.optim.SGD(..., nesterov=True)``'s."""
+    rng = np.random.default_rng(6)
+    p0, grads = rng.standard_normal((3, 4)), rng.standard_normal((5, 3, 4))
+    lr, mu, wd = NESTEROV["lr"], NESTEROV["momentum"], NESTEROV["weight_decay"]
+    p, v, mine = p0.copy(), np.zeros_like(p0), []
+    for g in grads:
+        try:
+            result = my_step(p.copy(), g.copy(), v.copy(), lr, mu, wd)
+        except Exception as err:  # the learner's code: say what it raised, not a traceback
+            return f"not yet: my_nesterov_step raised {type(err).__name__}: {err}"
+        if result is None:
+            return "not done yet (my_nesterov_step returns None)"
+        if not (isinstance(result, tuple) and len(result) == 2):
+            return "not yet: my_nesterov_step should return two arrays: (new p, new v)"
+        p, v = (np.asarray(a, dtype=np.float64) for a in result)
+        if p.shape != p0.shape or v.shape != p0.shape:
+            return f"not yet: p and v should keep p's shape {p0.shape}, got {p.shape}, {v.shape}"
+        mine.append(p)
+
+    def follows(path):
+        return all(np.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(mine, path))
+
+    if follows(_sgd_path(p0, grads, nesterov=True, **NESTEROV)):
+        return CORRECT
+    if follows(_sgd_path(p0, grads, **NESTEROV)):
+        return (
+            "not yet: that is plain momentum's step (section 5's loop); Nesterov's steps along "
+            "something else: read the nesterov line in SGD's docstring (minidl/optim/sgd.py)"
+        )
+    if follows(_sgd_path(p0, grads, nesterov=True, **{**NESTEROV, "weight_decay": 0.0})):
+        return "not yet: those are Nesterov's steps without weight decay: where did wd go?"
+    if np.allclose(mine[0], _sgd_path(p0, grads[:1], nesterov=True, **NESTEROV)[0]):
+        return (
+            "not yet: the first step is right, the later ones are not: is the velocity updated, "
+            "returned, and carried into the next step?"
+        )
+    return (
+        "not yet: the first step already differs from SGD(nesterov=True)'s: start from the "
+        "gradient with the decay term, then the velocity, then the step"
+    )
+
+
+def momentum_factor(mu: float = 0.95) -> float:
+    """How many times larger than plain SGD's step SGD's step becomes, with momentum ``mu``,
+    after many steps of one constant gradient (measured with md.optim.SGD)."""
+    path = _sgd_path(np.zeros(1), np.ones((2000, 1)), lr=1.0, momentum=mu)
+    return float(path[-2][0] - path[-1][0])
+
+
+def check_momentum_factor(my_factor, mu: float = 0.95) -> str:
+    """Lesson 6, exercise 2: that factor for mu = 0.95 (within 1%)."""
+    if my_factor is None:
+        return NOT_DONE.format("my_factor")
+    if wrong := _number(my_factor, "my_factor"):
+        return wrong
+    if abs(my_factor / momentum_factor(mu) - 1) < 0.01:
+        return CORRECT
+    if abs(my_factor - 1) < 0.01:
+        return "not yet: that is plain SGD's step (and momentum's first); the later ones grow"
+    if abs(my_factor - (1 + mu)) < 0.01:
+        return "not yet: that is the second step; follow the steps on to where they settle"
+    if abs(my_factor - mu) < 0.01:
+        return "not yet: that is mu itself; the factor compares a step with plain SGD's lr * g"
+    return (
+        "not yet: write the velocity after steps 1, 2 and 3 with the same g each time, then "
+        "ask what that sum approaches"
+    )
+
+
 # Lesson 7 -------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""Worked answers to lesson 5's "write the backward" exercises. Try first: open this afterwards.
+"""Worked answers to lesson 5's "write the backward" exercises and lesson 6's Nesterov step.
+Try first: open this afterwards.
 
 Not a lesson itself. The tests check that each answer passes its exercise's check.
 """
@@ -70,3 +71,12 @@ def lrn_backward(x, g, size, alpha, beta, k):
     padded = np.pad(through_d, ((0, 0), (hi, lo), (0, 0), (0, 0)))  # the mirrored window
     mirrored = sum(padded[:, i : i + x.shape[1]] for i in range(size))
     return g * d**-beta - 2 * alpha / size * beta * x * mirrored
+
+
+def nesterov_step(p, grad, v, lr, mu, wd):
+    """Lesson 6, exercise 1: one step of SGD with Nesterov momentum and weight decay, PyTorch's
+    convention (md.optim.SGD(..., nesterov=True)): the velocity as in plain momentum, but the
+    step looks ahead, along the gradient plus mu times the new velocity."""
+    g = grad + wd * p
+    v = mu * v + g
+    return p - lr * (g + mu * v), v

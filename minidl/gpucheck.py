@@ -73,7 +73,7 @@ def _googlenet(dtype: Any) -> Any:
 def _step(model: Any, x: np.ndarray, y: np.ndarray, device: str) -> tuple[float, np.ndarray]:
     """One SGD step; the loss and every gradient laid end to end (float64, host)."""
     from .functional import cross_entropy
-    from .training import train_step
+    from .train import train_step
 
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     loss, _ = train_step(
@@ -100,7 +100,7 @@ def step_cost(xp: ModuleType, batch: int, steps: int = 3) -> dict[str, float]:
     x, y = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, batch)
     model = _googlenet(np.float32).to("cuda")
     from .functional import cross_entropy
-    from .training import train_step
+    from .train import train_step
 
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     xt, yt = tensor(x, device="cuda"), tensor(y, device="cuda")

@@ -120,7 +120,7 @@ def plot_curves(
     """Loss and accuracy against ``x_key``; returns ``path``.
 
     ``history``: columns (``{"epoch": [...], "train_loss": [...], ...}``) or rows, one dict per
-    epoch as ``minidl.training.fit`` writes them to ``metrics.json``. Keys ending in ``loss`` go
+    epoch as ``minidl.train.fit`` writes them to ``metrics.json``. Keys ending in ``loss`` go
     left, keys ending in ``acc``/``accuracy`` in the middle (in %); with a ``time_s`` column
     (wall time) a third panel shows the accuracies against minutes.
     """

@@ -293,7 +293,7 @@ def test_an_out_holding_a_run_is_refused_unless_resumed_or_overwritten(trained, 
 
 
 def test_two_runs_in_one_folder(trained, tmp_path):
-    from minidl.checkpoint import run_lock
+    from minidl.train.checkpoint import run_lock
 
     data, _, _ = trained
     with run_lock(tmp_path):  # a run in progress (this process holds the lock)
@@ -342,7 +342,7 @@ def test_resume_refuses_options_that_define_the_run_and_extends_epochs(trained, 
 
 
 def test_a_diverging_loss_stops_with_a_clear_message(trained, tmp_path, monkeypatch):
-    from minidl import training
+    from minidl.train import run as training
 
     data, _, _ = trained
     step = training.train_step
@@ -363,7 +363,7 @@ def test_a_diverging_loss_stops_with_a_clear_message(trained, tmp_path, monkeypa
 def test_eval_checks_the_class_count_before_the_test_pass(trained, tmp_path, monkeypatch):
     from googlenet import googlenet_cifar
     from googlenet_cli import model_config
-    from minidl import training
+    from minidl.train import run as training
 
     data, _, _ = trained
     model = googlenet_cifar(0.0625, 100)

@@ -21,7 +21,7 @@ import minidl as md
 from minidl import backend, nn, optim
 from minidl.data import DataLoader
 from minidl.testing import cupy_sim
-from minidl.training import train_step
+from minidl.train import train_step
 
 ROOT = Path(__file__).resolve().parent.parent
 

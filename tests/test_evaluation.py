@@ -1,4 +1,4 @@
-"""Test passes (minidl.evaluation): shifted views against a naive loop, the six-view test-time
+"""Test passes (minidl.train.evaluation): shifted views against a naive loop, the six-view test-time
 augmentation against probabilities averaged by hand, the padding a view gets."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import minidl as md
 from minidl import nn
 from minidl.data import DataLoader, cifar10_test_transform
 from minidl.data.transforms import CIFAR10_MEAN, CIFAR10_STD
-from minidl.evaluation import (
+from minidl.train.evaluation import (
     TTA_SHIFTS,
     evaluate,
     evaluate_flipped,

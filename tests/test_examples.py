@@ -234,6 +234,19 @@ SOLUTIONS = [
         ["exercise"],
     ),
     (
+        "06_train_what_you_built",
+        {
+            STUB: "    from _solutions import nesterov_step\n\n"
+            "    return nesterov_step(p, grad, v, lr, mu, wd)",
+            "my_factor = None": "my_factor = 20",
+        },
+        {
+            STUB: "    v = mu * v + grad + wd * p\n    return p - lr * v, v",  # plain momentum
+            "my_factor = None": "my_factor = 1",
+        },
+        ["exercise 1", "exercise 2"],
+    ),
+    (
         "07_conv_as_matmul",
         {
             "my_cols_shape = None": "my_cols_shape = (2, 3, 3, 5, 5, 3)",

@@ -69,6 +69,16 @@ def sum_to_right(g, shape):
     return g.sum(axis=tuple(i for i, n in enumerate(shape) if n == 1), keepdims=True)
 
 
+def heavy_ball_step(p, grad, v, lr, mu, wd):  # lesson 6: plain momentum, not Nesterov's
+    v = mu * v + grad + wd * p
+    return p - lr * v, v
+
+
+def nesterov_without_decay(p, grad, v, lr, mu, wd):
+    v = mu * v + grad
+    return p - lr * (grad + mu * v), v
+
+
 def _torch_blocks():
     torch = pytest.importorskip("torch")
 
@@ -118,6 +128,25 @@ CASES = {
     "lesson 3": (ex.check_sum_to, (sum_to_right,), (lambda g, s: g.sum(axis=0),), ["keepdims"]),
     "lesson 4": (ex.check_best_step, (-5,), (-12,), ["-5", "1e-05", "1e-5"]),
     "lesson 4 (too large)": (ex.check_best_step, (-5,), (-1,), ["-5", "1e-05", "1e-5"]),
+    "lesson 6, exercise 1": (
+        ex.check_nesterov_step,
+        (sol.nesterov_step,),
+        (heavy_ball_step,),
+        ["g + mu * v", "grad + mu", "mu * v"],
+    ),
+    "lesson 6, exercise 1 (no weight decay)": (
+        ex.check_nesterov_step,
+        (sol.nesterov_step,),
+        (nesterov_without_decay,),
+        ["g + mu * v", "grad + mu", "mu * v", "wd * p"],
+    ),
+    "lesson 6, exercise 2": (ex.check_momentum_factor, (20,), (1,), ["20", "1 / (1 - mu)"]),
+    "lesson 6, exercise 2 (second step)": (
+        ex.check_momentum_factor,
+        (20,),
+        (1.95,),
+        ["20", "1 / (1 - mu)"],
+    ),
     "lesson 7, exercise 1": (
         ex.check_cols_shape,
         ((2, 3, 3, 5, 5, 3),),
@@ -196,6 +225,8 @@ def test_unanswered_exercises_say_so():
         assert check(None).startswith("not done yet")
     assert ex.check_eval_prediction(None, True).startswith("not done yet")
     assert ex.check_value_exp(lambda v: None, Value).startswith("not done yet")
+    assert ex.check_nesterov_step(lambda *args: None).startswith("not done yet")
+    assert ex.check_momentum_factor(None).startswith("not done yet")
 
 
 def _backward_cases():

@@ -1,5 +1,6 @@
-"""Progressive resizing (``fit(low_res=...)``, ``minidl.progressive``): which batches are small,
-a resume across the switch, a budget that counts small steps at their cost, the CIFAR crops."""
+"""Progressive resizing (``fit(low_res=...)``, ``minidl.train.progressive``): which batches are
+small, a resume across the switch, a budget that counts small steps at their cost, the CIFAR
+crops."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import numpy as np
 import pytest
 from test_training import EPOCHS, FakeClock, loss_fn, make_run, weights
 
-from minidl import training
-from minidl.checkpoint import read_checkpoint
 from minidl.data import Compose, DataLoader, RandomCrop, RandomHorizontalFlip
 from minidl.data.transforms import cifar10_train_transform
-from minidl.progressive import PROBE_STEPS, SmallImagesFirst
-from minidl.training import fit
+from minidl.train import run as training
+from minidl.train.checkpoint import read_checkpoint
+from minidl.train.progressive import PROBE_STEPS, SmallImagesFirst
+from minidl.train.run import fit
 
 SMALL = Compose([RandomCrop(4, padding=0), RandomHorizontalFlip()])  # 4x4 of the 8x8 images
 

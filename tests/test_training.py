@@ -1,4 +1,4 @@
-"""minidl.training as a library: fit a tiny model on tiny data, its files, resuming, Ctrl-C."""
+"""minidl.train as a library: fit a tiny model on tiny data, its files, resuming, Ctrl-C."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import pytest
 
 import minidl as md
 import minidl.functional as F
-from minidl import nn, optim, training
-from minidl.checkpoint import read_checkpoint, run_lock
+from minidl import nn, optim
 from minidl.data import DataLoader, RandomHorizontalFlip
 from minidl.ops.activation import ReLU
-from minidl.training import (
+from minidl.train import run as training
+from minidl.train.checkpoint import read_checkpoint, run_lock
+from minidl.train.run import (
     Interrupted,
     NonFiniteLoss,
     estimate_epochs,
@@ -373,7 +374,7 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 class FakeClock:
-    """time.perf_counter for minidl.training: a train_step takes exactly one second."""
+    """time.perf_counter for minidl.train.run: a train_step takes exactly one second."""
 
     def __init__(self, monkeypatch):
         self.now = 0.0
@@ -418,7 +419,7 @@ def test_run_lock_refuses_a_second_run_and_takes_over_a_dead_ones(tmp_path):
         assert taken_over is None
         assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())
         other = subprocess.run(
-            [sys.executable, "-c", "import sys; from minidl.checkpoint import run_lock\n"
+            [sys.executable, "-c", "import sys; from minidl.train.checkpoint import run_lock\n"
              "with run_lock(sys.argv[1]): pass", str(tmp_path)],
             capture_output=True, text=True,
         )  # fmt: skip
@@ -449,7 +450,7 @@ def _plan_naive(time_left, step_s, eval_s, epoch_left, per_epoch):
 
 
 def test_plan_steps_counts_the_steps_and_evaluations_that_fit():
-    from minidl.budget import plan_steps
+    from minidl.train.budget import plan_steps
 
     assert plan_steps(10, 1, 2, 5, 5) == 6  # 5, the epoch's evaluation, 1, the final one
     assert plan_steps(9.5, 1, 2, 5, 5) == 5  # the epoch's evaluation is the final one
@@ -585,7 +586,7 @@ def test_a_budget_too_short_for_the_whole_test_set_ends_on_its_last_evaluation(
 
 
 def test_the_final_pass_choices_and_the_budget_that_picks_one():
-    from minidl.budget import TimeBudget
+    from minidl.train.budget import TimeBudget
 
     assert training.final_pass_choices(training.TTA_SHIFTS) == [training.TTA_SHIFTS, ((0, 0),), ()]
     assert training.final_pass_choices(((0, 0),)) == [((0, 0),), ()]
@@ -625,7 +626,7 @@ def test_a_budget_measures_a_test_images_cost_where_it_is_not_a_third_of_a_train
 
 
 def test_the_budget_scales_a_measured_test_image_by_the_steps_speed():
-    from minidl.budget import FILES_S, TimeBudget
+    from minidl.train.budget import FILES_S, TimeBudget
 
     budget = TimeBudget(100.0, test_images=20, batch_size=4)
     assert not budget.wants_test_timing()  # not before the first step

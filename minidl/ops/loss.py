@@ -11,7 +11,7 @@ reduction "mean" averages loss_i over the batch, "sum" adds them, "none" returns
 
 A target outside [0, K) raises ValueError on the CPU. On a GPU, asking would read a boolean back
 (a synchronisation every step), so there the row's loss becomes NaN instead and nothing is read
-(PyTorch stops at a device-side assert); ``minidl.training.train_step`` turns a NaN loss from bad
+(PyTorch stops at a device-side assert); ``minidl.train.train_step`` turns a NaN loss from bad
 targets into the same ValueError.
 
 Fusing the two steps gives the famous gradient  dloss_i/dx_i = softmax(x_i) - q_i  (times the

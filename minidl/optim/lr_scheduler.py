@@ -40,7 +40,7 @@ class LRScheduler:
 
     def set_step(self, step: int) -> None:
         """Jump to step ``step`` and set each group's lr: a budgeted run places its schedule at
-        the fraction of the run done (``minidl.budget``), not one step per batch."""
+        the fraction of the run done (``minidl.train.budget``), not one step per batch."""
         self.last_epoch = step
         self._apply()
 

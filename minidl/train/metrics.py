@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .serialization import atomic_open
+from ..serialization import atomic_open
 
 
 def write_metrics(rows: Sequence[dict[str, Any]], folder: str | os.PathLike) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .serialization import atomic_open, load, process_alive, remove_stale_temp_files, save
+from ..serialization import atomic_open, load, process_alive, remove_stale_temp_files, save
 
 try:
     import fcntl

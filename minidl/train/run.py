@@ -1,14 +1,13 @@
-"""The training loop, for any model: ``fit`` runs epochs of ``train_step`` and ``evaluate``s.
+"""A training run, for any model: ``fit`` runs epochs of ``train_step`` and ``evaluate``s.
 
-``train_step`` is the five lines at the heart of every deep-learning program (forward, loss,
-zero the gradients, backward, optimizer step), written once here and used by ``fit``,
-``python googlenet.py train`` and the lessons. Around it ``fit`` keeps the chores: a progress
-bar, one metrics row per epoch (``metrics.csv``/``metrics.json``), curves, checkpoints
-(``minidl.checkpoint``: ``last.npz`` after every epoch, ``best.npz`` at the best test
+``train_step`` (``loop.py``) is the five lines at the heart of every deep-learning program;
+around it ``fit``, which ``python googlenet.py train`` and the lessons use, keeps the chores: a
+progress bar, one metrics row per epoch (``metrics.csv``/``metrics.json``), curves, checkpoints
+(``checkpoint.py``: ``last.npz`` after every epoch, ``best.npz`` at the best test
 accuracy), resuming a checkpoint exactly (mid-epoch too), Ctrl-C and SIGTERM (the batch being
 trained finishes, the state is saved, ``Interrupted`` is raised: a resume continues bit for bit),
 and a diverging loss (``NonFiniteLoss``). With ``time_budget_s`` the run ends within its time
-budget, its schedule following the fraction of the budget used (``minidl.budget``);
+budget, its schedule following the fraction of the budget used (``budget.py``);
 ``estimate_epochs`` gives such a run a first plan. docs/training.md says what a resume reproduces.
 
 Models whose training output is a tuple (GoogLeNet's auxiliary heads) hand it to the loss
@@ -30,45 +29,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import backend
-from .backend import get_array_module
+from ..tensor import Tensor
+from ..viz import plot_curves
 from .budget import CALIBRATION_SHARE, FINAL_SHARE, WHOLE_SHARE, TimeBudget
 from .checkpoint import Position, restore_training_state, save_checkpoint, training_state
-from .evaluation import (  # noqa: F401  (Evaluation, evaluate_flipped: minidl.training's API too)
-    TTA_SHIFTS,
-    Evaluation,
-    Shift,
-    evaluate,
-    evaluate_flipped,
-    evaluate_tta,
-    views_per_image,
-)
+from .evaluation import TTA_SHIFTS, Shift, evaluate, evaluate_tta, views_per_image
+from .loop import LossFn, train_step
 from .metrics import write_metrics
-from .ops.loss import check_target_values
 from .progressive import PROBE_STEPS, SmallImagesFirst
-from .tensor import Tensor
-from .viz import plot_curves
-
-LossFn = Callable[[Any, Tensor], Tensor]
-
-
-def train_step(
-    model: Any, loss_fn: LossFn, optimizer: Any, x: Tensor, y: Tensor
-) -> tuple[float, int]:
-    """One step on the batch ``(x, y)``; returns the batch's mean loss and correct predictions."""
-    output = model(x)  # forward: the graph is recorded
-    loss = loss_fn(output, y)
-    optimizer.zero_grad()  # gradients accumulate, so clear the last step's first
-    loss.backward()  # every parameter's .grad
-    optimizer.step()  # p -= lr * (momentum-smoothed gradient + weight decay * p)
-    logits = output if isinstance(output, Tensor) else output[0]
-    correct = (logits.data.argmax(axis=1) == y.data).sum()
-    # the step's one read-back (on a GPU, its one synchronisation): loss and count together
-    xp = get_array_module(loss.data)
-    loss_value, n_correct = backend.to_numpy(xp.stack([loss.data, correct.astype(loss.dtype)]))
-    if not math.isfinite(loss_value):  # bad targets make a NaN loss on a GPU: say so clearly
-        check_target_values(y.data, logits.shape[1])
-    return float(loss_value), int(n_correct)
 
 
 class Step(NamedTuple):
@@ -168,17 +136,17 @@ def fit(
     set gives its result. ``final_tta``: with test-time augmentation too (``evaluate_tta``; True:
     its ``TTA_SHIFTS``, or the shifts to use), added as ``final_test_tta_acc`` and
     ``final_test_tta_views``; a time budget too short for all the views (their cost over
-    ``minidl.budget.FINAL_SHARE`` of it) falls back to the mirror pair, or to the plain pass.
+    ``minidl.train.budget.FINAL_SHARE`` of it) falls back to the mirror pair, or to the plain pass.
 
     ``time_budget_s``: the run ends within that many seconds of wall time (counted as
     ``FitResult.elapsed_s`` is, earlier sessions included), its schedule completed, after as many
     steps as fit: ``epochs`` is then only the plan ``schedule`` was built for (its resolution),
     and ``schedule`` is placed at ``last step * done / (done + steps that still fit)``, re-planned
-    after every step from the measured speed (``minidl.budget``). The last epoch may be partial;
-    its row's ``epoch`` is then fractional (2.4: 40% of the third). A resumed budgeted run goes
+    after every step from the measured speed (``budget.py``). The last epoch may be partial; its
+    row's ``epoch`` is then fractional (2.4: 40% of the third). A resumed budgeted run goes
     on with the time its budget has left; it is not bit-exact (the plan follows wall time).
 
-    ``low_res=(share, transform)``: progressive resizing (``minidl.progressive``). The batches
+    ``low_res=(share, transform)``: progressive resizing (``progressive.py``). The batches
     of the first ``share`` of the run (its fraction of steps done, or of a budget's schedule)
     come from ``transform`` in place of ``train_loader.transform``: smaller crops, faster steps;
     a budget counts those steps at their pixels' share of a full-size step's time.

@@ -14,11 +14,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import backend
-from .function import no_grad
-from .ops.activation import softmax
-from .ops.loss import cross_entropy
-from .tensor import Tensor
+from .. import backend
+from ..function import no_grad
+from ..ops.activation import softmax
+from ..ops.loss import cross_entropy
+from ..tensor import Tensor
 
 Shift = tuple[int, int]  # (dy, dx): the crop window moved down by dy and right by dx pixels
 TTA_SHIFTS: tuple[Shift, ...] = ((0, 0), (1, 1), (-1, -1))  # each also mirrored: six views

@@ -1,0 +1,30 @@
+"""Training: the step, the run around it, and what a run needs.
+
+- ``loop.py``: ``train_step``, the five lines at the heart of every training program;
+- ``run.py``: ``fit``, a whole run (progress bar, metrics, checkpoints, resume, Ctrl-C, a time
+  budget), and ``estimate_epochs``;
+- ``evaluation.py``: test passes (``evaluate``; ``evaluate_tta``: mirrored and shifted views);
+- ``budget.py``: the steps that still fit a time budget, re-planned after every step;
+- ``progressive.py``: small crops for the first part of a run, then full size;
+- ``checkpoint.py``: what a run saves to continue exactly where it stopped;
+- ``metrics.py``: per-epoch rows as metrics.csv and metrics.json, the confusion matrix.
+"""
+
+from .evaluation import TTA_SHIFTS, Evaluation, evaluate, evaluate_flipped, evaluate_tta
+from .loop import train_step
+from .run import FitResult, Interrupted, NonFiniteLoss, Step, estimate_epochs, fit
+
+__all__ = [
+    "TTA_SHIFTS",
+    "Evaluation",
+    "FitResult",
+    "Interrupted",
+    "NonFiniteLoss",
+    "Step",
+    "estimate_epochs",
+    "evaluate",
+    "evaluate_flipped",
+    "evaluate_tta",
+    "fit",
+    "train_step",
+]
