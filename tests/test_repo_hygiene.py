@@ -5,6 +5,7 @@ file points at something outside the repository."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shlex
 import subprocess
@@ -190,6 +191,78 @@ def test_readme_lists_every_lesson_in_order():
     listed = re.findall(r"\(examples/(\d\d_\w+\.py)\)", section)
     lessons = sorted(p.name for p in (ROOT / "examples").glob("[0-9][0-9]_*.py"))
     assert listed == lessons
+
+
+RECORDS = ROOT / "records"
+
+
+def _agrees(stated: str, value: float) -> bool:
+    """A figure as written ("91.4", "87") is ``value`` rounded to its digits."""
+    decimals = len(stated.partition(".")[2])
+    return abs(float(stated) - value) <= 0.5 * 10**-decimals + 1e-9
+
+
+def _final_row(folder: str) -> dict:
+    return json.loads((RECORDS / folder / "metrics.json").read_text())[-1]
+
+
+def _views_acc(row: dict) -> tuple[float, int] | None:
+    """The final pass with views averaged: its accuracy and how many views (2: the mirror pair)."""
+    if "final_test_tta_acc" in row:
+        return row["final_test_tta_acc"], row["final_test_tta_views"]
+    for key in ("final_test_flip_acc", "final_test_acc_flip"):
+        if key in row:
+            return row[key], 2
+    return None
+
+
+def _timed_command(folder: str) -> str:
+    """The command /usr/bin/time ran, from the end of the run's train.log."""
+    log = (RECORDS / folder / "train.log").read_text()
+    return re.search(r'Command being timed: "(.*)"', log).group(1)
+
+
+def _readme_results() -> str:
+    """README's paragraph of results (in its set-up section), on one line."""
+    setup = README.read_text().split("\n## Set-up", 1)[1].split("\n## ", 1)[0]
+    return " ".join(next(p for p in setup.split("\n\n") if "test accuracy in" in p).split())
+
+
+def _records_index() -> list[list[str]]:
+    index = (RECORDS / "README.md").read_text()
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in index.splitlines()
+        if re.match(r"^\| \d{4}-\d\d-\d\d ", line)
+    ]
+
+
+def test_records_index_agrees_with_each_runs_metrics():
+    """One row per run folder, named by the row's date and commit, and the row's epochs,
+    minutes and accuracies are those of the folder's metrics (or of the table that is the
+    record where no metrics were kept)."""
+    rows = _records_index()
+    folders = []
+    for date, commit, _command, epochs, minutes, plain, views, _note, link in rows:
+        folder = re.fullmatch(r"\[([\w-]+)\]\(\1/\)", link).group(1)
+        folders.append(folder)
+        assert folder.startswith(f"{date[:10]}-{commit.strip('`')}"), folder
+        if not (RECORDS / folder / "metrics.json").exists():
+            record = (RECORDS / folder / "README.md").read_text()
+            assert f"| {epochs} | {minutes} |" in record, folder
+            assert f"**{plain}**" in record and f"**{views.split()[0]}**" in record, folder
+            continue
+        row = _final_row(folder)
+        assert _agrees(epochs, row["epoch"]) and _agrees(minutes, row["time_s"] / 60), folder
+        assert _agrees(plain.rstrip("%"), 100 * row.get("final_test_acc", row["test_acc"])), folder
+        with_views = _views_acc(row)
+        if with_views is None:
+            assert not views, folder
+            continue
+        accuracy, count = re.fullmatch(r"\**(\d+\.\d+)% \((\d+)\)\**", views).groups()
+        assert _agrees(accuracy, 100 * with_views[0]) and int(count) == with_views[1], folder
+    on_disk = sorted(p.name for p in RECORDS.iterdir() if p.is_dir())
+    assert sorted(folders) == on_disk, "one row per run folder"
 
 
 def test_headline_result_agrees_across_readme_help_and_lessons():
