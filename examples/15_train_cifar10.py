@@ -3,7 +3,8 @@
 
 What it teaches: everything so far, put to work. A training step is five lines (forward, loss,
 zero the gradients, backward, optimizer step): we read them in the library, where the same step
-serves ``python googlenet.py train``, and run them with its loop (``minidl.train.fit``). We
+serves ``python googlenet.py train``, read the loop around them (``minidl.train.fit_simple``,
+about 20 lines) and run it, then train with the library's full loop (``minidl.train.fit``). We
 check the loss at initialisation (it should be log 10 = 2.30 for 10 classes), train on a subset
 of CIFAR-10 within a time budget, plot the curves, show test images with the predicted and true
 labels, the confusion matrix, and the first layer's filters before and after training.
@@ -55,7 +56,7 @@ from minidl.data import (
     cifar10_test_transform,
 )
 from minidl.summary import profile
-from minidl.train import evaluate, fit, train_step
+from minidl.train import evaluate, fit, fit_simple, train_step
 from minidl.train.metrics import confusion_matrix, format_confusion
 from minidl.viz import plot_confusion
 
@@ -145,9 +146,37 @@ print(f"before training: test loss {loss0:.3f} (log 10 = {math.log(10):.3f}), ac
 print(inspect.getsource(train_step))
 
 # %% [markdown]
-# `fit` runs epochs of that step: it sets training mode, steps the learning-rate schedule after
-# each batch, shows a progress bar and prints a line per epoch (given a folder it also writes
-# metrics, curves and checkpoints, as `googlenet.py train` does). After every step it calls our
+# A training run is that step inside two loops, epochs and batches: the learning-rate schedule
+# is stepped after every batch, and the model is tested after each epoch (in eval mode: dropout
+# off, batch norm with its running statistics). `minidl.train.fit_simple` is that loop and
+# nothing else:
+
+# %%
+print(inspect.getsource(fit_simple))
+
+# %% [markdown]
+# Run it on a fresh model, two epochs over four batches, with a plain SGD (a taste: a few
+# batches teach little; the real run is next). Each line is one epoch's row.
+
+# %%
+nn.init.manual_seed(1)  # (seeded here, so the cell prints the same when run again)
+np.random.seed(1)
+taste_model = googlenet_cifar(width=args.width)
+taste_batches = DataLoader(
+    (train_x[: 4 * args.batch_size], train_y[: 4 * args.batch_size]),
+    batch_size=args.batch_size, shuffle=True, drop_last=True, seed=1,
+    transform=Compose([RandomHorizontalFlip(), ToFloat(), Normalize()]),
+)  # fmt: skip
+taste_optimizer = optim.SGD(taste_model.parameters(), lr=args.lr, momentum=0.9)
+taste = fit_simple(
+    taste_model, F.cross_entropy, taste_batches, taste_optimizer, 2, test_loader=test_loader
+)
+np.random.seed(0)  # the real run's dropout masks, as if this cell had not run
+
+# %% [markdown]
+# `fit` is the same loop with the chores a real run needs: a progress bar, a line per epoch
+# (given a folder it also writes metrics, curves and checkpoints, as `googlenet.py train` does),
+# resuming, Ctrl-C, a time budget. After every step it calls our
 # `on_step`, which keeps each batch's loss and learning rate, evaluates on the test subset every
 # few steps, and returns True to stop once the time budget runs out (the schedule is planned
 # for all the steps, so an early stop ends at a higher rate).

@@ -16,6 +16,7 @@ import minidl.functional as F
 from minidl import nn, optim
 from minidl.data import DataLoader, RandomHorizontalFlip
 from minidl.ops.activation import ReLU
+from minidl.train import fit_simple
 from minidl.train import run as training
 from minidl.train.checkpoint import read_checkpoint, run_lock
 from minidl.train.run import (
@@ -282,6 +283,25 @@ def test_fit_evaluates_the_whole_test_set_once_when_the_run_ends(tmp_path):
     assert rows[-1]["final_test_acc"] == round(plain.accuracy, 5)
     assert json.loads((tmp_path / "metrics.json").read_text()) == rows
     assert read_checkpoint(tmp_path / "last.npz")["metrics"] == rows
+
+
+def test_fit_simple_is_fits_loop_without_the_chores(capsys):
+    """The readable loop trains exactly as ``fit`` does (same batches, dropout masks, schedule):
+    the same weights and the same per-epoch figures."""
+    model, optimizer, schedule, loader, test_loader = make_run()
+    rows = fit_simple(model, loss_fn, loader, optimizer, EPOCHS, schedule, test_loader)
+    printed = capsys.readouterr().out.splitlines()
+    simple = weights(model)
+    model, optimizer, schedule, loader, test_loader = make_run()
+    result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule,
+                 test_loader=test_loader, progress=False)  # fmt: skip
+    for key, value in weights(model).items():
+        np.testing.assert_array_equal(simple[key], value, err_msg=key)
+    assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))
+    for mine, theirs in zip(rows, result.rows, strict=True):
+        for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+            assert round(mine[key], 5) == theirs[key], key
+    assert len(printed) == EPOCHS and printed[0].startswith("epoch 1, train_loss ")
 
 
 def test_estimate_epochs_leaves_everything_as_it_was():

@@ -1,6 +1,7 @@
 """Training: the step, the run around it, and what a run needs.
 
-- ``loop.py``: ``train_step``, the five lines at the heart of every training program;
+- ``loop.py``: ``train_step``, the five lines at the heart of every training program, and
+  ``fit_simple``, the loop around it that a learner reads (about 20 lines);
 - ``run.py``: ``fit``, a whole run (progress bar, metrics, checkpoints, resume, Ctrl-C, a time
   budget), and ``estimate_epochs``;
 - ``evaluation.py``: test passes (``evaluate``; ``evaluate_tta``: mirrored and shifted views);
@@ -11,7 +12,7 @@
 """
 
 from .evaluation import TTA_SHIFTS, Evaluation, evaluate, evaluate_flipped, evaluate_tta
-from .loop import train_step
+from .loop import fit_simple, train_step
 from .run import FitResult, Interrupted, NonFiniteLoss, Step, estimate_epochs, fit
 
 __all__ = [
@@ -26,5 +27,6 @@ __all__ = [
     "evaluate_flipped",
     "evaluate_tta",
     "fit",
+    "fit_simple",
     "train_step",
 ]
