@@ -4,7 +4,7 @@ Test-time augmentation (TTA) shows the model each test image as several views th
 augmentation could have produced (mirrored, and the crop window moved by a pixel) and averages
 the class probabilities of the views. ``TTA_SHIFTS`` with mirrors gives six views; measured on
 two CIFAR-10 runs of ``python googlenet.py train`` it added 0.30 and 0.56 points over mirrors
-alone (docs/results.md, "Test-time augmentation").
+alone (records/recipe.md, "Test-time augmentation: which views").
 """
 
 from __future__ import annotations
