@@ -12,6 +12,11 @@ Szegedy et al., "Going Deeper with Convolutions" (2014). Three variants of one n
 - ``googlenet_cifar(width)``: the same modules for 32x32 CIFAR-10 images: a 3x3 stem with no early
   downsampling, every channel count multiplied by ``width``.
 
+``model.fuse()`` turns on two fused paths that compute the same values with fewer passes over
+memory (batch norm and ReLU as one op; an Inception module's three 1x1 convolutions of its input
+as one matrix product); the command line turns them on, and off the forward pass reads as the
+paper draws it.
+
 This file is the model only. Its command line (``googlenet_cli.py``) trains the CIFAR model with
 the library's loop (``minidl.train``), evaluates a checkpoint, prints the paper's Table 1 beside
 the live model (``googlenet_table.py``) and converts torchvision weights::
@@ -24,17 +29,12 @@ the live model (``googlenet_table.py``) and converts torchvision weights::
 
 from __future__ import annotations
 
-import os
-import sys
-from collections import namedtuple
+if __name__ == "__main__":  # `python googlenet.py ...`: the command line, which imports this
+    import googlenet_cli  # file as the module `googlenet`, so the model is defined once
 
-if __name__ == "__main__":
-    # Run as the training program: OpenBLAS's worker threads spin for a while after each matrix
-    # product, taking the cores from the element-wise passes (batch norm, pooling, im2col) that
-    # run between products: ~10% of a CPU training step on 2 cores. A short spin must be asked
-    # for before NumPy loads OpenBLAS, hence here; only for the program, since importing the
-    # model must leave the importing program's environment alone.
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    raise SystemExit(googlenet_cli.main())
+
+from collections import namedtuple
 
 import numpy as np
 
@@ -95,11 +95,15 @@ class ConvBlock(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels, eps=bn_eps) if bn_eps is not None else None
         self.relu = nn.ReLU()
 
+    fused = False  # relu(bn(x)) as one op: one pass over memory (``GoogLeNet.fuse``)
+
     def forward(self, x: md.Tensor) -> md.Tensor:
         x = self.conv(x)
         if self.bn is None:
             return self.relu(x)
-        return batch_norm_relu(self.bn, x)  # relu(bn(x)) as one op: one pass over memory
+        if self.fused:
+            return batch_norm_relu(self.bn, x)
+        return self.relu(self.bn(x))
 
 
 class Inception(nn.Module):
@@ -153,11 +157,11 @@ class Inception(nn.Module):
             ConvBlock(in_channels, pool_proj, 1, bn_eps=e),
         )
 
-    fuse_1x1 = True  # in training, the three 1x1 convolutions reading x run as one (forward)
+    fused = False  # in training, the three 1x1 convolutions of x run as one (``GoogLeNet.fuse``)
 
     def forward(self, x: md.Tensor) -> md.Tensor:
         first = [self.branch1, self.branch2[0], self.branch3[0]]  # the 1x1 convolutions of x
-        if self.fuse_1x1 and can_stack(first):  # one matrix product, the same values
+        if self.fused and can_stack(first):  # one matrix product, the same values
             b1, r2, r3 = stacked_1x1(first, x)
             branches = [b1, self.branch2[1](r2), self.branch3[1](r3), self.branch4(x)]
         else:
@@ -321,6 +325,16 @@ class GoogLeNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.inception5b.out_channels, num_classes)
 
+    def fuse(self, enabled: bool = True) -> GoogLeNet:
+        """The same values with fewer passes over memory: every conv unit's batch norm and ReLU
+        as one op, and in training each Inception module's three 1x1 convolutions of its input
+        as one matrix product (``minidl.nn._fused``). ``enabled=False`` turns them off. Returns
+        the model."""
+        for module in self.modules():
+            if isinstance(module, (ConvBlock, Inception)):
+                module.fused = enabled
+        return self
+
     def _transform_input(self, x: md.Tensor) -> md.Tensor:
         # x was normalised with ImageNet's (mean, std); the ported weights expect (x - 0.5) / 0.5:
         # (x * std + mean - 0.5) / 0.5 per channel.
@@ -388,15 +402,8 @@ def googlenet_cifar(
     multiply-adds per image), chosen for a 2-core CPU and its time budget: width 0.5 costs 4x as
     much, and the 3x3 kernel, though it saves only 7% of the multiply-adds, made a training step
     13-20% faster in NumPy (a 5x5 im2col moves 25 values per input value, a 3x3 one 9), which
-    buys about one more epoch. See docs/results.md.
+    buys about one more epoch. See records/recipe.md.
     """
     return GoogLeNet(
         num_classes, "cifar", aux_logits=aux_logits, width=width, kernel5=kernel5, dropout=dropout
     )
-
-
-# ---------------------------------------------------------------------------- command line
-if __name__ == "__main__":
-    from googlenet_cli import main  # train, eval, summary, import-torchvision
-
-    sys.exit(main())

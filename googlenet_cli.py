@@ -17,7 +17,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
+if "numpy" not in sys.modules:  # run as the program (`python googlenet.py ...`), not imported
+    # OpenBLAS's worker threads spin for a while after each matrix product, taking the cores
+    # from the element-wise passes (batch norm, pooling, im2col) that run between products:
+    # ~10% of a CPU training step on 2 cores. A short spin must be asked for before NumPy loads
+    # OpenBLAS, hence here, before the imports below; never by importing the model.
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as np  # noqa: E402
 
 import minidl as md
 import minidl.functional as F
@@ -265,7 +272,7 @@ def epochs_with_small_crops(full_size_epochs: int, config: dict[str, Any]) -> in
 
 TRAIN_DEFAULTS = {
     "width": 0.25,
-    "kernel5": 3,  # faster than 5 in NumPy at width 1/4 (docs/results.md); --kernel5 5: paper
+    "kernel5": 3,  # faster than 5 in NumPy at width 1/4 (records/recipe.md); --kernel5 5: paper
     "aux": False,
     "epochs": 0,  # 0: steered by --time-budget-min (minidl.train.budget), as many steps as fit
     "time_budget_min": 88.0,  # the run ends within it: the whole process within 90 minutes
@@ -276,7 +283,7 @@ TRAIN_DEFAULTS = {
     "nesterov": True,
     "weight_decay": 5e-4,
     "aux_weight": 0.3,
-    "label_smoothing": 0.1,  # Szegedy et al. 2016; docs/results.md, "The defaults, and why"
+    "label_smoothing": 0.1,  # Szegedy et al. 2016; records/recipe.md, "Label smoothing 0.1"
     "cutout": 0,
     # progressive resizing: 24x24 crops for the first 70% of the schedule, the full 32x32 images
     # for the last 30% (docs/training.md, "Progressive resizing: small crops first")
@@ -396,7 +403,8 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
         md.backend.module_for(device).random.seed(args.seed)
     model = googlenet_cifar(
         args.width, len(train_set.classes), aux_logits=args.aux, kernel5=args.kernel5
-    ).to(device)
+    )
+    model.fuse().to(device)  # the same values with fewer passes over memory
     if ckpt is not None:
         check_compatible(ckpt["model_config"], model_config(model), args.resume)
     optimizer = optim.SGD(
@@ -504,7 +512,7 @@ def evaluate_checkpoint(args: Any) -> float:
             f"checkpoint {args.checkpoint!r} classifies {config['num_classes']} classes; "
             f"CIFAR-10 has {len(test_set.classes)}"
         )
-    model = load_model(args.checkpoint, device)
+    model = load_model(args.checkpoint, device).fuse()
     loader = DataLoader(
         test_set, args.batch_size, transform=cifar10_test_transform(), device=device
     )
@@ -598,7 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
         "with --epochs left at 0 it ends within the budget with its schedule completed, "
         "re-planned after every step from the measured speed. A 2-core CPU reached 91.4% test "
         "accuracy in 87 minutes "
-        "(the whole test set, six views averaged; docs/results.md).",
+        "(the whole test set, six views averaged; records/README.md).",
     )
     t.add_argument(
         "--data", help=f"CIFAR-10 folder (default: {DEFAULT_DATA}, downloaded if missing)"

@@ -34,6 +34,8 @@ width, kernel5 = float(sys.argv[1]), int(sys.argv[2])
 batch, steps = int(sys.argv[3]), int(sys.argv[4])
 keep_freed_memory()  # as `googlenet.py train` does
 model = googlenet_cifar(width=width, kernel5=kernel5)
+if hasattr(model, "fuse"):  # as `googlenet.py train` has it (fused by default before fuse())
+    model.fuse()
 opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 rng = np.random.default_rng(0)
 x = md.tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32))

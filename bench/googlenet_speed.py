@@ -128,7 +128,7 @@ class Runner:
             from googlenet import googlenet_cifar
 
             self.md = md
-            self.model = googlenet_cifar(width=width, kernel5=kernel5).to(device)
+            self.model = googlenet_cifar(width=width, kernel5=kernel5).fuse().to(device)
             self.opt = md.optim.SGD(self.model.parameters(), lr=0.01, momentum=0.9)
             self.x = md.tensor(x, device=device)
             self.y = md.tensor(y, device=device)

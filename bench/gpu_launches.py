@@ -56,7 +56,7 @@ def main() -> None:
     _array.count_launch = _namespace.count_launch = counting
     with backend.simulate_cuda() as sim:
         md.nn.init.manual_seed(0)
-        model = googlenet_cifar(args.width, aux_logits=args.aux).to("cuda").train()
+        model = googlenet_cifar(args.width, aux_logits=args.aux).fuse().to("cuda").train()
         opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
         rng = np.random.default_rng(0)
         x, y = rng.standard_normal((8, 3, 32, 32)).astype(np.float32), rng.integers(0, 10, 8)

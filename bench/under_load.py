@@ -41,7 +41,7 @@ if framework == "minidl":
     from minidl.backend import keep_freed_memory
     from googlenet import googlenet_cifar
     keep_freed_memory()  # as `googlenet.py train` does
-    model = googlenet_cifar(width=width, kernel5=kernel5)
+    model = googlenet_cifar(width=width, kernel5=kernel5).fuse()
     opt = md.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x, y = md.tensor(xs), md.tensor(ys)
 else:

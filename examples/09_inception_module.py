@@ -214,10 +214,11 @@ print(f"each branch's weights got the same gradient from its slice alone: {same_
 
 # %% [markdown]
 # ## 6. The autograd graph
-# Every op the forward pass ran, as recorded for backward: the input fans out to the branches,
-# which meet again in one Concat. (The three 1x1 convolutions that read the input run as one:
-# their weights are concatenated, one Conv2d computes all three, a Split hands each branch its
-# channels; `Inception.fuse_1x1`, the same values with one matrix product instead of three.)
+# Every op the forward pass ran, as recorded for backward: the input fans out to the four
+# branches of the paper's Figure 2(b) (three 1x1 convolutions and a max pooling read it), which
+# meet again in one Concat. (`model.fuse()`, which `python googlenet.py train` turns on, runs
+# the three 1x1 convolutions of the input as one matrix product: the same values, one pass
+# over x instead of three; this module is not fused, so the graph shows the branches.)
 # Orange ellipses are Functions, boxes are tensors (blue: parameters and the input, the leaves
 # that receive gradients). With Graphviz installed (`apt install
 # graphviz`, `brew install graphviz` or `conda install graphviz`) the library draws it as SVG;

@@ -11,7 +11,7 @@ labels, the confusion matrix, and the first layer's filters before and after tra
 
 The default run takes about a minute on a 2-core CPU and reaches roughly 35-45% test
 accuracy (chance is 10%); ``python googlenet.py train`` is the full recipe (91.4% in 87
-minutes on a 2-core CPU, docs/results.md). ``--quick`` trains a tiny model on a few hundred
+minutes on a 2-core CPU, records/README.md). ``--quick`` trains a tiny model on a few hundred
 images for a smoke test.
 
 Data: ``--data PATH`` (a ``cifar-10-batches-py`` folder or its parent), else ``$MINIDL_CIFAR10``,
@@ -116,6 +116,7 @@ test_loader = DataLoader((test_x, test_y), batch_size=250, transform=cifar10_tes
 
 # %%
 model = googlenet_cifar(width=args.width)
+model.fuse()  # the same values with fewer passes over memory, as `googlenet.py train` has it
 stats = profile(model.eval(), md.tensor(np.zeros((1, 3, 32, 32), np.float32)))
 print(
     f"GoogLeNet-CIFAR, width {args.width:g}: {model.num_parameters():,} parameters, "

@@ -128,7 +128,7 @@ rng = np.random.default_rng(6)
 
 
 def seconds_per_step(width, device, batch, steps):
-    model = googlenet_cifar(width=width).to(device)
+    model = googlenet_cifar(width=width).fuse().to(device)  # as `googlenet.py train` has it
     model.train()
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = md.tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32), device=device)
@@ -188,7 +188,7 @@ test_loader = DataLoader(
 )
 nn.init.manual_seed(8)
 cp.random.seed(8)  # dropout's masks come from the array module's generator
-model = googlenet_cifar(width=width).to("cuda")
+model = googlenet_cifar(width=width).fuse().to("cuda")
 opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
 epochs = 1 if args.quick else 3
 total = epochs * len(train_loader)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -173,7 +174,7 @@ def test_a_default_training_step_syncs_once_and_launches_few_kernels(sim):
     from googlenet_cli import make_loss
 
     nn.init.manual_seed(0)
-    model = googlenet_cifar(width=0.25).to("cuda").train()
+    model = googlenet_cifar(width=0.25).fuse().to("cuda").train()  # as the command line has it
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
     x, y = _batch(np.float32)
     for step in range(2):
@@ -254,6 +255,8 @@ def test_cli_trains_on_the_simulated_gpu_and_the_checkpoint_evaluates_on_cpu(tmp
     assert "SIMULATED" in train.stderr
     (counts,) = [line for line in train.stdout.splitlines() if line.startswith("simulated GPU")]
     assert "at most 1 synchronisation(s)" in counts and "kernel launches" in counts
+    launches = int(re.search(r"([\d,]+) kernel launches", counts).group(1).replace(",", ""))
+    assert launches <= 2_550, counts  # the command line fuses the model (~3,100 unfused)
     checkpoint = out / "last.npz"
     stored = md.load(checkpoint)
     weights = [getattr(v, "data", v) for v in stored["model"].values()]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ import minidl as md
 import minidl.functional as F
 from minidl import optim
 from minidl.summary import profile
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------------------- fixtures
 
@@ -38,8 +41,9 @@ def stage_shapes(model, size, batch=1):
 
 
 def test_importing_the_model_leaves_the_environment_alone():
-    """``import googlenet`` changes no environment variable; run as the training program, it
-    asks OpenBLAS for a short spin before NumPy loads (a subprocess each: a fresh NumPy)."""
+    """``import googlenet`` changes no environment variable; run as the training program, its
+    command line asks OpenBLAS for a short spin before NumPy loads (a subprocess each: a fresh
+    NumPy)."""
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
     imported = (
         "import os; before = dict(os.environ); import googlenet; print(dict(os.environ) == before)"
@@ -56,6 +60,49 @@ def test_importing_the_model_leaves_the_environment_alone():
         )
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines()[-1] == expected
+
+
+def test_run_as_a_program_the_model_file_is_executed_once():
+    """``python googlenet.py ...`` hands over to its command line, which imports this file as
+    ``googlenet``: the model is defined once (its classes one object, not a ``__main__`` copy
+    beside the imported one). Counted by the namedtuple the file makes at its top level."""
+    code = (
+        "import collections, runpy, sys\n"
+        "made, real = [], collections.namedtuple\n"
+        "collections.namedtuple = lambda name, *a, **k: made.append(name) or real(name, *a, **k)\n"
+        "sys.argv = ['googlenet.py', 'summary', '--variant', 'cifar']\n"
+        "try: runpy.run_path('googlenet.py', run_name='__main__')\n"
+        "except SystemExit as e: assert not e.code, e.code\n"
+        "print(made.count('GoogLeNetOutputs'))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "1"
+
+
+def test_fuse_is_an_opt_in_with_the_same_values():
+    """The model reads as the paper draws it until ``fuse()``; fused (batch norm + ReLU as one
+    op, each module's 1x1 convolutions of x as one product) it computes the same loss and
+    gradients (float64)."""
+    model = G.googlenet_cifar(width=0.125, dropout=0.0)
+    units = [m for m in model.modules() if isinstance(m, (G.ConvBlock, G.Inception))]
+    assert units and not any(m.fused for m in units)
+    assert model.fuse() is model and all(m.fused for m in units)
+    model.fuse(False)
+    assert not any(m.fused for m in units)
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32))
+    results = []
+    for fused in (False, True):
+        md.nn.init.manual_seed(0)
+        net = G.googlenet_cifar(width=0.125, dropout=0.0).double().fuse(fused).train()
+        loss = net(md.Tensor(x)).sum()
+        loss.backward()
+        results.append((loss.item(), {n: p.grad.numpy() for n, p in net.named_parameters()}))
+    (plain, plain_grads), (fused, fused_grads) = results
+    assert fused == pytest.approx(plain, rel=1e-12)
+    for name, grad in plain_grads.items():
+        np.testing.assert_allclose(fused_grads[name], grad, rtol=1e-9, atol=1e-12, err_msg=name)
 
 
 # ---------------------------------------------------------------------------- parameters
@@ -171,7 +218,7 @@ def test_fused_1x1_convolutions_equal_the_separate_ones(bn_eps):
     for fuse in (True, False):
         md.nn.init.manual_seed(0)
         block = G.Inception(6, 3, 2, 4, 1, 2, 3, bn_eps=bn_eps).double()
-        block.fuse_1x1 = fuse
+        block.fused = fuse
         block.train()
         x = md.Tensor(np.random.default_rng(1).standard_normal((2, 6, 5, 5)), requires_grad=True)
         y = block(x)
