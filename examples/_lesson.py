@@ -2,7 +2,11 @@
 
 Not a lesson itself. Pictures go to ``examples/output/`` unless the environment variable
 ``MINIDL_EXAMPLES_OUTPUT`` (or a lesson's ``--output`` flag) names another folder; the tests use
-that so they leave nothing behind.
+that so they leave nothing behind. A notebook has no command line: ``MINIDL_LESSON_ARGS`` gives
+the flags there (``MINIDL_LESSON_ARGS=--quick``), read before the command line's own.
+
+In a Jupyter kernel (a notebook, or VS Code's cells) the pictures a lesson saves and the graphs
+it draws are shown inline as well; as a script they are files, and only their paths are printed.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -23,7 +28,19 @@ if importlib.util.find_spec("googlenet") is None:
         f"root: python -m pip install -e {REPO}"
     )
 
-IN_NOTEBOOK = "ipykernel" in sys.modules
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (a notebook, VS Code's interactive window), which can show
+    pictures; False for a script and for IPython in a terminal, which cannot."""
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+IN_NOTEBOOK = _in_kernel()
 if not IN_NOTEBOOK:
     matplotlib.use("Agg")  # no window: the pictures are files
 
@@ -33,7 +50,9 @@ DEFAULT_OUTPUT = REPO / "examples" / "output"
 
 
 def parse_args(description: str, quick: bool = False, extra=None) -> argparse.Namespace:
-    """The lesson's flags. ``parse_known_args`` because Jupyter passes its own arguments."""
+    """The lesson's flags: ``$MINIDL_LESSON_ARGS`` (how a notebook gets ``--quick``), then the
+    command line, whose flags win. ``parse_known_args`` because Jupyter passes its own arguments
+    (and a lesson without ``--quick`` ignores it)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
         "--output",
@@ -44,10 +63,23 @@ def parse_args(description: str, quick: bool = False, extra=None) -> argparse.Na
         parser.add_argument("--quick", action="store_true", help="a shorter run (for the tests)")
     if extra is not None:
         extra(parser)
-    args, _ = parser.parse_known_args()
+    argv = shlex.split(os.environ.get("MINIDL_LESSON_ARGS", "")) + sys.argv[1:]
+    args, _ = parser.parse_known_args(argv)
     args.output = Path(args.output)
     args.output.mkdir(parents=True, exist_ok=True)
     return args
+
+
+def show_inline(path) -> None:
+    """In a notebook, show the picture file ``path`` (PNG or SVG) inline, if it was written;
+    as a script, nothing. The file itself is shown, so the notebook and the script agree, and
+    whatever matplotlib backend the kernel uses."""
+    path = Path(path)
+    if not IN_NOTEBOOK or not path.is_file():
+        return
+    from IPython.display import SVG, Image, display
+
+    display(SVG(filename=str(path)) if path.suffix.lower() == ".svg" else Image(filename=str(path)))
 
 
 def save(fig, path: Path) -> None:
@@ -58,20 +90,14 @@ def save(fig, path: Path) -> None:
 
     save_figure(fig, path, bbox_inches="tight")
     print(f"  picture saved: {path}")
-    if IN_NOTEBOOK:
-        from IPython.display import display
-
-        display(fig)
+    show_inline(path)
 
 
 def shown(path) -> None:
     """Say where the library's plotting helpers (``minidl.viz``) saved a picture; in a notebook,
     show it inline too (they close their figures once saved)."""
     print(f"  picture saved: {path}")
-    if IN_NOTEBOOK:
-        from IPython.display import Image, display
-
-        display(Image(filename=str(path)))
+    show_inline(path)
 
 
 class _Stop(Exception):
@@ -121,12 +147,13 @@ def too_few_steps(
 def render_graph(y, path: Path, verbose: bool = False, fallback: bool = True) -> None:
     """Draw the computation graph behind ``y`` as SVG with Graphviz; the .dot text is always
     written. Without Graphviz (and with ``fallback``) draw it with matplotlib instead, as
-    ``<name>_graph.png``, and say how to get the SVG."""
+    ``<name>_graph.png``, and say how to get the SVG. In a notebook the drawing is shown inline."""
     from minidl import viz
 
     try:
         viz.render(y, path, verbose=verbose)
         print(f"  graph drawn: {path}")
+        show_inline(path)
     except RuntimeError:
         print(
             f"  Graphviz's 'dot' program is not installed, so {path.name} was not drawn; its DOT "
