@@ -172,7 +172,8 @@ RUN_CELLS = textwrap.dedent(
 def test_lesson_runs_cell_by_cell(lesson: Path, tmp_path: Path, tiny_cifar: Path):
     """Cell by cell in one namespace, as a notebook runs it: each cell compiled and run on its
     own, its text registered as IPython does (lessons 2 and 17 read their own functions' source
-    with inspect). jupytext and a real kernel are not installed here; this runs the same cells."""
+    with inspect). It needs no Jupyter: test_lessons_notebooks.py runs the same cells in a real
+    kernel where the lessons extra is installed."""
     env = dict(os.environ, MINIDL_EXAMPLES_OUTPUT=str(tmp_path), MPLBACKEND="Agg")
     env["MINIDL_CIFAR10"] = str(tiny_cifar)
     proc = run_python(["-c", RUN_CELLS, str(lesson)], env)
