@@ -44,7 +44,7 @@ class Stats:
     def reset(self) -> None:
         """Zero the counters; live buffers stay counted in ``device_bytes``."""
         live = device_bytes()
-        self.__init__()
+        vars(self).update(vars(Stats()))  # every field back to its default
         self.device_bytes = self.peak_device_bytes = live
 
 
@@ -389,7 +389,8 @@ class ndarray:  # noqa: N801 (CuPy's name)
         # CuPy arrays pickle (through the host); keep that, counted as a transfer
         return (_from_host, (self.get(),))
 
-    __hash__ = None
+    # unhashable, as cupy.ndarray (mutable); typeshed marks list's __hash__ the same way
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _from_host(host: np.ndarray) -> ndarray:
@@ -459,7 +460,10 @@ def _unary(ufunc_name: str):
     return op
 
 
-ndarray.__neg__ = _unary("negative")
-ndarray.__pos__ = _unary("positive")
-ndarray.__abs__ = _unary("absolute")
-ndarray.__invert__ = _unary("invert")
+for _name, _ufunc in {
+    "neg": "negative",
+    "pos": "positive",
+    "abs": "absolute",
+    "invert": "invert",
+}.items():
+    setattr(ndarray, f"__{_name}__", _unary(_ufunc))

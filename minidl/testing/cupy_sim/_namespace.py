@@ -7,7 +7,7 @@ device arrays, refuse host arrays, run NumPy and wrap the results (scalars as 0-
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from ._array import _count, buffers, count_kernel, count_launch, count_sync, nda
 from ._names import API, no_such_name, not_simulated
 
 _KINDS: dict[str, str] = API["cupy"]
+_Order = Literal["K", "A", "C", "F"]  # memory layouts, as NumPy's ``order`` takes them
 _UFUNC_METHODS = frozenset(API["ufunc"])
 
 
@@ -116,14 +117,16 @@ def asarray(a: Any, dtype: Any = None, order: Any = None, *, blocking: bool = Fa
     return wrap(np.array(host, copy=True))
 
 
-def array(obj: Any, dtype: Any = None, copy: bool = True, order: str = "K", subok=False, ndmin=0):
+def array(
+    obj: Any, dtype: Any = None, copy: bool = True, order: _Order = "K", subok=False, ndmin=0
+):
     """``cupy.array``: always a new device array unless ``copy=False`` allows a view."""
     if isinstance(obj, ndarray):
         return wrap(np.array(obj._a, dtype=dtype, copy=copy, order=order, ndmin=ndmin))
     return asarray(np.array(obj, dtype=dtype, order=order, ndmin=ndmin))
 
 
-def asnumpy(a: Any, stream: Any = None, order: str = "C", out: Any = None, blocking=True):
+def asnumpy(a: Any, stream: Any = None, order: _Order = "C", out: Any = None, blocking=True):
     """A host array of ``a`` (a counted transfer when ``a`` is on the device)."""
     if isinstance(a, ndarray):
         return a.get(order=order, out=out)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time as _time
 from types import SimpleNamespace as _Namespace
+from typing import cast as _cast
 
 from ._array import _count
 from ._names import API as _API
@@ -58,8 +59,12 @@ class Device:
 class Stream:
     """A stream; all simulated work has finished by the time a call returns."""
 
+    # the default stream (set below the class), a class attribute as CuPy's: an instance's
+    # ``null`` is that stream too (no annotation: the class's names are CuPy's, tested)
+    null = _cast("Stream", None)
+
     def __init__(self, null: bool = False, non_blocking: bool = False, ptds: bool = False):
-        self.null = null
+        """CuPy's arguments; every simulated stream behaves alike."""
 
     def __enter__(self) -> Stream:
         return self

@@ -8,6 +8,8 @@ default generators, to make any such expectation fail. ``default_rng`` returns C
 
 from __future__ import annotations
 
+from typing import SupportsInt as _SupportsInt
+
 import numpy as _np
 
 from ._array import ndarray as _ndarray
@@ -21,7 +23,7 @@ _NAMES = frozenset(_API["random"])
 _GENERATOR_NAMES = frozenset(_API["random.Generator"])
 
 
-def _philox(seed: object) -> _np.random.Generator:
+def _philox(seed: _SupportsInt | None) -> _np.random.Generator:
     return _np.random.Generator(_np.random.Philox(None if seed is None else int(seed) + 0x5EED))
 
 
@@ -32,10 +34,10 @@ def _size(args: tuple) -> tuple[int, ...]:
 class RandomState:
     """CuPy's legacy generator (``cupy.random.seed``, ``rand``, ``randn``, ``permutation``...)."""
 
-    def __init__(self, seed: object = None):
+    def __init__(self, seed: _SupportsInt | None = None):
         self._g = _philox(seed)
 
-    def seed(self, seed: object = None) -> None:
+    def seed(self, seed: _SupportsInt | None = None) -> None:
         self._g = _philox(seed)
 
     def rand(self, *size, dtype=float) -> _ndarray:
@@ -78,7 +80,7 @@ class RandomState:
 class Generator:
     """CuPy's ``Generator``, only the methods CuPy's has."""
 
-    def __init__(self, seed: object = None):
+    def __init__(self, seed: _SupportsInt | None = None):
         self._g = _philox(seed)
 
     def random(self, size=None, dtype=_np.float64, out=None) -> _ndarray:
@@ -106,14 +108,14 @@ class Generator:
         raise AttributeError(f"'cupy.random.Generator' has no attribute {name!r} (CuPy's lacks it)")
 
 
-def default_rng(seed: object = None) -> Generator:
+def default_rng(seed: _SupportsInt | None = None) -> Generator:
     return Generator(seed)
 
 
 _global = RandomState()
 
 
-def seed(seed: object = None) -> None:
+def seed(seed: _SupportsInt | None = None) -> None:
     _global.seed(seed)
 
 
