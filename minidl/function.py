@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .backend import device_of
@@ -25,7 +25,7 @@ from .backend import device_of
 _grad_enabled = True
 
 # Set by minidl.profiler.profile(): a callable (op, phase) -> context manager timing that phase.
-op_timer = None
+op_timer: Callable[[str, str], contextlib.AbstractContextManager[Any]] | None = None
 
 
 def is_grad_enabled() -> bool:

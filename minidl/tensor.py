@@ -8,6 +8,7 @@ intermediate tensors are dropped once used (keep one with ``retain_grad()``); gr
 
 from __future__ import annotations
 
+import builtins
 import heapq
 from typing import Any
 
@@ -37,7 +38,7 @@ class Tensor:
         self.data = data
         self.grad: Tensor | None = None
         self.requires_grad = bool(requires_grad)
-        self.creator = None
+        self.creator: function.Function | None = None
         self.generation = 0
         self.name = name
         self._retain_grad = False
@@ -215,7 +216,7 @@ class Tensor:
 
         return neg(self)
 
-    def __pow__(self, exponent: float) -> Tensor:
+    def __pow__(self, exponent: builtins.float) -> Tensor:  # (``float`` is a method here)
         from .ops.arithmetic import pow
 
         return pow(self, exponent)
@@ -383,6 +384,9 @@ def tensor(
 def _python_dtype(data: Any) -> np.dtype:
     """torch.tensor's default dtype for Python numbers and (nested) lists of them."""
     inferred = np.asarray(data).dtype
-    return {"f": np.dtype(np.float32), "i": np.dtype(np.int64), "c": np.dtype(np.complex64)}.get(
-        inferred.kind, inferred
-    )
+    defaults: dict[str, np.dtype] = {
+        "f": np.dtype(np.float32),
+        "i": np.dtype(np.int64),
+        "c": np.dtype(np.complex64),
+    }
+    return defaults.get(inferred.kind, inferred)

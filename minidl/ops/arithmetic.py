@@ -163,7 +163,8 @@ def neg(x: Tensor) -> Tensor:
 
 
 def pow(x: Tensor, c: float) -> Tensor:
-    if not np.isscalar(c):
+    scalar = np.isscalar(c)  # (not tested in the `if`: NumPy's TypeGuard would retype c)
+    if not scalar:
         raise TypeError(f"pow: exponent must be a Python number, got {type(c).__name__}")
     return Pow(c)(x)
 

@@ -11,7 +11,7 @@ range raises ``AxisError``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -184,16 +184,19 @@ def _concat_channels_last(xp, xs, bounds):
     return nchw_view(out)
 
 
+def _ints(args: tuple[int | Sequence[int], ...]) -> Sequence[int]:
+    """The ints of ``f(x, 2, 3)`` or ``f(x, (2, 3))``: a shape or axes, as PyTorch takes them."""
+    if len(args) == 1 and isinstance(args[0], tuple | list):
+        return args[0]
+    return cast("tuple[int, ...]", args)  # several ints (a sequence among them fails below)
+
+
 def reshape(x: Tensor, *shape: int | Sequence[int]) -> Tensor:
-    if len(shape) == 1 and isinstance(shape[0], tuple | list):
-        shape = tuple(shape[0])
-    return Reshape(tuple(int(s) for s in shape))(x)
+    return Reshape(tuple(int(s) for s in _ints(shape)))(x)
 
 
 def transpose(x: Tensor, *axes: int | Sequence[int]) -> Tensor:
-    if len(axes) == 1 and isinstance(axes[0], tuple | list):
-        axes = tuple(axes[0])
-    return Transpose(tuple(axes) or None)(x)
+    return Transpose(tuple(_ints(axes)) or None)(x)
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:

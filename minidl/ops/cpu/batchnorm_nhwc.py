@@ -165,7 +165,7 @@ def backward(gy, x, y, mean, invstd, scale, training: bool, relu: bool):
     mean_t = blocks.tile(mean.astype(dtype))
 
     def reduce_work(b, r0, r1):
-        if relu:
+        if yr is not None:  # relu
             np.multiply(gr[r0:r1], yr[r0:r1] > 0, out=dxr[r0:r1])
         else:
             dxr[r0:r1] = gr[r0:r1]

@@ -252,14 +252,14 @@ def backward(gy, xh, wm, w_shape, in_hw, stride, padding, need):
         if need[1] and not dw_from_gcols:
             cols = _im2col_nhwc(xh[lo:hi], (kh, kw), stride, padding, (Ho, Wo), threaded=False)
             partial_dw[lo] = gc.T @ cols.reshape(-1, kh * kw * C)
-        if need[0] and as_conv:
+        if gx is not None and as_conv:  # (gx: need[0])
             pad = (kh - 1 - ph, kw - 1 - pw)
             gcols = _im2col_nhwc(g, (kh, kw), (1, 1), pad, (H, W), threaded=False)
             gcols = gcols.reshape(-1, kh * kw * O)
             xp.matmul(gcols, wflip, out=gx[lo:hi].reshape(-1, C))
             if dw_from_gcols:
                 partial_dw[lo] = _xt_gcols(xh[lo:hi], gcols)
-        elif need[0]:
+        elif gx is not None:
             dcols = (gc @ wm).reshape(hi - lo, Ho, Wo, kh, kw, C)
             gx[lo:hi] = _col2im_nhwc(dcols, (H, W), stride, padding, threaded=False)
 

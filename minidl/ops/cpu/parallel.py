@@ -24,6 +24,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
 
 import numpy as np
 
@@ -98,7 +99,8 @@ def parallel_blocks(
     parallel_batches(xp, len(starts), run, elements, threads)
 
 
-_blas_handle: OpenBLAS | None | bool = False  # OpenBLAS for gemm_blocks, found on first use
+# OpenBLAS for gemm_blocks, found on first use (False: not looked for yet; None: not found)
+_blas_handle: OpenBLAS | None | Literal[False] = False
 
 
 def _blas() -> OpenBLAS | None:

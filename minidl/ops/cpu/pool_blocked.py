@@ -78,6 +78,7 @@ def _max_1d(x, axis, k, s, p, out_size, idx=None, out=None):
         elif idx is not None:
             # arg-max without masked copies (slow in NumPy): offsets grow with t, so
             # idx = max(idx, t * (x_t > y)) sets t exactly where x_t is a new strict maximum
+            assert better is not None  # made for idx with several taps
             b = better[o]
             xp.greater(xs, ys, out=b)
             bi = b.view(xp.int8)
@@ -130,8 +131,8 @@ def max_pool(x, kernel_size, stride, padding, out_hw, want):
     idx_h = empty_like_layout(x, (N, C, Ho, Wo), np.int8) if want else None
 
     def work(b0, b1):
-        r = _max_1d(x[b0:b1], 3, kw, sw, pw, Wo, idx_w[b0:b1] if want else None)  # H x Wo
-        _max_1d(r, 2, kh, sh, ph, Ho, idx_h[b0:b1] if want else None, out=y[b0:b1])
+        r = _max_1d(x[b0:b1], 3, kw, sw, pw, Wo, None if idx_w is None else idx_w[b0:b1])  # H x Wo
+        _max_1d(r, 2, kh, sh, ph, Ho, None if idx_h is None else idx_h[b0:b1], out=y[b0:b1])
 
     _in_blocks(get_array_module(x), x, work)
     return y, ((idx_w, idx_h) if want else None)
