@@ -61,7 +61,7 @@ def can_stack(units: Sequence[Module]) -> bool:
     )
 
 
-def stacked_1x1(units: Sequence[Module], x: Tensor) -> list[Tensor]:
+def stacked_1x1(units: Sequence[Module], x: Tensor) -> tuple[Tensor, ...]:
     """``[relu(u.bn(u.conv(x))) for u in units]`` (``u.bn`` may be None) as one convolution and
     one batch norm; check ``can_stack(units)`` first."""
     convs = [u.conv for u in units]
@@ -78,10 +78,11 @@ def _stacked_batch_norm_relu(bns: Sequence[BatchNorm2d], y: Tensor) -> Tensor:
     parameters and running statistics stacked; the statistics are then written back."""
     args = [bn._batch_norm_args() for bn in bns]  # counts the batch in each module
     xp = get_array_module(y.data)
-    running = [xp.concatenate([a[n] for a in args]) for n in ("running_mean", "running_var")]
+    mean, var = (xp.concatenate([a[n] for a in args]) for n in ("running_mean", "running_var"))
     y = _batch_norm_relu(
         y,
-        *running,
+        mean,
+        var,
         concat([a["weight"] for a in args]),
         concat([a["bias"] for a in args]),
         training=True,
@@ -91,7 +92,7 @@ def _stacked_batch_norm_relu(bns: Sequence[BatchNorm2d], y: Tensor) -> Tensor:
     start = 0
     for bn in bns:
         stop = start + bn.num_features
-        bn.running_mean.data[...] = running[0][start:stop]
-        bn.running_var.data[...] = running[1][start:stop]
+        bn.running_mean.data[...] = mean[start:stop]
+        bn.running_var.data[...] = var[start:stop]
         start = stop
     return y

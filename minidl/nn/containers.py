@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from .module import Module
 
@@ -23,8 +23,8 @@ class Sequential(Module):
             for name, m in modules[0].items():
                 self.add_module(name, m)
         else:
-            for i, m in enumerate(modules):
-                self.add_module(str(i), m)
+            for i, m in enumerate(cast("tuple[Module, ...]", modules)):
+                self.add_module(str(i), m)  # (refuses an OrderedDict among several modules)
 
     def forward(self, x: Any) -> Any:
         for m in self._modules.values():

@@ -19,7 +19,7 @@ def _pair(v: int | tuple[int, int], name: str, minimum: int) -> tuple[int, int]:
         v = (v, v)
     if not isinstance(v, tuple | list) or len(v) != 2:
         raise TypeError(f"Conv2d: {name} must be an int or a pair of ints, got {v!r}")
-    return tuple(check_size(i, name, "Conv2d", minimum) for i in v)
+    return check_size(v[0], name, "Conv2d", minimum), check_size(v[1], name, "Conv2d", minimum)
 
 
 class Conv2d(Module):

@@ -189,7 +189,8 @@ class Module:
         for _, m in self.named_children():
             yield m
 
-    def _named_members(self, registry: str, recurse: bool) -> Iterator[tuple[str, Tensor]]:
+    def _named_members(self, registry: str, recurse: bool) -> Iterator[tuple[str, Any]]:
+        """The entries of ``registry`` ("_parameters": Parameters, "_buffers": Tensors)."""
         seen: set[int] = set()
         walk = self.named_modules() if recurse else iter([("", self)])
         for prefix, module in walk:
