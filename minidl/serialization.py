@@ -44,7 +44,7 @@ def save(obj: Any, path: str | os.PathLike) -> None:
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"save: the folder {folder!r} for {path!r} does not exist")
     with atomic_open(path) as f:
-        np.savez(f, **arrays)
+        np.savez(f, allow_pickle=False, **arrays)  # (_store refused object arrays already)
 
 
 @contextlib.contextmanager
@@ -186,7 +186,7 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
                 f"but holds {info.file_size - f.tell():,} bytes of data"
             )
         data = np.empty(nbytes, dtype=np.uint8)
-        view, done = memoryview(data), 0
+        view, done = data.data, 0  # a memoryview of data's buffer
         while done < nbytes:
             block = f.read(min(nbytes - done, 1 << 24))
             if not block:

@@ -56,7 +56,7 @@ class CIFAR10:
         source = _find(self.root)
         if source is None and download:
             source = _fetch(self.root, url, md5)
-        elif download and md5 is not None and os.path.isfile(source):
+        elif download and md5 is not None and source is not None and os.path.isfile(source):
             found = md5sum(source)  # an archive already there: check it as a download would be
             if found != md5:
                 raise ValueError(
@@ -166,7 +166,9 @@ def _archive_members(archive: str, names: tuple[str, ...]) -> dict[str, bytes]:
                 if info.isfile() and os.path.basename(os.path.dirname(info.name)) == FOLDER:
                     found.append(base)
                     if base in names:
-                        members[base] = tar.extractfile(info).read()
+                        member = tar.extractfile(info)
+                        assert member is not None  # a regular file (info.isfile())
+                        members[base] = member.read()
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ValueError(
             f"{archive} is not a readable tar.gz archive (truncated or corrupt?): {e}; delete it "

@@ -83,7 +83,7 @@ class Optimizer:
                             self._update(group, p.data, p.grad.data, s)
                         elif not s:
                             del self.state[id(p)]
-                    relaid |= any(p.data is not p._flat[0] for p in flat.params)
+                    relaid |= any(p._flat is None or p.data is not p._flat[0] for p in flat.params)
                 if relaid:  # p.data was replaced (model.to(...)): lay the new arrays out again
                     self._flat[i] = [FlatParams(ps) for ps in group_by_buffer(group["params"])]
 

@@ -25,12 +25,14 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
 from ..serialization import atomic_open, load, process_alive, remove_stale_temp_files, save
 
+fcntl: ModuleType | None
 try:
     import fcntl
 except ImportError:  # Windows: the process id in the lock file alone decides

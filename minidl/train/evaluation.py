@@ -60,7 +60,9 @@ def evaluate_tta(
     pairs = all(len(s) == 2 and all(isinstance(d, int) for d in s) for s in shifts)
     if not (shifts and pairs):
         raise TypeError(f"evaluate_tta: shifts must be (dy, dx) int pairs, got {shifts!r}")
-    return _test_passes(model, loader, shifts)
+    plain, augmented = _test_passes(model, loader, shifts)
+    assert augmented is not None  # there are shifts
+    return plain, augmented
 
 
 def shifted(x: Any, dy: int, dx: int, fill: Any = 0.0) -> Any:
@@ -107,7 +109,7 @@ def _test_passes(
             if not shifts:
                 continue
             xp = backend.get_array_module(x.data)
-            probs = 0.0
+            probs: np.ndarray | float = 0.0  # summed over the views
             for dy, dx in shifts:
                 view = x.data if (dy, dx) == (0, 0) else shifted(x.data, dy, dx, fill)
                 for mirror in (False, True):
@@ -117,6 +119,7 @@ def _test_passes(
                         v = xp.ascontiguousarray(view[..., ::-1]) if mirror else view
                         out = model(Tensor(v))
                     probs = probs + softmax(out, axis=1).numpy()
+            assert isinstance(probs, np.ndarray)  # there are shifts: views were summed
             probs = probs / views_per_image(shifts)
             picked = probs[np.arange(len(t)), t]
             augmented[0].append(-float(np.log(np.maximum(picked, 1e-30)).sum()))
