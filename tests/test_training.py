@@ -530,6 +530,8 @@ def test_a_budgeted_run_ends_within_its_budget_with_its_schedule_completed(
 ):
     clock = SlowingClock(monkeypatch)  # steps of 1 s, evaluations of 3 s; 4 steps an epoch
     result, schedule, optimizer, positions = _budgeted(tmp_path, budget_s)
+    # all 24 test images while their 3 s fit a fifth of the budget; in 7 s, the first batch
+    assert all(r["test_images"] == (24 if budget_s >= 20 else 10) for r in result.rows)
     assert result.finished and result.elapsed_s == clock.now
     assert budget_s - 1.0 - 3.0 <= result.elapsed_s <= budget_s  # no step and evaluation unused
     assert schedule.last_epoch == EPOCHS * 4 - 1
@@ -634,15 +636,21 @@ def test_the_final_pass_choices_and_the_budget_that_picks_one():
 
 
 def test_a_budget_measures_a_test_images_cost_where_it_is_not_a_third_of_a_training_ones(
-    tmp_path, monkeypatch
+    tmp_path, monkeypatch, capsys
 ):
     """Where a step is bound by kernel launches (a GPU), a test image costs far more than a
     third of a training image: here seven (the 24 test images 40 s, a step of 4 images 1 s).
-    The budget times one test batch before its first plan and still ends within its time."""
+    The budget times one test batch after the first step; an evaluation of all 24 (40 s) is
+    over a fifth of the budget, so each evaluates the first batch of 10 (16.7 s), said in a
+    line, and the run still ends within its time."""
     clock = SlowingClock(monkeypatch, eval_s=40.0)
     result, schedule, _, _ = _budgeted(tmp_path, 60.0)
-    assert result.finished and 60.0 - 1.0 - 40.0 <= result.elapsed_s <= 60.0
+    assert result.finished and 60.0 - 1.0 - 16.7 <= result.elapsed_s <= 60.0
     assert result.elapsed_s == clock.now and schedule.last_epoch == EPOCHS * 4 - 1
+    assert [r["test_images"] for r in result.rows] == [10] * len(result.rows)
+    out = capsys.readouterr().out
+    assert out.count("an evaluation of the 24 test images would take ~40 s") == 1
+    assert "each evaluation uses the first 10" in out
 
 
 def test_the_budget_scales_a_measured_test_image_by_the_steps_speed():
@@ -662,6 +670,26 @@ def test_the_budget_scales_a_measured_test_image_by_the_steps_speed():
     for _ in range(5):
         budget.stepped(2.4)  # the machine is twice as slow now
     assert budget.test_s(20) == pytest.approx(8.0)
+
+
+def test_an_evaluation_too_slow_for_the_budget_runs_its_first_test_batches():
+    """An epoch's evaluation may take a fifth of the budget: slower, only the first whole
+    test batches that fit (at least one) are evaluated, and the plan counts those."""
+    from minidl.train.budget import FILES_S, TimeBudget
+
+    def after_a_test_batch(seconds):
+        budget = TimeBudget(100.0, test_images=2000, batch_size=4)
+        budget.stepped(1.2)
+        assert budget.test_images_now() == 2000  # no test batch timed yet: all of them
+        budget.tested(seconds, 500)
+        budget.stepped(1.2)  # the first plan: the speed the test cost is related to
+        return budget
+
+    assert after_a_test_batch(1.0).test_images_now() == 2000  # 4 s in all: they fit 20 s
+    slow = after_a_test_batch(10.0)  # 40 s in all: two batches (20 s) fit
+    assert slow.test_images_now() == 1000
+    assert slow.eval_estimate() == pytest.approx(20.0 + FILES_S)
+    assert after_a_test_batch(50.0).test_images_now() == 500  # none fits: one
 
 
 def test_a_machine_that_slows_down_mid_run_still_ends_within_the_budget(tmp_path, monkeypatch):

@@ -24,6 +24,8 @@ from, fullest first, and reserves the fullest whose cost beyond the plainest fit
 be no final pass at all (0 images; the run's last evaluation, of a subset, is then its result),
 taken only when even the plainest pass would use more than ``WHOLE_SHARE`` of the budget: a
 device too slow for the whole test set in the time given (the simulated GPU; a budget of minutes).
+On such a device even an epoch's evaluation of the subset may not fit: each evaluation then runs
+the subset's first test batches that fit ``EVAL_SHARE`` of the budget (``test_images_now``).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ CALIBRATION_SHARE = 0.02
 # the plainest final pass (every test image once) is kept unless it alone would take more than
 # this share of the budget: then the run would be mostly evaluation, or end far past its budget
 WHOLE_SHARE = 0.5
+# an epoch's evaluation may take at most this share of the budget; a slower one runs only the
+# first test batches that fit (at least one), so that a short budget is not all evaluation
+EVAL_SHARE = 0.2
 
 
 def plan_steps(
@@ -121,6 +126,7 @@ class TimeBudget:
         self.eval_s: float | None = None
         self.eval_step_s = 0.0  # the step time when eval_s was measured
         self.test_image_s: float | None = None  # a test image's measured cost
+        self.test_batch = 0  # the images of the test batch that measured it
         self.test_step_s = 0.0  # the step time when test_image_s was measured
 
     def stepped(self, seconds: float) -> None:
@@ -134,7 +140,7 @@ class TimeBudget:
         return self.test_image_s is None and self.test_images > 0 and bool(self.step_times)
 
     def tested(self, seconds: float, images: int) -> None:
-        self.test_image_s = seconds / images
+        self.test_image_s, self.test_batch = seconds / images, images
         if self._planning():
             self.test_step_s = self.step_s()
 
@@ -147,11 +153,20 @@ class TimeBudget:
     def step_s(self) -> float:
         return statistics.median(self.step_times) if self.step_times else 0.0
 
+    def test_images_now(self) -> int:
+        """The test images an epoch's evaluation runs: all ``test_images``, or, when they would
+        take more than ``EVAL_SHARE`` of the budget at the measured cost, the first whole test
+        batches that fit it (at least one)."""
+        if self.test_image_s is None or self.test_batch <= 0:
+            return self.test_images
+        batches = int(EVAL_SHARE * self.seconds / max(self.test_s(self.test_batch), 1e-9))
+        return min(self.test_images, max(1, batches) * self.test_batch)
+
     def eval_estimate(self) -> float:
         """Seconds the next evaluation (with its files) will take at the current speed."""
         step_s = self.step_s()
         if self.eval_s is None or self.eval_step_s <= 0:
-            return self.test_s(self.test_images) + FILES_S
+            return self.test_s(self.test_images_now()) + FILES_S
         return self.eval_s * step_s / self.eval_step_s
 
     def test_s(self, images: int) -> float:

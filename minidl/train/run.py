@@ -31,7 +31,7 @@ import numpy as np
 
 from ..tensor import Tensor
 from ..viz import plot_curves
-from .budget import CALIBRATION_SHARE, FINAL_SHARE, WHOLE_SHARE, TimeBudget
+from .budget import CALIBRATION_SHARE, EVAL_SHARE, FINAL_SHARE, WHOLE_SHARE, TimeBudget
 from .checkpoint import Position, restore_training_state, save_checkpoint, training_state
 from .evaluation import TTA_SHIFTS, Shift, evaluate, evaluate_tta, views_per_image
 from .loop import LossFn, train_step
@@ -293,6 +293,20 @@ def _time_a_test_batch(model: Any, test_loader: Any, budget: TimeBudget) -> floa
     return seconds
 
 
+class _FirstImages:
+    """The first batches of ``loader`` that hold ``images`` images (whole batches)."""
+
+    def __init__(self, loader: Any, images: int):
+        self.loader, self.image_count = loader, images
+        self.batch_size = loader.batch_size
+
+    def __len__(self) -> int:
+        return -(-self.image_count // self.batch_size)
+
+    def __iter__(self) -> Any:
+        return itertools.islice(iter(self.loader), len(self))
+
+
 class _OneBatch:
     """A loader of one batch ``(x, y)``."""
 
@@ -448,6 +462,7 @@ class _Saver:
         self.final_loader: Any = None  # evaluated once more when the run ends,
         self.final_shifts: tuple[Shift, ...] = ()  # with test-time augmentation when given
         self.budget: TimeBudget | None = None  # which may afford fewer views
+        self.cut_said = False  # the line saying evaluations use fewer test images was printed
 
     def elapsed_s(self) -> float:
         return self.earlier_s + time.perf_counter() - self.start_time
@@ -477,6 +492,23 @@ class _Saver:
                 + (f"{views_per_image(chosen)} views" if chosen else "the plain images")
             )
         return chosen
+
+    def affordable_test(self, test_loader: Any) -> Any:
+        """``test_loader``, or its first batches when the time budget affords only those
+        (``TimeBudget.test_images_now``), said in a line the first time."""
+        if self.budget is None:
+            return test_loader
+        images, fit = _images(test_loader), self.budget.test_images_now()
+        if fit >= images:
+            return test_loader
+        if not self.cut_said:
+            self.cut_said = True
+            print(
+                f"an evaluation of the {images:,} test images would take "
+                f"~{self.budget.test_s(images):.0f} s at this speed, over {EVAL_SHARE:.0%} of "
+                f"the time budget: each evaluation uses the first {fit:,}"
+            )
+        return _FirstImages(test_loader, fit)
 
     def final_pass(self, row: dict[str, Any]) -> None:
         """Evaluates ``final_loader`` with the views the budget affords (if any), into ``row``."""
@@ -545,7 +577,7 @@ class _Saver:
         }
         best = False
         if test_loader is not None:
-            result = evaluate(self.model, test_loader)
+            result = evaluate(self.model, self.affordable_test(test_loader))
             row["test_loss"], row["test_acc"] = round(result.loss, 5), round(result.accuracy, 5)
             row["test_images"] = len(result.targets)
             best = result.accuracy > position.best_acc
