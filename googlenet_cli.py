@@ -188,7 +188,9 @@ class DeviceCounts:
     batch are left out)."""
 
     def __init__(self, sim: Any):
-        self.sim, self.syncs, self.launches = sim, [], []
+        self.sim = sim
+        self.syncs: list[int] = []
+        self.launches: list[int] = []
         self.last = (sim.stats.syncs, sim.stats.launches)
 
     def __call__(self, step: Any) -> None:
@@ -270,7 +272,7 @@ def epochs_with_small_crops(full_size_epochs: int, config: dict[str, Any]) -> in
     return max(1, int(full_size_epochs / (1 - share * (1 - cost))))
 
 
-TRAIN_DEFAULTS = {
+TRAIN_DEFAULTS: dict[str, Any] = {
     "width": 0.25,
     "kernel5": 3,  # faster than 5 in NumPy at width 1/4 (records/recipe.md); --kernel5 5: paper
     "aux": False,
