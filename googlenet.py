@@ -34,6 +34,7 @@ if __name__ == "__main__":  # `python googlenet.py ...`: the command line, which
 
     raise SystemExit(googlenet_cli.main())
 
+import functools
 from collections import namedtuple
 
 import numpy as np
@@ -292,8 +293,10 @@ class GoogLeNet(nn.Module):
         channels = [c(192)]  # what the stem hands on; each module then takes its predecessor's
 
         def inception(name: str) -> Inception:
-            _, *widths = INCEPTION_CHANNELS[name]  # (the table's input count is the unscaled sum)
-            block = Inception(channels[-1], *(c(n) for n in widths), kernel5, bn_eps)
+            # (the table's input count is the unscaled sum: channels[-1] is the real one)
+            _, n1x1, n3x3red, n3x3, n5x5red, n5x5, pool_proj = INCEPTION_CHANNELS[name]
+            widths = c(n1x1), c(n3x3red), c(n3x3), c(n5x5red), c(n5x5), c(pool_proj)
+            block = Inception(channels[-1], *widths, kernel5, bn_eps)
             channels.append(block.out_channels)
             return block
 
@@ -314,12 +317,12 @@ class GoogLeNet(nn.Module):
         self.maxpool4 = pool(torchvision_kernel=2)  # torchvision: 2x2/2 (14 -> 7 either way)
         self.inception5a = inception("5a")
         self.inception5b = inception("5b")
+        self.aux1: InceptionAux | None = None
+        self.aux2: InceptionAux | None = None
         if aux_logits:
-            aux = dict(paper_pool=paper, bn_eps=bn_eps, width=width)
-            self.aux1 = InceptionAux(self.inception4a.out_channels, num_classes, **aux)
-            self.aux2 = InceptionAux(self.inception4d.out_channels, num_classes, **aux)
-        else:
-            self.aux1 = self.aux2 = None
+            aux = functools.partial(InceptionAux, paper_pool=paper, bn_eps=bn_eps, width=width)
+            self.aux1 = aux(self.inception4a.out_channels, num_classes)
+            self.aux2 = aux(self.inception4d.out_channels, num_classes)
         # Head: the paper's 7x7/1 average pool; elsewhere global average pooling (any size).
         self.avgpool = nn.AvgPool2d(7, stride=1) if paper else nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
@@ -352,7 +355,8 @@ class GoogLeNet(nn.Module):
             x = self._transform_input(x)
         # N x 3 x 224 x 224
         x = self.conv1(x)  # N x 64 x 112 x 112        (CIFAR: N x 192 x 32 x 32)
-        if self.maxpool1 is not None:
+        if self.maxpool1 is not None:  # the ImageNet stem (CIFAR's is conv1 alone)
+            assert self.conv2 is not None and self.conv3 is not None and self.maxpool2 is not None
             x = self.maxpool1(x)  # N x 64 x 56 x 56
             if self.lrn1 is not None:
                 x = self.lrn1(x)

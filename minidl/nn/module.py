@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -18,6 +18,8 @@ from .. import backend
 from ..backend import get_array_module
 from ..tensor import Tensor
 from .parameter import Parameter
+
+_M = TypeVar("_M", bound="Module")  # the methods that return self keep the subclass's type
 
 
 class IncompatibleKeys(NamedTuple):
@@ -219,7 +221,7 @@ class Module:
         """Total number of scalar parameters."""
         return sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only)
 
-    def apply(self, fn: Callable[[Module], Any]) -> Module:
+    def apply(self: _M, fn: Callable[[Module], Any]) -> _M:
         """Call ``fn`` on every submodule (children first) and on self; returns self."""
         for m in self.children():
             m.apply(fn)
@@ -227,7 +229,7 @@ class Module:
         return self
 
     # ----------------------------------------------------------------- modes and devices
-    def train(self, mode: bool = True) -> Module:
+    def train(self: _M, mode: bool = True) -> _M:
         """Set training mode (dropout active, batch norm uses batch statistics) recursively."""
         if not isinstance(mode, bool):
             raise TypeError(f"train(mode): mode must be a bool, got {type(mode).__name__}")
@@ -235,11 +237,11 @@ class Module:
             object.__setattr__(m, "training", mode)
         return self
 
-    def eval(self) -> Module:
+    def eval(self: _M) -> _M:
         """Evaluation mode (``train(False)``): dropout off, batch norm uses running statistics."""
         return self.train(False)
 
-    def to(self, device: str | None = None, dtype: Any = None) -> Module:
+    def to(self: _M, device: str | None = None, dtype: Any = None) -> _M:
         """Move every parameter, gradient and buffer to ``device`` and/or cast the floating ones
         to ``dtype`` (integer buffers such as ``num_batches_tracked`` keep theirs); returns self.
 
@@ -257,18 +259,18 @@ class Module:
                     holder.data = holder.data.astype(dtype)
         return self
 
-    def float(self) -> Module:
+    def float(self: _M) -> _M:
         """Floating parameters and buffers to float32 (the default)."""
         return self.to(dtype=np.float32)
 
-    def double(self) -> Module:
+    def double(self: _M) -> _M:
         """Floating parameters and buffers to float64 (for gradient checks of whole models)."""
         return self.to(dtype=np.float64)
 
-    def cpu(self) -> Module:
+    def cpu(self: _M) -> _M:
         return self.to("cpu")
 
-    def cuda(self) -> Module:
+    def cuda(self: _M) -> _M:
         return self.to("cuda")
 
     def zero_grad(self, set_to_none: bool = True) -> None:
