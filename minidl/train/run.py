@@ -480,7 +480,7 @@ class _Saver:
             print(
                 f"a final pass over the {images:,} test images would take "
                 f"~{self.budget.test_s(images):.0f} s at this speed, over {WHOLE_SHARE:.0%} of "
-                f"the time budget: the run's last evaluation ({self.budget.test_images:,} "
+                f"the time budget: the run's last evaluation ({self.budget.test_images_now():,} "
                 "images) is its result; evaluate the checkpoint on the whole set afterwards"
             )
         elif chosen != self.final_shifts:
