@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
@@ -58,7 +58,7 @@ class Position:
 
 
 def training_state(
-    model: Any, optimizer: Any, schedule: Any, loader_rng: dict[str, Any], position: Position
+    model: Any, optimizer: Any, schedule: Any, loader_rng: Mapping[str, Any], position: Position
 ) -> dict[str, Any]:
     """The checkpoint dict for a run at ``position`` (``loader_rng``: the training loader's
     generator state at the start of ``position.epoch``)."""

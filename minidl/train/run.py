@@ -24,7 +24,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import FrameType
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -37,6 +38,7 @@ from .evaluation import TTA_SHIFTS, Shift, evaluate, evaluate_tta, views_per_ima
 from .loop import LossFn, train_step
 from .metrics import write_metrics
 from .progressive import PROBE_STEPS, SmallImagesFirst
+from .protocols import Batches, Loader, Model, Optimizer, Schedule
 
 
 class Step(NamedTuple):
@@ -97,14 +99,14 @@ class NonFiniteLoss(FloatingPointError):
 
 
 def fit(
-    model: Any,
+    model: Model,
     loss_fn: LossFn,
-    train_loader: Any,
-    optimizer: Any,
+    train_loader: Loader,
+    optimizer: Optimizer,
     epochs: int,
     *,
-    schedule: Any = None,
-    test_loader: Any = None,
+    schedule: Schedule | None = None,
+    test_loader: Batches | None = None,
     out: str | os.PathLike | None = None,
     checkpoint_extra: dict[str, Any] | None = None,
     resume: dict[str, Any] | None = None,
@@ -113,7 +115,7 @@ def fit(
     progress: bool = True,
     start_time: float | None = None,
     time_budget_s: float | None = None,
-    final_test_loader: Any = None,
+    final_test_loader: Batches | None = None,
     final_tta: bool | Sequence[Shift] = False,
     low_res: tuple[float, Callable[..., Any]] | None = None,
 ) -> FitResult:
@@ -233,14 +235,16 @@ def fit(
     return FitResult(rows, position.best_acc, run.last[0], True, run.elapsed_s())
 
 
-def _check_run(epochs: int, train_loader: Any) -> None:
+def _check_run(epochs: int, train_loader: Loader) -> None:
     if epochs < 1:
         raise ValueError(f"fit: epochs must be at least 1, got {epochs}")
     if len(train_loader) == 0:
         raise ValueError("fit: the training loader yields no batches (batch_size > data set?)")
 
 
-def _check_resume_fits(position: Position, epochs: int, per_epoch: int, budget: Any) -> None:
+def _check_resume_fits(
+    position: Position, epochs: int, per_epoch: int, budget: TimeBudget | None
+) -> None:
     """A run with a fixed number of epochs cannot resume a checkpoint that trained more (a
     budgeted run's epochs are only a plan)."""
     if budget is None and position.epoch * per_epoch + position.batch > epochs * per_epoch:
@@ -252,10 +256,10 @@ def _check_resume_fits(position: Position, epochs: int, per_epoch: int, budget: 
 
 def _plan_budget(
     time_budget_s: float | None,
-    test_loader: Any,
-    final_test_loader: Any,
+    test_loader: Batches | None,
+    final_test_loader: Batches | None,
     final_shifts: tuple[Shift, ...],
-    train_loader: Any,
+    train_loader: Loader,
 ) -> TimeBudget | None:
     """A budgeted run's clock (None without a budget): as many steps as fit, the test passes
     reserved (the final one as the fullest of ``final_pass_choices`` the budget affords)."""
@@ -270,7 +274,7 @@ def _plan_budget(
 
 
 def _tell_budget(
-    budget: TimeBudget | None, step_s: float, cost: float, model: Any, test_loader: Any
+    budget: TimeBudget | None, step_s: float, cost: float, model: Model, test_loader: Batches | None
 ) -> float:
     """Tells ``budget`` (if any) a step's time, counted as a full-size step's (``cost``: the
     step's share of one); after the first step, times one test batch too. Returns the seconds
@@ -278,10 +282,12 @@ def _tell_budget(
     if budget is None:
         return 0.0
     budget.stepped(step_s / cost)
-    return _time_a_test_batch(model, test_loader, budget) if budget.wants_test_timing() else 0.0
+    if test_loader is None or not budget.wants_test_timing():  # (no test loader: no test images)
+        return 0.0
+    return _time_a_test_batch(model, test_loader, budget)
 
 
-def _time_a_test_batch(model: Any, test_loader: Any, budget: TimeBudget) -> float:
+def _time_a_test_batch(model: Model, test_loader: Batches, budget: TimeBudget) -> float:
     """Evaluates ``test_loader``'s first batch and tells ``budget`` what it cost (the model back
     in training mode after); returns the seconds it took."""
     start = time.perf_counter()
@@ -296,14 +302,14 @@ def _time_a_test_batch(model: Any, test_loader: Any, budget: TimeBudget) -> floa
 class _FirstImages:
     """The first batches of ``loader`` that hold ``images`` images (whole batches)."""
 
-    def __init__(self, loader: Any, images: int):
+    def __init__(self, loader: Batches, images: int):
         self.loader, self.image_count = loader, images
         self.batch_size = loader.batch_size
 
     def __len__(self) -> int:
         return -(-self.image_count // self.batch_size)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return itertools.islice(iter(self.loader), len(self))
 
 
@@ -316,7 +322,7 @@ class _OneBatch:
     def __len__(self) -> int:
         return 1
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return iter([self.batch])
 
 
@@ -337,7 +343,13 @@ def final_pass_choices(
 
 
 def _epoch_bar(
-    epoch: int, epochs: int, per_epoch: int, skip: int, budget: Any, progress: bool, position: Any
+    epoch: int,
+    epochs: int,
+    per_epoch: int,
+    skip: int,
+    budget: TimeBudget | None,
+    progress: bool,
+    position: Position,
 ) -> Progress:
     """The epoch's progress bar; resuming mid-epoch, it starts from the saved batch and sums."""
     bar = Progress(
@@ -350,10 +362,10 @@ def _epoch_bar(
 
 
 def _next_rate(
-    schedule: Any,
-    budget: Any,
-    run: Any,
-    bar: Any,
+    schedule: Schedule | None,
+    budget: TimeBudget | None,
+    run: _Saver,
+    bar: Progress,
     step: Step,
     per_epoch: int,
     last_step: int,
@@ -379,8 +391,8 @@ class _Resizing:
 
     def __init__(
         self,
-        low_res: Any,
-        loader: Any,
+        low_res: tuple[float, Callable[..., Any]] | None,
+        loader: Loader,
         fraction: Callable[[int, int | None], float],
         budgeted: bool,
     ):
@@ -393,11 +405,11 @@ class _Resizing:
         if self.small is not None:
             self.small.choose(self.fraction(done, left), done)
 
-    def observe(self, x: Any, seconds: float) -> None:
+    def observe(self, x: Tensor, seconds: float) -> None:
         if self.small is not None:
             self.small.observe(x, seconds)
 
-    def cost(self, x: Any) -> float:
+    def cost(self, x: Tensor) -> float:
         return 1.0 if self.small is None else self.small.cost(x)
 
     def restore(self) -> None:
@@ -406,7 +418,11 @@ class _Resizing:
 
 
 def _fraction_done(
-    schedule: Any, budget: Any, position: Position, per_epoch: int, last_step: int
+    schedule: Schedule | None,
+    budget: TimeBudget | None,
+    position: Position,
+    per_epoch: int,
+    last_step: int,
 ) -> Callable[[int, int | None], float]:
     """``fraction(done, left)``: the run's fraction done after ``done`` steps. A fixed run's is
     its steps over all; a budgeted run's is ``done / (done + left)``, the steps that still fit,
@@ -428,7 +444,7 @@ def _fraction_done(
     return fraction
 
 
-def _images(loader: Any) -> int:
+def _images(loader: Batches | None) -> int:
     """Images a loader yields per pass (0 for None)."""
     if loader is None:
         return 0
@@ -436,7 +452,12 @@ def _images(loader: Any) -> int:
 
 
 def _follow_budget(
-    schedule: Any, last_step: int, done: int, left: int | None, bar: Any, cost: float = 1.0
+    schedule: Schedule | None,
+    last_step: int,
+    done: int,
+    left: int | None,
+    bar: Progress,
+    cost: float = 1.0,
 ) -> None:
     """A budgeted run's schedule at the fraction of the run done, ``done / (done + left)``
     (``left``: the steps that still fit, None before the speed is known), never backwards; the
@@ -454,12 +475,21 @@ class _Saver:
     """``fit``'s checkpoints and per-epoch files; ``last``: (path, epoch, batch) of the last
     checkpoint written (path None before the first)."""
 
-    def __init__(self, model, optimizer, schedule, out, extra, position, start_time):
+    def __init__(
+        self,
+        model: Model,
+        optimizer: Optimizer,
+        schedule: Schedule | None,
+        out: str | os.PathLike | None,
+        extra: dict[str, Any] | None,
+        position: Position,
+        start_time: float,
+    ):
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
         self.out, self.extra, self.position = out, extra, position
         self.earlier_s, self.start_time = position.elapsed_s, start_time
         self.last: tuple[str | None, int, int] = (None, position.epoch, position.batch)
-        self.final_loader: Any = None  # evaluated once more when the run ends,
+        self.final_loader: Batches | None = None  # evaluated once more when the run ends,
         self.final_shifts: tuple[Shift, ...] = ()  # with test-time augmentation when given
         self.budget: TimeBudget | None = None  # which may afford fewer views
         self.cut_said = False  # the line saying evaluations use fewer test images was printed
@@ -493,7 +523,7 @@ class _Saver:
             )
         return chosen
 
-    def affordable_test(self, test_loader: Any) -> Any:
+    def affordable_test(self, test_loader: Batches) -> Batches:
         """``test_loader``, or its first batches when the time budget affords only those
         (``TimeBudget.test_images_now``), said in a line the first time."""
         if self.budget is None:
@@ -525,7 +555,12 @@ class _Saver:
         row["final_test_acc"] = round(plain.accuracy, 5)
 
     def stop_mid_epoch(
-        self, epoch: int, batch: int, epoch_rng: Any, bar: Progress, signal_name: str | None
+        self,
+        epoch: int,
+        batch: int,
+        epoch_rng: Mapping[str, Any],
+        bar: Progress,
+        signal_name: str | None,
     ) -> FitResult:
         """Stop after ``batch`` batches of ``epoch``, a batch boundary: the state is whole, so it
         is saved. A signal (``signal_name``) raises ``Interrupted``; an ``on_step`` stop returns
@@ -542,7 +577,14 @@ class _Saver:
         path, epoch, batch = self.last
         return Interrupted(path, epoch, batch, "SIGINT", saved=False)
 
-    def save(self, epoch: int, batch: int, loader_rng: Any, partial: dict, best: bool = False):
+    def save(
+        self,
+        epoch: int,
+        batch: int,
+        loader_rng: Mapping[str, Any],
+        partial: dict[str, Any],
+        best: bool = False,
+    ) -> str | None:
         position = self.position
         position.epoch, position.batch, position.partial = epoch, batch, partial
         position.elapsed_s = self.elapsed_s()
@@ -559,8 +601,8 @@ class _Saver:
         self,
         epoch: int,
         bar: Progress,
-        test_loader: Any,
-        next_rng: Any,
+        test_loader: Batches | None,
+        next_rng: Mapping[str, Any],
         done: float = 1.0,
         finished: bool = False,
         run_ends: bool = False,
@@ -613,9 +655,9 @@ def _epoch_line(row: dict[str, Any], images_per_s: float) -> str:
 
 
 def estimate_epochs(
-    model: Any,
+    model: Model,
     loss_fn: LossFn,
-    loader: Any,
+    loader: Loader,
     budget_s: float,
     eval_images: int = 0,
     final_images: int = 0,
@@ -680,7 +722,7 @@ class Progress:
         )
         self.seen, self.loss_sum, self.correct = 0, 0.0, 0
         self.timed_images, self.timed_batches = 0, 0
-        self.batches_left = total - initial + later_batches
+        self.batches_left: float = total - initial + later_batches  # (a budget's: fractional)
         self.start = time.perf_counter()
 
     def resume_sums(self, partial: dict[str, Any]) -> None:
@@ -736,7 +778,7 @@ class DeferredSignals:
 
     def __enter__(self) -> DeferredSignals:
         self.received: str | None = None
-        self.previous: dict[int, Any] = {}
+        self.previous: dict[int, Callable[[int, FrameType | None], Any] | int | None] = {}
         if threading.current_thread() is threading.main_thread():
             for name in ("SIGINT", "SIGTERM"):
                 number = getattr(signal, name, None)
@@ -744,11 +786,11 @@ class DeferredSignals:
                     self.previous[number] = signal.signal(number, self._note)
         return self
 
-    def _note(self, signum: int, frame: Any) -> None:
+    def _note(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the second Ctrl-C: stop now
         self.received = self.received or signal.Signals(signum).name
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         for number, handler in self.previous.items():
             signal.signal(number, handler)
