@@ -540,6 +540,54 @@ def check_aux_pool_size(my_size) -> str:
     return "not yet: output = (input - kernel) // stride + 1, no padding"
 
 
+# Lesson 15 ------------------------------------------------------------------------------------
+
+
+def check_steps_per_epoch(my_steps) -> str:
+    """Lesson 15, exercise 1: optimizer steps in one epoch of 50,000 images in batches of 128,
+    the last incomplete batch dropped (counted by a DataLoader)."""
+    from minidl.data import DataLoader
+
+    if my_steps is None:
+        return NOT_DONE.format("my_steps")
+    if wrong := _number(my_steps, "my_steps"):
+        return wrong
+    n, batch = 50_000, 128
+    images = np.broadcast_to(np.zeros((1, 32, 32, 3), np.uint8), (n, 32, 32, 3))
+    labels = np.zeros(n, np.int64)
+    steps = len(DataLoader((images, labels), batch, drop_last=True))
+    if my_steps == steps:
+        return CORRECT
+    if my_steps == len(DataLoader((images, labels), batch)):
+        return "not yet: that counts the last, incomplete batch too, which drop_last drops"
+    if my_steps != int(my_steps):
+        return "not yet: a step takes a whole batch, so the count is a whole number"
+    return "not yet: one step per full batch of 128: how many full batches do 50,000 images make?"
+
+
+def check_batch_bytes_uint8(my_bytes) -> str:
+    """Lesson 15, exercise 2: (uint8 bytes, float32 bytes) of one batch of 128 3x32x32 images."""
+    if my_bytes is None:
+        return NOT_DONE.format("my_bytes")
+    if not (isinstance(my_bytes, (tuple, list)) and len(my_bytes) == 2):
+        return f"not yet: my_bytes should be a pair (uint8 bytes, float32 bytes), got {my_bytes!r}"
+    if any(_number(b, "my_bytes") for b in my_bytes):
+        return "not yet: both entries of my_bytes should be numbers"
+    batch = np.zeros((128, 3, 32, 32), np.uint8)
+    sizes = (batch.nbytes, batch.astype(np.float32).nbytes)
+    mine = tuple(my_bytes)
+    if mine == sizes:
+        return CORRECT
+    if mine == sizes[::-1]:
+        return "not yet: the right numbers in the wrong order: uint8 first, then float32"
+    wrong = []
+    if mine[0] != sizes[0]:
+        wrong.append("the uint8 size (one byte per value: how many values in the batch?)")
+    if mine[1] != sizes[1]:
+        wrong.append("the float32 size (four bytes per value)")
+    return "not yet: check " + " and ".join(wrong)
+
+
 # Lesson 16 ------------------------------------------------------------------------------------
 
 

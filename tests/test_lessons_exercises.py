@@ -194,7 +194,28 @@ CASES = {
         (2 * 348_770,),
         ["1395080", "1,395,080", "1,3"],
     ),
+    "lesson 14, exercise 1 (too few)": (
+        ex.check_half_width_parameters,
+        (4 * 348_770,),
+        (348_770,),
+        ["1395080", "1,395,080", "1,3", "1.4"],
+    ),
     "lesson 14, exercise 2": (ex.check_aux_pool_size, (4,), (5,), [" 4"]),
+    "lesson 14, exercise 2 (rounding up)": (ex.check_aux_pool_size, (4,), (6,), [" 4"]),
+    "lesson 15, exercise 1": (ex.check_steps_per_epoch, (390,), (391,), ["390"]),
+    "lesson 15, exercise 1 (a fraction)": (ex.check_steps_per_epoch, (390,), (390.625,), ["390"]),
+    "lesson 15, exercise 2": (
+        ex.check_batch_bytes_uint8,
+        ((393_216, 1_572_864),),
+        ((393_216, 393_216),),
+        ["393216", "393,216", "1572864", "1,572,864", "1.5"],
+    ),
+    "lesson 15, exercise 2 (float64)": (
+        ex.check_batch_bytes_uint8,
+        ((393_216, 1_572_864),),
+        ((393_216, 3_145_728),),
+        ["393216", "393,216", "1572864", "1,572,864", "1.5"],
+    ),
     "lesson 16": (ex.check_batch_bytes, (394_240,), (393_216,), ["394240", "394,240"]),
     "lesson 16 (float32)": (ex.check_batch_bytes, (394_240,), (1_573_888,), ["394240", "394,240"]),
     "lesson 17, exercise 1": (ex.check_eval_prediction, (True, True), (False, True), ["True"]),
@@ -227,6 +248,8 @@ def test_unanswered_exercises_say_so():
     assert ex.check_value_exp(lambda v: None, Value).startswith("not done yet")
     assert ex.check_nesterov_step(lambda *args: None).startswith("not done yet")
     assert ex.check_momentum_factor(None).startswith("not done yet")
+    assert ex.check_steps_per_epoch(None).startswith("not done yet")
+    assert ex.check_batch_bytes_uint8(None).startswith("not done yet")
 
 
 def _backward_cases():
