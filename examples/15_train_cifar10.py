@@ -6,8 +6,9 @@ zero the gradients, backward, optimizer step): we read them in the library, wher
 serves ``python googlenet.py train``, read the loop around them (``minidl.train.fit_simple``,
 about 20 lines) and run it, then train with the library's full loop (``minidl.train.fit``). We
 check the loss at initialisation (it should be log 10 = 2.30 for 10 classes), train on a subset
-of CIFAR-10 within a time budget, plot the curves, show test images with the predicted and true
-labels, the confusion matrix, and the first layer's filters before and after training.
+of CIFAR-10 within a time budget, plot the curves (and see why the test loss spikes early), show
+test images with the predicted and true labels, the confusion matrix, the first layer's filters
+before and after training, and what inception 3a's four branches make of one test image.
 
 The default run takes about a minute on a 2-core CPU and reaches roughly 35-45% test
 accuracy (chance is 10%); ``python googlenet.py train`` is the full recipe (91.4% in 87
@@ -29,10 +30,7 @@ Pictures: ``examples/output/15_*.png``.
 # %%
 import os
 
-# OpenBLAS's worker threads spin for a while after each matrix product, taking the cores from
-# minidl's own threads (pooling, batch norm, im2col) that run between products; a short spin
-# must be asked for before NumPy loads OpenBLAS, hence first (in Jupyter: in a fresh kernel).
-# `python googlenet.py train` does the same (docs/training.md, "Threads on a shared machine").
+# Before NumPy loads: "Why the lesson sets OPENBLAS_THREAD_TIMEOUT", near the end, says why.
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import inspect
@@ -41,6 +39,7 @@ import time
 
 import matplotlib.pyplot as plt
 import numpy as np
+from _exercises import check_batch_bytes_uint8, check_steps_per_epoch, report
 from _lesson import load_cifar10, parse_args, save, shown, too_few_steps
 
 import minidl as md
@@ -82,7 +81,6 @@ for key, value in (quick_defaults if args.quick else full_defaults).items():
 if args.quick:
     args.batch_size = min(args.batch_size, 32)
 nn.init.manual_seed(0)
-np.random.seed(0)  # dropout's masks
 
 # %% [markdown]
 # ## 1. The data
@@ -122,7 +120,10 @@ print(
     f"GoogLeNet-CIFAR, width {args.width:g}: {model.num_parameters():,} parameters, "
     f"{stats[''].macs / 1e6:.1f} M multiply-adds per image"
 )
-filters_before = model.conv1.conv.weight.numpy().copy()
+# The weights and batch norm's statistics as built, copied: the training cell starts from them
+# each time it runs, so that running it again trains the same network again.
+initial_state = {name: t.numpy().copy() for name, t in model.state_dict().items()}
+filters_before = initial_state["conv1.conv.weight"]
 
 # %% [markdown]
 # ## 3. Sanity check: the loss before training
@@ -172,7 +173,6 @@ taste_optimizer = optim.SGD(taste_model.parameters(), lr=args.lr, momentum=0.9)
 taste = fit_simple(
     taste_model, F.cross_entropy, taste_batches, taste_optimizer, 2, test_loader=test_loader
 )
-np.random.seed(0)  # the real run's dropout masks, as if this cell had not run
 
 # %% [markdown]
 # `fit` is the same loop with the chores a real run needs: a progress bar, a line per epoch
@@ -181,8 +181,15 @@ np.random.seed(0)  # the real run's dropout masks, as if this cell had not run
 # `on_step`, which keeps each batch's loss and learning rate, evaluates on the test subset every
 # few steps, and returns True to stop once the time budget runs out (the schedule is planned
 # for all the steps, so an early stop ends at a higher rate).
+#
+# Training changes the model, the optimizer's momentum, the schedule, the loader's random
+# generator and NumPy's (dropout's masks), so the cell starts by setting all of them back: run
+# it again and it trains the same network again, from the same start, to the same losses.
 
 # %%
+model.load_state_dict(initial_state)  # the weights and batch norm's statistics as built
+train_loader.rng = np.random.default_rng(0)  # the same shuffles and flips as a fresh loader's
+np.random.seed(0)  # dropout's masks
 optimizer = optim.SGD(
     model.parameters(), lr=args.lr, momentum=0.9, nesterov=True, weight_decay=5e-4
 )
@@ -241,6 +248,14 @@ if warning:
 # Left: every step's batch loss (noisy: 64 images each), its average between evaluations, and the
 # test loss, starting from the untrained model at step 0. Middle: accuracy. Right: the one-cycle
 # learning-rate schedule that was followed.
+#
+# The test loss often spikes early, near the peak learning rate, while the training loss falls.
+# The weights are not to blame: in evaluation mode batch norm normalises with running averages of
+# past batches' statistics, and at a high rate the weights change faster than those averages
+# follow. Measured on CIFAR-10 with the defaults, at step 40 (rate 0.050): test loss 3.97 in
+# evaluation mode, but 1.82 with batch norm using the test batches' own statistics, and 1.82
+# again with the running statistics re-estimated for the current weights (8 training batches,
+# no training); that step's training batch had 1.82. By the last step the three agree (1.58-1.59).
 
 # %%
 steps = np.arange(1, len(per_step["loss"]) + 1)
@@ -323,32 +338,37 @@ shown(plot_confusion(matrix, classes, out / "15_confusion.png"))
 # %% [markdown]
 # ## 8. The first layer's filters, before and after
 # The stem's 3x3 kernels see the RGB pixels directly, so each can be shown as a tiny colour
-# image: grey is 0, and all filters of a row share one scale, so strong filters look vivid and
-# weak ones fade to grey. 3x3 is small, and a short training only starts to shape them: look for
-# colour-opponent filters (one colour against another) and light/dark edges. They also fade:
-# batch norm right after the convolution makes a filter's overall scale irrelevant to the
-# output, so nothing resists weight decay shrinking it.
+# image (grey is 0). Shown: the filters that training changed most, each scaled to its own
+# range so that a weak one is as visible as a strong one, before and after training and the
+# change between (after - before). After the default run each filter is still mostly its random
+# start; what training added is smooth: a colour of its own over the whole window (a colour
+# detector) or light against dark across it (an edge), the first layer's classic features.
 
 # %%
 filters_after = model.conv1.conv.weight.numpy()
-n_show = min(16, filters_after.shape[0])
-fig, axes = plt.subplots(2, n_show, figsize=(1.0 * n_show + 1, 2.9))
-for row, (weights, label) in enumerate(((filters_before, "before"), (filters_after, "after"))):
-    scale = np.abs(weights[:n_show]).max()
-    for k in range(n_show):
-        rgb = weights[k].transpose(1, 2, 0) / (2 * scale) + 0.5  # 3x3x3, grey = 0
-        ax = axes[row, k]
-        ax.imshow(np.clip(rgb, 0, 1), interpolation="nearest")
+flat_before, flat_after = (f.reshape(len(f), -1) for f in (filters_before, filters_after))
+moved = np.linalg.norm(flat_after - flat_before, axis=1) / np.linalg.norm(flat_before, axis=1)
+shown_filters = np.argsort(-moved)[: min(10, len(moved))]  # the most changed first
+filter_rows = (
+    (filters_before, "before"),
+    (filters_after, "after"),
+    (filters_after - filters_before, "change"),
+)
+fig, axes = plt.subplots(3, len(shown_filters), figsize=(1.35 * len(shown_filters) + 0.8, 4.9))
+for row, (weights, label) in enumerate(filter_rows):
+    for col, k in enumerate(shown_filters):
+        w = weights[k].transpose(1, 2, 0)  # 3x3x3, RGB last
+        ax = axes[row, col]
+        ax.imshow(w / (2 * np.abs(w).max()) + 0.5, interpolation="nearest")  # its own range
         ax.set_xticks([])
         ax.set_yticks([])
-        if k == 0:
+        if col == 0:
             ax.set_ylabel(label, fontsize=11)
         if row == 0:
-            ax.set_title(f"filter {k}", fontsize=8)
-change = np.linalg.norm(filters_after - filters_before) / np.linalg.norm(filters_before)
+            ax.set_title(f"filter {k}\nmoved {moved[k]:.0%}", fontsize=9)
 fig.suptitle(
-    f"First-layer 3x3 filters (RGB, grey = 0), {n_show} of {filters_after.shape[0]}: "
-    f"before and after training (the weights moved {change:.0%} of their size)"
+    f"The {len(shown_filters)} first-layer 3x3 filters (of {len(moved)}) that training changed "
+    "most, each scaled to its own range (grey = 0)"
 )
 fig.tight_layout()
 save(fig, out / "15_filters.png")
@@ -376,6 +396,67 @@ fig.tight_layout()
 save(fig, out / "15_feature_maps.png")
 
 # %% [markdown]
+# ## 9. Inside inception 3a: its four branches
+# The same test image one stage further: what each of inception 3a's branches makes of the
+# stem's maps, before the concatenation puts them side by side (lesson 9), a few channels of
+# each (the strongest for this image), in evaluation mode. The 1x1 branch mixes the stem's
+# channels pixel by pixel, so its maps keep the stem's sharp regions; the 3x3 branch sees a
+# neighbourhood and answers to edges and thin structures; the "5x5" branch (a 3x3 in this model,
+# behind its narrow 1x1 reduction) has only a few channels, often sparse spots; the pool branch's
+# maps are blockier, its 3x3 max pool spreading each bright area before the 1x1 projection.
+
+# %%
+inception = model.inception3a
+branches = [
+    ("1x1", "1x1 conv", inception.branch1),
+    ("3x3", "1x1 reduce, 3x3 conv", inception.branch2),
+    ('"5x5"', f"1x1 reduce, {inception.kernel5}x{inception.kernel5} conv", inception.branch3),
+    ("pool proj", "3x3 max pool, 1x1 conv", inception.branch4),
+]
+with md.no_grad():  # (model.eval() above: batch norm with its running statistics)
+    stem_maps = model.conv1(x_img)
+    branch_maps = [branch(stem_maps).numpy()[0] for _, _, branch in branches]
+n_maps = min(4, *(len(m) for m in branch_maps))
+fig = plt.figure(figsize=(2.2 * n_maps + 4.6, 9))
+grid = fig.add_gridspec(4, n_maps + 2, width_ratios=[2.2, 1.3] + [1.8] * n_maps)
+ax = fig.add_subplot(grid[1:3, 0])
+ax.imshow(test_x[k_img], interpolation="nearest")
+ax.set_title(f"input: {classes[test_y[k_img]]}", fontsize=11)
+ax.axis("off")
+for row, ((name, path, _), maps) in enumerate(zip(branches, branch_maps)):
+    ax = fig.add_subplot(grid[row, 1])
+    ax.text(0.5, 0.5, f"{name}\n({path})\n{len(maps)} channels", ha="center", va="center",
+            fontsize=10, wrap=True)  # fmt: skip
+    ax.axis("off")
+    strongest = np.argsort(-maps.mean(axis=(1, 2)))[:n_maps]
+    for col, c in enumerate(strongest):
+        ax = fig.add_subplot(grid[row, col + 2])
+        ax.imshow(maps[c], cmap="magma", interpolation="nearest")
+        ax.set_title(f"channel {c}", fontsize=9)
+        ax.axis("off")
+fig.suptitle(
+    f"Inception 3a's four branches on one test image, the {n_maps} strongest channels of each "
+    "(bright = strong)"
+)
+fig.tight_layout()
+save(fig, out / "15_inception_branches.png")
+
+# %% [markdown]
+# ## Why the lesson sets OPENBLAS_THREAD_TIMEOUT
+# The set-up cell's first line asks OpenBLAS, the library behind NumPy's matrix products, to put
+# its idle threads to sleep after a short spin. A training step alternates between matrix
+# products on OpenBLAS's threads and minidl's own passes (im2col, pooling, batch norm) on its
+# thread pool; OpenBLAS's threads keep spinning on the cores for a while after each product,
+# taking them from minidl's. On this lesson's default run that cost 1.4x: 131 images/s without
+# the setting, 181-183 with it (docs/training.md, "Threads on a shared machine"). OpenBLAS reads
+# it once, when NumPy loads, so it must come before `import numpy`: in a notebook, in the first
+# cell of a fresh kernel. `python googlenet.py train` sets it the same way; `setdefault` keeps a
+# value you set yourself.
+
+# %%
+print(f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT')}")
+
+# %% [markdown]
 # ## Exercises
 # 1. The full recipe trains on 50,000 images in batches of 128, dropping the last incomplete
 #    batch. How many optimizer steps is one epoch? Set `my_steps` and check.
@@ -388,19 +469,5 @@ my_steps = None  # exercise 1: an integer
 my_bytes = None  # exercise 2: (uint8 bytes, float32 bytes)
 
 
-def check_exercises():
-    if my_steps is None:
-        print("exercise 1: not done yet (my_steps is None)")
-    else:
-        images = np.broadcast_to(np.zeros((1, 32, 32, 3), np.uint8), (50_000, 32, 32, 3))
-        steps = len(DataLoader((images, np.zeros(50_000, np.int64)), 128, drop_last=True))
-        print(f"exercise 1: {'correct' if my_steps == steps else 'not yet'} ({steps} steps)")
-    if my_bytes is None:
-        print("exercise 2: not done yet (my_bytes is None)")
-    else:
-        batch = np.zeros((128, 3, 32, 32), np.uint8)
-        sizes = (batch.nbytes, batch.astype(np.float32).nbytes)
-        print(f"exercise 2: {'correct' if tuple(my_bytes) == sizes else 'not yet'} {sizes}")
-
-
-check_exercises()
+report("exercise 1", check_steps_per_epoch(my_steps))
+report("exercise 2", check_batch_bytes_uint8(my_bytes))

@@ -81,16 +81,10 @@ def test_normalised_masks_timings_whatever_their_width():
 
 
 def lessons():
-    """Every lesson; lesson 15's training cell is known not to be re-runnable yet."""
+    """Every lesson, by name (lesson 15's training cell included: it starts from the model's
+    saved initial state, a fresh optimizer, schedule and generators each time it runs)."""
     for path in LESSONS:
-        marks = []
-        if path.name.startswith("15_"):
-            reason = (
-                "lesson 15's training cell trains on from the model an earlier cell built, so a "
-                "second run prints other losses: issue 31, item 2, still open for this lesson"
-            )
-            marks.append(pytest.mark.xfail(strict=True, reason=reason))
-        yield pytest.param(path, marks=marks, id=path.stem)
+        yield pytest.param(path, id=path.stem)
 
 
 @pytest.mark.slow
