@@ -35,13 +35,15 @@ from collections import deque
 from collections.abc import Sequence
 
 FILES_S = 2.0  # writing a checkpoint, the metrics and the curves, before one was measured
-MIN_STEPS = 2  # steps timed before the first plan (the first runs slower: heap, caches)
+# steps timed before the first plan: their median, so one slow first step (it allocates the
+# buffers every later step reuses) cannot set the speed alone
+MIN_STEPS = 2
 # a fuller final test pass than the plainest may take at most this share of the budget: its
 # views add about a point of accuracy at the end of a long run, and a short run's minutes are
 # worth more as training (docs/training.md, "Test-time augmentation")
 FINAL_SHARE = 0.1
 # the start-up timing that gives a budgeted run its first plan takes at most this share of it
-# (8 steps on a CPU; one step of the simulated GPU's 20 s in a 3-minute budget)
+# (and at least one step): a device whose steps are a large part of the budget trains instead
 CALIBRATION_SHARE = 0.02
 # the plainest final pass (every test image once) is kept unless it alone would take more than
 # this share of the budget: then the run would be mostly evaluation, or end far past its budget

@@ -291,10 +291,9 @@ def _time_a_test_batch(model: Model, test_loader: Batches, budget: TimeBudget) -
     """Evaluates ``test_loader``'s first batch and tells ``budget`` what it cost (the model back
     in training mode after); returns the seconds it took."""
     start = time.perf_counter()
-    batch = _OneBatch(*next(iter(test_loader)))
-    evaluate(model, batch)
+    result = evaluate(model, _FirstImages(test_loader, 1))  # (one image: the first batch)
     seconds = time.perf_counter() - start
-    budget.tested(seconds, batch.batch_size)
+    budget.tested(seconds, len(result.targets))
     model.train()
     return seconds
 
@@ -311,19 +310,6 @@ class _FirstImages:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return itertools.islice(iter(self.loader), len(self))
-
-
-class _OneBatch:
-    """A loader of one batch ``(x, y)``."""
-
-    def __init__(self, x: Tensor, y: Tensor):
-        self.batch, self.batch_size = (x, y), len(y)
-
-    def __len__(self) -> int:
-        return 1
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        return iter([self.batch])
 
 
 def final_pass_choices(
@@ -679,7 +665,7 @@ def estimate_epochs(
         timed.append((time.perf_counter() - tick, len(y)))
         if time.perf_counter() - start > CALIBRATION_SHARE * budget_s:
             break
-    timed = timed[2:] or timed[-1:]  # the first steps are slower: the heap and caches warm up
+    timed = timed[2:] or timed[-1:]  # the first two allocate the buffers later steps reuse
     per_image = sum(s for s, _ in timed) / sum(n for _, n in timed)
     model.zero_grad()
     model.load_state_dict(weights)
