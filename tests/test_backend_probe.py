@@ -10,6 +10,7 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+from helpers.paths import ROOT
 
 import minidl as md
 from minidl import backend
@@ -108,15 +109,13 @@ def test_missing_cupy_says_how_to_install_it(fake, monkeypatch):
 
 def test_the_test_session_says_which_backends_ran():
     import subprocess
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parent.parent
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
         + ["tests/test_ops_forward.py", "-k", "relu or ReLU"],
         capture_output=True,
         text=True,
-        cwd=root,
+        cwd=ROOT,
         timeout=120,
     )
     (line,) = [s for s in result.stdout.splitlines() if s.startswith("minidl backends:")]

@@ -7,11 +7,11 @@ a training step's FLOPs must be what PyTorch's own FLOP counter counts for the s
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pytest
+from helpers.paths import ROOT
 
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "googlenet_speed.py"
+BENCH = ROOT / "bench" / "googlenet_speed.py"
 
 
 def load_bench(path=BENCH):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import signal
 import subprocess
 import sys
@@ -12,35 +11,10 @@ import time
 
 import numpy as np
 import pytest
+from helpers.cifar import write_cifar
+from helpers.paths import ROOT
 
 import minidl as md
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
-
-def write_cifar(root, n_train=64, n_test=40, seed=0) -> str:
-    """A CIFAR-10 python-version folder: 5 training batches, a test batch and the meta file.
-
-    Images are noise plus a per-class colour, so the classes can actually be learnt."""
-    rng = np.random.default_rng(seed)
-    folder = os.path.join(root, "cifar-10-batches-py")
-    os.makedirs(folder)
-
-    def batch(n):
-        labels = rng.integers(0, 10, n)
-        colour = (labels[:, None] * 25).astype(np.int64)
-        data = np.clip(rng.integers(0, 60, (n, 3072)) + colour, 0, 255).astype(np.uint8)
-        return {b"data": data, b"labels": labels.tolist()}
-
-    for i in range(1, 6):
-        with open(os.path.join(folder, f"data_batch_{i}"), "wb") as f:
-            pickle.dump(batch(n_train // 5), f, protocol=2)
-    with open(os.path.join(folder, "test_batch"), "wb") as f:
-        pickle.dump(batch(n_test), f, protocol=2)
-    with open(os.path.join(folder, "batches.meta"), "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in CLASSES]}, f, protocol=2)
-    return root
 
 
 def run(*args, check=True):

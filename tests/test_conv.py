@@ -6,8 +6,8 @@ import itertools
 
 import numpy as np
 import pytest
-import reference as ref
-from fast_paths import LAYOUTS, PATHS, as_layout, use_path
+from helpers import reference as ref
+from helpers.fast_paths import LAYOUTS, PATHS, as_layout, use_path
 
 import minidl as md
 import minidl.functional as F

@@ -12,19 +12,17 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli import write_cifar
+from helpers.cifar import write_cifar, write_tiny_cifar
+from helpers.paths import ROOT
 
 import minidl as md
 from minidl import backend, nn, optim
 from minidl.data import DataLoader
 from minidl.testing import cupy_sim
 from minidl.train import train_step
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -275,7 +273,6 @@ def test_cli_trains_on_the_simulated_gpu_and_the_checkpoint_evaluates_on_cpu(tmp
 
 
 def test_gpu_lesson_runs_to_the_end_on_the_simulated_gpu(tmp_path):
-    from test_examples import write_tiny_cifar
 
     (lesson,) = (ROOT / "examples").glob("*_on_gpu.py")
     data = write_tiny_cifar(tmp_path / "data" / "cifar-10-batches-py")

@@ -2,64 +2,21 @@
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
-import tarfile
 
 import numpy as np
 import pytest
+from helpers.cifar import (
+    CLASSES,
+    PER_BATCH,
+    TEST,
+    tiny_archive_bytes,
+    tiny_cifar_files,
+    write_folder,
+)
 
 from minidl.data import CIFAR10
-
-CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-PER_BATCH, TEST = 4, 6
-
-
-def _batch(rng, n, name):
-    # as the official Python-2 pickles read with encoding="bytes": bytes keys, uint8 rows of
-    # 3072 values (R plane, G plane, B plane), labels a list of ints
-    return {
-        b"batch_label": name.encode(),
-        b"labels": [int(v) for v in rng.integers(0, 10, n)],
-        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-        b"filenames": [f"img_{i}.png".encode() for i in range(n)],
-    }
-
-
-def tiny_cifar_files(seed: int = 0) -> dict[str, bytes]:
-    """The files of a tiny ``cifar-10-batches-py`` folder: name -> pickled bytes."""
-    rng = np.random.default_rng(seed)
-    files = {
-        f"data_batch_{i}": _batch(rng, PER_BATCH, f"training batch {i} of 5") for i in range(1, 6)
-    }
-    files["test_batch"] = _batch(rng, TEST, "testing batch 1 of 1")
-    files["batches.meta"] = {
-        b"label_names": [c.encode() for c in CLASSES],
-        b"num_cases_per_batch": PER_BATCH,
-        b"num_vis": 3072,
-    }
-    return {name: pickle.dumps(obj, protocol=2) for name, obj in files.items()}
-
-
-def write_folder(root, files=None) -> str:
-    folder = os.path.join(root, "cifar-10-batches-py")
-    os.makedirs(folder, exist_ok=True)
-    for name, raw in (files or tiny_cifar_files()).items():
-        with open(os.path.join(folder, name), "wb") as f:
-            f.write(raw)
-    return folder
-
-
-def tiny_archive_bytes(files=None) -> bytes:
-    """A tiny ``cifar-10-python.tar.gz`` (same member layout as the official archive)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, raw in (files or tiny_cifar_files()).items():
-            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-            info.size = len(raw)
-            tar.addfile(info, io.BytesIO(raw))
-    return buf.getvalue()
 
 
 def _expected(files, names):

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from test_data_cifar import CLASSES, PER_BATCH, tiny_archive_bytes
+from helpers.cifar import CLASSES, PER_BATCH, tiny_archive_bytes
 
 from minidl.data import CIFAR10
 from minidl.data.download import download

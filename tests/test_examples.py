@@ -9,42 +9,16 @@ from __future__ import annotations
 
 import ast
 import os
-import pickle
 import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-LESSONS = sorted((ROOT / "examples").glob("[0-9][0-9]_*.py"))
-
-
-def write_tiny_cifar(folder: Path, per_batch: int = 20, seed: int = 0) -> Path:
-    """A CIFAR-10 'python version' folder in the real format, with a few random images per file."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    names = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"]
-    for name in [*names, "test_batch"]:
-        labels = [int(i % 10) for i in range(per_batch)]
-        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
-        with open(folder / name, "wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data}, f)
-    classes = ["airplane", "automobile", "bird", "cat", "deer"]
-    classes += ["dog", "frog", "horse", "ship", "truck"]
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in classes]}, f)
-    return folder
-
-
-def run_python(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    """``python ARGS`` from the repository's root, as a learner runs a lesson."""
-    return subprocess.run(
-        [sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
+from helpers.cifar import write_tiny_cifar
+from helpers.lessons import LESSONS, run_python
+from helpers.paths import ROOT
 
 
 @pytest.fixture(scope="module")

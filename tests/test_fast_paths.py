@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from fast_paths import LAYOUTS, as_layout, use_path
+from helpers.fast_paths import LAYOUTS, as_layout, use_path
 
 import googlenet as G
 import minidl as md

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.paths import ROOT
+from helpers.pth_files import PickleWriter, write_archive
 
 import googlenet as G
 import googlenet_cli as C
@@ -18,8 +19,6 @@ import minidl as md
 import minidl.functional as F
 from minidl import optim
 from minidl.summary import profile
-
-ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------------------- fixtures
 
@@ -374,7 +373,6 @@ def test_tiny_cifar_model_overfits_64_images():
 
 def test_import_torchvision_from_a_hand_built_pth(tmp_path):
     """No PyTorch: write our own model's weights in torch.save's format, convert, compare."""
-    from test_pth import PickleWriter, write_archive
 
     md.nn.init.manual_seed(5)
     source = G.GoogLeNet(variant="torchvision", num_classes=10, aux_logits=True).eval()
@@ -410,7 +408,6 @@ def test_import_torchvision_from_a_hand_built_pth(tmp_path):
 
 
 def test_import_torchvision_rejects_other_models(tmp_path):
-    from test_pth import PickleWriter, write_archive
 
     w = PickleWriter()
     pkl = w.state_dict([("fc.weight", lambda: w.tensor("FloatStorage", "0", 6, 0, (2, 3), (3, 1)))])

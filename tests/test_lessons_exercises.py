@@ -8,12 +8,12 @@ the backward" checks are given the worked answers in examples/_solutions.py and 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.paths import ROOT
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = ROOT / "examples"
 sys.path.insert(0, str(EXAMPLES))  # as `python examples/NN_*.py` has it
 
 import _exercises as ex  # noqa: E402

@@ -22,7 +22,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_examples import LESSONS, ROOT, run_python, write_tiny_cifar
+from helpers.cifar import write_tiny_cifar
+from helpers.lessons import LESSONS, run_python
+from helpers.paths import ROOT
 
 EXAMPLES = ROOT / "examples"
 IMAGES = ("image/png", "image/svg+xml")

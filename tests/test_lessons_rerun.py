@@ -15,7 +15,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_examples import LESSONS, run_python, write_tiny_cifar
+from helpers.cifar import write_tiny_cifar
+from helpers.lessons import LESSONS, run_python
 
 # Timings (seconds, images per second) legitimately differ between two runs of a cell: they are
 # masked before the outputs are compared.

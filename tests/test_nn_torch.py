@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_nn_layers import SmallCNN
+from helpers.models import SmallCNN
 
 import minidl as md
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import reference as ref
+from helpers import reference as ref
 
 import minidl as md
 import minidl.functional as F

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_training import EPOCHS, FakeClock, loss_fn, make_run, weights
+from helpers.training import EPOCHS, FakeClock, loss_fn, make_run, weights
 
 from minidl.data import Compose, DataLoader, RandomCrop, RandomHorizontalFlip
 from minidl.data.transforms import cifar10_train_transform
