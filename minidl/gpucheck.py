@@ -30,7 +30,7 @@ from .registry import gradcheck_cases
 from .tensor import tensor
 
 OP_TOLERANCE = 1e-8  # float64, same formulas, different summation orders
-STEP_TOLERANCE = 2e-2  # float32 at batch 8 through 37 batch norms (tests/test_cupy_backend.py)
+STEP_TOLERANCE = 2e-2  # float32 at batch 8 through 37 batch norms (tests/cuda/test_cupy_backend.py)
 
 
 def _relative(got: np.ndarray, want: np.ndarray) -> float:

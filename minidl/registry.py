@@ -7,7 +7,7 @@ An op module registers a *case factory* next to its Function::
         yield GradCase("broadcast", lambda a, b: a + b, [rng.standard_normal((3, 4)),
                                                           rng.standard_normal(4)])
 
-``python -m minidl.gradcheck`` and ``tests/test_gradcheck_ops.py`` run every registered case.
+``python -m minidl.gradcheck`` and ``tests/ops/test_gradcheck_ops.py`` run every registered case.
 """
 
 from __future__ import annotations

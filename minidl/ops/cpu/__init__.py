@@ -12,5 +12,5 @@ which CuPy runs too. On a CPU, NumPy arrays take these modules instead, chosen i
 - ``threads``: how many threads the pool and OpenBLAS use, fewer while the machine is busy.
 
 Each is tested against its textbook op at thresholds shrunk so small inputs take every route
-(tests/test_fast_paths.py).
+(tests/ops/test_fast_paths.py).
 """

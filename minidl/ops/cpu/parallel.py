@@ -15,7 +15,7 @@ machine made a step 15x slower); the same call keeps OpenBLAS's thread count in 
 
 ``WORKERS``, ``_MIN_ELEMENTS``, ``policy`` and the pool are module globals read on every call (never
 bound at import by the callers), so tests can force two threads and tiny passes
-(tests/test_fast_paths.py).
+(tests/ops/test_fast_paths.py).
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def _is_torch_mark(node: ast.AST) -> bool:
     return "pytest.mark.torch" in ast.unparse(node)
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "tests").glob("test_*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((ROOT / "tests").rglob("test_*.py")), ids=lambda p: p.name)
 def test_pytorch_oracle_tests_carry_the_torch_mark(path: Path):
     """``-m "not torch"`` must leave out every test that imports PyTorch or torchvision."""
     tree = ast.parse(path.read_text())

@@ -112,7 +112,7 @@ def test_the_test_session_says_which_backends_ran():
 
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-        + ["tests/test_ops_forward.py", "-k", "relu or ReLU"],
+        + ["tests/ops/test_ops_forward.py", "-k", "relu or ReLU"],
         capture_output=True,
         text=True,
         cwd=ROOT,
