@@ -1,13 +1,16 @@
-"""The computation graph as DOT text, and the message when Graphviz is missing."""
+"""The computation graph as DOT text, the message when Graphviz is missing, and a figure that
+fails to draw leaving no file behind."""
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pytest
 
 import minidl as md
 from minidl import viz
+from minidl.viz import save_figure
 
 
 def _graph():
@@ -44,3 +47,16 @@ def test_plot_curves_writes_png(tmp_path):
         {"epoch": [1, 2], "train_loss": [2.0, 1.5], "test_acc": [0.3, 0.4]}, tmp_path / "c.png"
     )
     assert open(path, "rb").read(4) == b"\x89PNG"
+
+
+def test_save_figure_leaves_nothing_when_drawing_fails(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure()
+    fig.savefig = lambda *a, **k: (_ for _ in ()).throw(RuntimeError("no"))
+    with pytest.raises(RuntimeError):
+        save_figure(fig, tmp_path / "f.png")
+    assert os.listdir(tmp_path) == []
