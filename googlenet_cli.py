@@ -31,7 +31,7 @@ import minidl.functional as F
 from googlenet import VARIANTS, GoogLeNet, GoogLeNetOutputs, googlenet_cifar
 from googlenet_table import summary
 from minidl.backend import keep_freed_memory
-from minidl.train import Interrupted, NonFiniteLoss, checkpoint
+from minidl.train import Interrupted, NonFiniteLoss, RunFiles, RunPlan, checkpoint
 from minidl.train.evaluation import TTA_SHIFTS, views_per_image
 
 
@@ -244,7 +244,7 @@ def _make_schedule(optimizer: Any, args: Any, epochs: int, total_steps: int) -> 
 
 
 def progressive_resizing(config: dict[str, Any]) -> tuple[float, Any] | None:
-    """``fit``'s ``low_res`` for a run's options: (share, the small crops' transform), or None
+    """``RunPlan``'s ``low_res`` for a run's options: (share, the small crops' transform), or None
     (--low-res 32, a share of 0, or a config without low_res: full size throughout)."""
     from minidl.data import cifar10_train_transform
 
@@ -455,15 +455,20 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
         + f" of {len(loader)} batches of {args.batch_size} on {device}; writing to {args.out}"
     )
     extra = {"model_config": model_config(model), "train_config": config}  # in every checkpoint
+    files = RunFiles(out=args.out, checkpoint_extra=extra, resume=ckpt)
+    plan = RunPlan(
+        time_budget_s=args.time_budget_min * 60 if budgeted else None,
+        low_res=progressive_resizing(config),
+        final_test_loader=final_loader,
+        final_tta=tta,
+        stop_after_epochs=args.stop_after_epochs,
+        start_time=run_start,  # the wall time counts loading the data and calibrating
+    )
     xp = md.backend.module_for(device)
     counts = DeviceCounts(xp) if md.backend.is_simulated(xp) else None
     result = fit(
         model, loss, loader, optimizer, epochs, schedule=schedule, test_loader=epoch_test_loader,
-        final_test_loader=final_loader, final_tta=tta, out=args.out,
-        checkpoint_extra=extra, resume=ckpt,
-        stop_after_epochs=args.stop_after_epochs, start_time=run_start,
-        time_budget_s=args.time_budget_min * 60 if budgeted else None,
-        low_res=progressive_resizing(config), on_step=counts,
+        files=files, plan=plan, on_step=counts,
     )  # fmt: skip
     if counts is not None:
         print(counts.summary())

@@ -4,6 +4,8 @@
   ``fit_simple``, the loop around it that a learner reads (about 20 lines);
 - ``run.py``: ``fit``, a whole run (progress bar, metrics, checkpoints, resume, Ctrl-C, a time
   budget), and ``estimate_epochs``;
+- ``plan.py``: what ``fit`` is told besides model, data and optimizer: ``RunFiles`` (its folder,
+  a checkpoint to resume) and ``RunPlan`` (a time budget, small crops first, a final test pass);
 - ``evaluation.py``: test passes (``evaluate``; ``evaluate_tta``: mirrored and shifted views);
 - ``budget.py``: the steps that still fit a time budget, re-planned after every step;
 - ``progressive.py``: small crops for the first part of a run, then full size;
@@ -13,6 +15,7 @@
 
 from .evaluation import TTA_SHIFTS, Evaluation, evaluate, evaluate_flipped, evaluate_tta
 from .loop import fit_simple, train_step
+from .plan import RunFiles, RunPlan
 from .run import FitResult, Interrupted, NonFiniteLoss, Step, estimate_epochs, fit
 
 __all__ = [
@@ -21,6 +24,8 @@ __all__ = [
     "FitResult",
     "Interrupted",
     "NonFiniteLoss",
+    "RunFiles",
+    "RunPlan",
     "Step",
     "estimate_epochs",
     "evaluate",

@@ -80,7 +80,7 @@ def training_state(
 
 
 def restore_training_state(
-    checkpoint: dict[str, Any],
+    checkpoint: Mapping[str, Any],
     model: Any,
     optimizer: Any,
     schedule: Any,

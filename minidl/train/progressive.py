@@ -4,7 +4,7 @@ A convolutional network's step costs about its pixels: at 24x24 a CIFAR GoogLeNe
 of a 32x32 one (measured, width 0.25, batch 128). A network that ends in a global average pool
 takes any size, so the early, high-learning-rate part of a run can see smaller crops, more of
 them in the same minutes, and the later part the full images the test uses, which adapts the
-weights (and the batch-norm statistics) to them. ``fit(low_res=(share, transform))`` sets this
+weights (and the batch-norm statistics) to them. ``RunPlan(low_res=(share, transform))`` sets this
 up; ``SmallImagesFirst`` is its switch.
 
 What a small step saves depends on the device: on a CPU the time follows the pixels, on a GPU a

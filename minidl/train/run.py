@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 from typing import Any, NamedTuple
 
@@ -37,6 +37,7 @@ from .checkpoint import Position, restore_training_state, save_checkpoint, train
 from .evaluation import TTA_SHIFTS, Shift, evaluate, evaluate_tta, views_per_image
 from .loop import LossFn, train_step
 from .metrics import write_metrics
+from .plan import RunFiles, RunPlan
 from .progressive import PROBE_STEPS, SmallImagesFirst
 from .protocols import Batches, Loader, Model, Optimizer, Schedule
 
@@ -58,7 +59,7 @@ class FitResult(NamedTuple):
     rows: list[dict[str, Any]]  # one per epoch, as in metrics.json
     best_acc: float
     checkpoint: str | None  # last.npz, when ``fit`` was given a folder
-    finished: bool  # False: stopped early (stop_after_epochs, on_step); resume to go on
+    finished: bool  # False: stopped early (plan.stop_after_epochs, on_step); resume to go on
     elapsed_s: float  # wall time of the run, earlier sessions included
 
 
@@ -107,40 +108,37 @@ def fit(
     *,
     schedule: Schedule | None = None,
     test_loader: Batches | None = None,
-    out: str | os.PathLike | None = None,
-    checkpoint_extra: dict[str, Any] | None = None,
-    resume: dict[str, Any] | None = None,
-    stop_after_epochs: int | None = None,
+    files: RunFiles | None = None,
+    plan: RunPlan | None = None,
     on_step: Callable[[Step], bool | None] | None = None,
     progress: bool = True,
-    start_time: float | None = None,
-    time_budget_s: float | None = None,
-    final_test_loader: Batches | None = None,
-    final_tta: bool | Sequence[Shift] = False,
-    low_res: tuple[float, Callable[..., Any]] | None = None,
 ) -> FitResult:
     """Train ``model`` for ``epochs`` passes over ``train_loader`` (a ``minidl.data.DataLoader``).
 
     ``loss_fn(output, y)``: the loss of the model's training output. ``schedule`` is stepped
     after every batch, at most ``epochs * len(train_loader) - 1`` times (the last step's rate is
     never used). After each epoch: evaluate on ``test_loader`` (when given), print a line, and
-    with an ``out`` folder write ``metrics.csv``, ``metrics.json``, ``curves.png`` and the
-    checkpoint ``last.npz`` (plus ``best.npz`` at a new best test accuracy), each holding
-    ``checkpoint_extra`` too. ``resume``: a checkpoint dict ``fit`` wrote; the run continues
-    where it stopped, with the same batches, augmentation and dropout masks (on the CPU), bit
-    for bit. A checkpoint planned for fewer ``epochs`` is extended: ``schedule`` (built for the
-    new count) keeps its own plan and continues from the saved step.
-    ``stop_after_epochs``: return after that many epochs of this call. ``on_step(step)`` runs
-    after every step; returning True stops the run there (its state saved).
-    ``start_time``: the ``time.perf_counter()`` the run's wall time counts from (default: now).
-    ``final_test_loader``: evaluated once more when the run ends, its figures added to the last
-    row as ``final_test_acc``: a cheap ``test_loader`` (a subset) follows the run, the whole test
-    set gives its result. ``final_tta``: with test-time augmentation too (``evaluate_tta``; True:
-    its ``TTA_SHIFTS``, or the shifts to use), added as ``final_test_tta_acc`` and
-    ``final_test_tta_views``; a time budget too short for all the views (their cost over
-    ``minidl.train.budget.FINAL_SHARE`` of it) falls back to the mirror pair, or to the plain pass.
+    with ``files`` (``RunFiles``: an ``out`` folder) write ``metrics.csv``, ``metrics.json``,
+    ``curves.png`` and the checkpoint ``last.npz`` (plus ``best.npz`` at a new best test
+    accuracy), each holding ``files.checkpoint_extra`` too. ``files.resume``: a checkpoint dict
+    ``fit`` wrote; the run continues where it stopped, with the same batches, augmentation and
+    dropout masks (on the CPU), bit for bit. A checkpoint planned for fewer ``epochs`` is
+    extended: ``schedule`` (built for the new count) keeps its own plan and continues from the
+    saved step. ``on_step(step)`` runs after every step; returning True stops the run there (its
+    state saved).
 
-    ``time_budget_s``: the run ends within that many seconds of wall time (counted as
+    ``plan`` (``RunPlan``) says how the run goes beyond its epochs:
+    ``plan.stop_after_epochs``: return after that many epochs of this call.
+    ``plan.start_time``: the ``time.perf_counter()`` the run's wall time counts from (default:
+    now). ``plan.final_test_loader``: evaluated once more when the run ends, its figures added
+    to the last row as ``final_test_acc``: a cheap ``test_loader`` (a subset) follows the run,
+    the whole test set gives its result. ``plan.final_tta``: with test-time augmentation too
+    (``evaluate_tta``; True: its ``TTA_SHIFTS``, or the shifts to use), added as
+    ``final_test_tta_acc`` and ``final_test_tta_views``; a time budget too short for all the
+    views (their cost over ``minidl.train.budget.FINAL_SHARE`` of it) falls back to the mirror
+    pair, or to the plain pass.
+
+    ``plan.time_budget_s``: the run ends within that many seconds of wall time (counted as
     ``FitResult.elapsed_s`` is, earlier sessions included), its schedule completed, after as many
     steps as fit: ``epochs`` is then only the plan ``schedule`` was built for (its resolution),
     and ``schedule`` is placed at ``last step * done / (done + steps that still fit)``, re-planned
@@ -148,7 +146,7 @@ def fit(
     row's ``epoch`` is then fractional (2.4: 40% of the third). A resumed budgeted run goes
     on with the time its budget has left; it is not bit-exact (the plan follows wall time).
 
-    ``low_res=(share, transform)``: progressive resizing (``progressive.py``). The batches
+    ``plan.low_res=(share, transform)``: progressive resizing (``progressive.py``). The batches
     of the first ``share`` of the run (its fraction of steps done, or of a budget's schedule)
     come from ``transform`` in place of ``train_loader.transform``: smaller crops, faster steps;
     a budget counts those steps at their pixels' share of a full-size step's time.
@@ -158,21 +156,25 @@ def fit(
     or infinite loss raises ``NonFiniteLoss`` and saves nothing.
     """
     _check_run(epochs, train_loader)
-    start_time = time.perf_counter() if start_time is None else start_time
-    final_shifts = tuple(TTA_SHIFTS if final_tta is True else final_tta or ())
+    files, plan = files or RunFiles(), plan or RunPlan()
+    start_time = time.perf_counter() if plan.start_time is None else plan.start_time
+    final_shifts = tuple(TTA_SHIFTS if plan.final_tta is True else plan.final_tta or ())
     per_epoch, last_step = len(train_loader), epochs * len(train_loader) - 1
     position = Position(epochs=epochs)
-    if resume is not None:
-        position = restore_training_state(resume, model, optimizer, schedule, train_loader, epochs)
-    budget = _plan_budget(time_budget_s, test_loader, final_test_loader, final_shifts, train_loader)
+    if files.resume is not None:
+        position = restore_training_state(
+            files.resume, model, optimizer, schedule, train_loader, epochs
+        )
+    final_loader = plan.final_test_loader
+    budget = _plan_budget(plan.time_budget_s, test_loader, final_loader, final_shifts, train_loader)
     if position.finished:  # a budgeted run that used its time: nothing left to do
         return FitResult(position.metrics, position.best_acc, None, True, position.elapsed_s)
     _check_resume_fits(position, epochs, per_epoch, budget)
     first_epoch, rows = position.epoch, position.metrics
-    run = _Saver(model, optimizer, schedule, out, checkpoint_extra, position, start_time)
-    run.final_loader, run.final_shifts, run.budget = final_test_loader, final_shifts, budget
+    run = _Saver(model, optimizer, schedule, files, position, start_time)
+    run.final_loader, run.final_shifts, run.budget = final_loader, final_shifts, budget
     fraction = _fraction_done(schedule, budget, position, per_epoch, last_step)
-    sizes = _Resizing(low_res, train_loader, fraction, budget is not None)
+    sizes = _Resizing(plan.low_res, train_loader, fraction, budget is not None)
     with DeferredSignals() as signals:
         try:
             for epoch in itertools.count(first_epoch) if budget else range(first_epoch, epochs):
@@ -223,7 +225,7 @@ def fit(
                     budget.evaluated(time.perf_counter() - end_start)
                 if signals.received:
                     raise Interrupted(path, epoch + 1, 0, signals.received)
-                pause = stop or (stop_after_epochs and epoch + 1 - first_epoch >= stop_after_epochs)
+                pause = stop or _paused(plan.stop_after_epochs, epoch + 1 - first_epoch)
                 if pause and (budget is not None or epoch + 1 < epochs):
                     return FitResult(rows, position.best_acc, path, False, position.elapsed_s)
         except KeyboardInterrupt as e:
@@ -233,6 +235,11 @@ def fit(
         finally:
             sizes.restore()
     return FitResult(rows, position.best_acc, run.last[0], True, run.elapsed_s())
+
+
+def _paused(stop_after_epochs: int | None, epochs_done: int) -> bool:
+    """``plan.stop_after_epochs`` reached: this call has trained that many epochs."""
+    return bool(stop_after_epochs) and epochs_done >= (stop_after_epochs or 0)
 
 
 def _check_run(epochs: int, train_loader: Loader) -> None:
@@ -466,13 +473,12 @@ class _Saver:
         model: Model,
         optimizer: Optimizer,
         schedule: Schedule | None,
-        out: str | os.PathLike | None,
-        extra: dict[str, Any] | None,
+        files: RunFiles,
         position: Position,
         start_time: float,
     ):
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
-        self.out, self.extra, self.position = out, extra, position
+        self.out, self.extra, self.position = files.out, files.checkpoint_extra, position
         self.earlier_s, self.start_time = position.elapsed_s, start_time
         self.last: tuple[str | None, int, int] = (None, position.epoch, position.batch)
         self.final_loader: Batches | None = None  # evaluated once more when the run ends,

@@ -10,6 +10,7 @@ from helpers.training import (
     weights,
 )
 
+from minidl.train import RunFiles
 from minidl.train.run import (
     fit,
 )
@@ -22,6 +23,6 @@ def full_run(tmp_path_factory):
     model, optimizer, schedule, loader, test_loader = make_run()
     result = fit(
         model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=test_loader,
-        out=out, checkpoint_extra={"note": "mine"}, progress=False,
+        files=RunFiles(out, checkpoint_extra={"note": "mine"}), progress=False,
     )  # fmt: skip
     return result, weights(model), out, schedule

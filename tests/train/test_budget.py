@@ -15,6 +15,7 @@ from helpers.training import (
 )
 
 from minidl.data import DataLoader
+from minidl.train import RunFiles, RunPlan
 from minidl.train import run as training
 from minidl.train.checkpoint import read_checkpoint
 from minidl.train.run import (
@@ -127,8 +128,9 @@ def _budgeted(out, budget_s, on_step=None, resume=None):
         return on_step is not None and on_step(step)
 
     result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule,
-                 test_loader=test_loader, out=out, progress=False, on_step=record,
-                 resume=resume, time_budget_s=budget_s)  # fmt: skip
+                 test_loader=test_loader, progress=False, on_step=record,
+                 files=RunFiles(out, resume=resume),
+                 plan=RunPlan(time_budget_s=budget_s))  # fmt: skip
     return result, schedule, optimizer, positions
 
 
@@ -183,8 +185,9 @@ def test_a_budgeted_run_reserves_the_fullest_final_pass_its_budget_affords(
     _timed_test_passes(monkeypatch, clock)
     model, optimizer, schedule, loader, subset = make_run()
     result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=subset,
-                 final_test_loader=DataLoader(images(final_images, 2), 10), final_tta=True,
-                 out=tmp_path, progress=False, time_budget_s=50.0)  # fmt: skip
+                 plan=RunPlan(time_budget_s=50.0, final_tta=True,
+                              final_test_loader=DataLoader(images(final_images, 2), 10)),
+                 files=RunFiles(tmp_path), progress=False)  # fmt: skip
     last = result.rows[-1]
     assert result.finished and last["final_test_images"] == final_images
     assert last.get("final_test_tta_views") == views
@@ -204,8 +207,9 @@ def test_a_budget_too_short_for_the_whole_test_set_ends_on_its_last_evaluation(
     _timed_test_passes(monkeypatch, clock)
     model, optimizer, schedule, loader, subset = make_run()
     result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=subset,
-                 final_test_loader=DataLoader(images(720, 2), 10), final_tta=True,
-                 out=tmp_path, progress=False, time_budget_s=50.0)  # fmt: skip
+                 plan=RunPlan(time_budget_s=50.0, final_tta=True,
+                              final_test_loader=DataLoader(images(720, 2), 10)),
+                 files=RunFiles(tmp_path), progress=False)  # fmt: skip
     last = result.rows[-1]
     assert result.finished and "test_acc" in last
     assert "final_test_acc" not in last and "final_test_images" not in last

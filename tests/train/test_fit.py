@@ -20,7 +20,7 @@ import minidl as md
 import minidl.functional as F
 from minidl import nn, optim
 from minidl.data import DataLoader
-from minidl.train import fit_simple
+from minidl.train import RunFiles, RunPlan, fit_simple
 from minidl.train.checkpoint import read_checkpoint
 from minidl.train.run import (
     NonFiniteLoss,
@@ -90,8 +90,8 @@ def test_fit_evaluates_the_whole_test_set_once_when_the_run_ends(tmp_path):
     model, optimizer, schedule, loader, subset = make_run()
     whole = DataLoader(images(40, 2), 10)  # the whole test set; subset has 24 images
     result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=subset,
-                 final_test_loader=whole, final_tta=True, out=tmp_path,
-                 progress=False)  # fmt: skip
+                 plan=RunPlan(final_test_loader=whole, final_tta=True),
+                 files=RunFiles(tmp_path), progress=False)  # fmt: skip
     rows = result.rows
     assert [r["test_images"] for r in rows] == [24] * EPOCHS
     assert not any("final_test_acc" in r for r in rows[:-1])
@@ -140,7 +140,7 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
     with pytest.raises(NonFiniteLoss, match=r"nan at batch 2 of epoch 2.*last\.npz") as caught:
         fit(model, diverging, loader, optimizer, EPOCHS, schedule=schedule,
-            test_loader=test_loader, out=tmp_path, progress=False)  # fmt: skip
+            test_loader=test_loader, files=RunFiles(tmp_path), progress=False)  # fmt: skip
     assert (caught.value.epoch, caught.value.batch) == (1, 1)
     saved = read_checkpoint(tmp_path / "last.npz")
     assert (saved["epoch"], saved["batch"]) == (1, 0)

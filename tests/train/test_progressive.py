@@ -1,4 +1,4 @@
-"""Progressive resizing (``fit(low_res=...)``, ``minidl.train.progressive``): which batches are
+"""Progressive resizing (``RunPlan(low_res=...)``, ``minidl.train.progressive``): which batches are
 small, a resume across the switch, a budget that counts small steps at their cost, the CIFAR
 crops."""
 
@@ -10,6 +10,7 @@ from helpers.training import EPOCHS, FakeClock, loss_fn, make_run, weights
 
 from minidl.data import Compose, DataLoader, RandomCrop, RandomHorizontalFlip
 from minidl.data.transforms import cifar10_train_transform
+from minidl.train import RunFiles, RunPlan
 from minidl.train import run as training
 from minidl.train.checkpoint import read_checkpoint
 from minidl.train.progressive import PROBE_STEPS, SmallImagesFirst
@@ -36,7 +37,7 @@ def test_the_first_share_of_a_run_trains_on_the_small_batches(monkeypatch, share
     model, optimizer, schedule, loader, test_loader = make_run()
     own = loader.transform
     fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=test_loader,
-        progress=False, low_res=(share, SMALL))  # fmt: skip
+        progress=False, plan=RunPlan(low_res=(share, SMALL)))  # fmt: skip
     steps = EPOCHS * len(loader)  # 12
     small = round(share * steps)
     assert sizes == [4] * small + [8] * (steps - small)
@@ -49,19 +50,33 @@ def test_a_run_stopped_in_its_small_part_resumes_bit_for_bit(tmp_path, monkeypat
     augmentation generator is where it was."""
     sizes = _record_sizes(monkeypatch)
     model, optimizer, schedule, loader, test_loader = make_run()
-    run = dict(schedule=schedule, test_loader=test_loader, progress=False, low_res=(0.5, SMALL))
+    run = dict(
+        schedule=schedule,
+        test_loader=test_loader,
+        progress=False,
+        plan=RunPlan(low_res=(0.5, SMALL)),
+    )
     fit(model, loss_fn, loader, optimizer, EPOCHS, **run)
     whole, whole_sizes = weights(model), list(sizes)
 
     sizes.clear()
     model, optimizer, schedule, loader, test_loader = make_run()
-    run.update(schedule=schedule, test_loader=test_loader, out=tmp_path)
-    stopped = fit(model, loss_fn, loader, optimizer, EPOCHS, on_step=lambda s: s.step == 5, **run)
+    run.update(schedule=schedule, test_loader=test_loader)
+    stopped = fit(
+        model,
+        loss_fn,
+        loader,
+        optimizer,
+        EPOCHS,
+        files=RunFiles(tmp_path),
+        on_step=lambda s: s.step == 5,
+        **run,
+    )
     assert not stopped.finished
     model, optimizer, schedule, loader, test_loader = make_run()
     run.update(schedule=schedule, test_loader=test_loader)
-    fit(model, loss_fn, loader, optimizer, EPOCHS, resume=read_checkpoint(tmp_path / "last.npz"),
-        **run)  # fmt: skip
+    resume = read_checkpoint(tmp_path / "last.npz")
+    fit(model, loss_fn, loader, optimizer, EPOCHS, files=RunFiles(tmp_path, resume=resume), **run)
     assert sizes == whole_sizes
     resumed = weights(model)
     assert all(np.array_equal(resumed[k], whole[k]) for k in whole)
@@ -97,9 +112,9 @@ def _budgeted_steps(budget_s, low_res, by_pixels=True):
         positions = []
         model, optimizer, schedule, loader, test_loader = make_run()
         result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule,
-                     test_loader=test_loader, progress=False, time_budget_s=budget_s,
-                     on_step=lambda s: positions.append(schedule.last_epoch),
-                     low_res=low_res)  # fmt: skip
+                     test_loader=test_loader, progress=False,
+                     plan=RunPlan(time_budget_s=budget_s, low_res=low_res),
+                     on_step=lambda s: positions.append(schedule.last_epoch))  # fmt: skip
     return result, clock, sizes, positions, schedule
 
 

@@ -23,6 +23,7 @@ from helpers.training import (
 
 from minidl import optim
 from minidl.ops.activation import ReLU
+from minidl.train import RunFiles, RunPlan
 from minidl.train.checkpoint import read_checkpoint, run_lock
 from minidl.train.run import (
     Interrupted,
@@ -82,15 +83,33 @@ def test_resumed_run_equals_the_uninterrupted_one(
     full, final, _, _ = full_run
     model, optimizer, schedule, loader, test_loader = make_run()
     on_step = interrupt(how, after_steps, monkeypatch, optimizer)
-    run = dict(schedule=schedule, test_loader=test_loader, out=tmp_path, progress=False)
+    run = dict(schedule=schedule, test_loader=test_loader, progress=False)
     where = divmod(after_steps, 4)  # (epoch, batch) a save at the step's end continues from
     if how == "on_step":
-        first = fit(model, loss_fn, loader, optimizer, EPOCHS, on_step=on_step, **run)
+        first = fit(
+            model,
+            loss_fn,
+            loader,
+            optimizer,
+            EPOCHS,
+            files=RunFiles(tmp_path),
+            on_step=on_step,
+            **run,
+        )
         assert not first.finished
         path = first.checkpoint
     else:
         with pytest.raises(Interrupted) as caught:
-            fit(model, loss_fn, loader, optimizer, EPOCHS, on_step=on_step, **run)
+            fit(
+                model,
+                loss_fn,
+                loader,
+                optimizer,
+                EPOCHS,
+                files=RunFiles(tmp_path),
+                on_step=on_step,
+                **run,
+            )
         stopped, path = caught.value, caught.value.checkpoint
         if how == "two-ctrl-c-in-backward":  # the last epoch's end, or nothing
             where = ((after_steps - 1) // 4, 0)
@@ -107,7 +126,9 @@ def test_resumed_run_equals_the_uninterrupted_one(
         model, optimizer, schedule, loader, test_loader = make_run()
     run.update(schedule=schedule, test_loader=test_loader)
     resume = read_checkpoint(path) if path is not None else None
-    resumed = fit(model, loss_fn, loader, optimizer, EPOCHS, resume=resume, **run)
+    resumed = fit(
+        model, loss_fn, loader, optimizer, EPOCHS, files=RunFiles(tmp_path, resume=resume), **run
+    )
     assert resumed.finished
     assert comparable(resumed.rows) == comparable(full.rows)
     for key, value in weights(model).items():
@@ -117,13 +138,23 @@ def test_resumed_run_equals_the_uninterrupted_one(
 def test_stop_after_epochs_then_resume(full_run, tmp_path):
     full, final, _, _ = full_run
     model, optimizer, schedule, loader, test_loader = make_run()
-    run = dict(schedule=schedule, test_loader=test_loader, out=tmp_path, progress=False)
-    first = fit(model, loss_fn, loader, optimizer, EPOCHS, stop_after_epochs=2, **run)
+    run = dict(schedule=schedule, test_loader=test_loader, progress=False)
+    first = fit(
+        model,
+        loss_fn,
+        loader,
+        optimizer,
+        EPOCHS,
+        files=RunFiles(tmp_path),
+        plan=RunPlan(stop_after_epochs=2),
+        **run,
+    )
     assert not first.finished and [r["epoch"] for r in first.rows] == [1, 2]
     model, optimizer, schedule, loader, test_loader = make_run(seed=3)
     run.update(schedule=schedule, test_loader=test_loader)
+    resume = read_checkpoint(first.checkpoint)
     resumed = fit(
-        model, loss_fn, loader, optimizer, EPOCHS, resume=read_checkpoint(first.checkpoint), **run
+        model, loss_fn, loader, optimizer, EPOCHS, files=RunFiles(tmp_path, resume=resume), **run
     )
     assert comparable(resumed.rows) == comparable(full.rows)
     for key, value in weights(model).items():
@@ -146,8 +177,8 @@ class InterruptingLoader:
 def test_ctrl_c_at_the_end_of_an_epoch_waits_for_the_files(tmp_path):
     model, optimizer, schedule, loader, test_loader = make_run()
     with pytest.raises(Interrupted) as caught:
-        fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule,
-            test_loader=InterruptingLoader(test_loader), out=tmp_path, progress=False)  # fmt: skip
+        fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, progress=False,
+            test_loader=InterruptingLoader(test_loader), files=RunFiles(tmp_path))  # fmt: skip
     assert (caught.value.epoch, caught.value.batch) == (1, 0)  # after epoch 1, complete
     rows = json.loads((tmp_path / "metrics.json").read_text())
     assert [r["epoch"] for r in rows] == [1] and "test_acc" in rows[0]
@@ -159,29 +190,56 @@ def test_extending_epochs_on_resume_replans_the_schedule(tmp_path):
     continues from the saved step (the saved plan's total made OneCycleLR fail at step 9)."""
     model, optimizer, _, loader, test_loader = make_run()
     schedule = optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.2, total_steps=2 * len(loader))
-    run = dict(test_loader=test_loader, out=tmp_path, progress=False)
-    fit(model, loss_fn, loader, optimizer, 2, schedule=schedule, **run)
+    run = dict(test_loader=test_loader, progress=False)
+    fit(model, loss_fn, loader, optimizer, 2, schedule=schedule, files=RunFiles(tmp_path), **run)
     model, optimizer, _, loader, test_loader = make_run(seed=5)
     schedule = optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.2, total_steps=3 * len(loader))
     run["test_loader"] = test_loader
     resume = read_checkpoint(tmp_path / "last.npz")
-    longer = fit(model, loss_fn, loader, optimizer, 3, schedule=schedule, resume=resume, **run)
+    longer = fit(
+        model,
+        loss_fn,
+        loader,
+        optimizer,
+        3,
+        schedule=schedule,
+        files=RunFiles(tmp_path, resume=resume),
+        **run,
+    )
     assert longer.finished and [r["epoch"] for r in longer.rows] == [1, 2, 3]
     assert schedule.last_epoch == 3 * len(loader) - 1 and schedule.total_steps == 12
     assert read_checkpoint(tmp_path / "last.npz")["epochs"] == 3
     with pytest.raises(ValueError, match="epochs=2 is fewer"):
-        fit(model, loss_fn, loader, optimizer, 2, resume=read_checkpoint(tmp_path / "last.npz"))
+        fit(
+            model,
+            loss_fn,
+            loader,
+            optimizer,
+            2,
+            files=RunFiles(resume=read_checkpoint(tmp_path / "last.npz")),
+        )
 
 
 def test_images_per_s_after_a_resume_counts_only_the_images_trained_since(tmp_path, monkeypatch):
     FakeClock(monkeypatch)
     model, optimizer, schedule, loader, test_loader = make_run()
-    run = dict(schedule=schedule, test_loader=test_loader, out=tmp_path, progress=False)
-    fit(model, loss_fn, loader, optimizer, EPOCHS, on_step=lambda s: s.step == 3, **run)
+    run = dict(schedule=schedule, test_loader=test_loader, progress=False)
+    fit(
+        model,
+        loss_fn,
+        loader,
+        optimizer,
+        EPOCHS,
+        files=RunFiles(tmp_path),
+        on_step=lambda s: s.step == 3,
+        **run,
+    )
     model, optimizer, schedule, loader, test_loader = make_run()
     run.update(schedule=schedule, test_loader=test_loader)
-    resumed = fit(model, loss_fn, loader, optimizer, EPOCHS,
-                  resume=read_checkpoint(tmp_path / "last.npz"), **run)  # fmt: skip
+    resume = read_checkpoint(tmp_path / "last.npz")
+    resumed = fit(
+        model, loss_fn, loader, optimizer, EPOCHS, files=RunFiles(tmp_path, resume=resume), **run
+    )
     # every step takes a second: BATCH images/s, not the 4 batches' images over 1 s
     assert [r["images_per_s"] for r in resumed.rows] == [BATCH] * EPOCHS
 
