@@ -251,7 +251,15 @@ def draw(root, places, path, title):
             va="center",
             bbox=dict(boxstyle="round", fc="white" if v.edges else "#cfe8ff", ec="black"),
         )
-        ax.text(x1, y1 - 0.42, f"grad {v.grad:.3g}", ha="center", color="#c00000", fontsize=10)
+        ax.text(  # on white, so an edge passing under it does not strike it through
+            x1,
+            y1 - 0.42,
+            f"grad {v.grad:.3g}",
+            ha="center",
+            color="#c00000",
+            fontsize=10,
+            bbox=dict(fc="white", ec="none", pad=0.5),
+        )
     ax.set_xlim(-0.8, 10.8)
     ax.set_ylim(-2.2, 2.0)
     ax.axis("off")
