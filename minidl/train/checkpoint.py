@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..serialization import atomic_open, load, process_alive, remove_stale_temp_files, save
+from .protocols import Loader, Model, Optimizer, Schedule
 
 fcntl: ModuleType | None
 try:
@@ -58,7 +59,11 @@ class Position:
 
 
 def training_state(
-    model: Any, optimizer: Any, schedule: Any, loader_rng: Mapping[str, Any], position: Position
+    model: Model,
+    optimizer: Optimizer,
+    schedule: Schedule | None,
+    loader_rng: Mapping[str, Any],
+    position: Position,
 ) -> dict[str, Any]:
     """The checkpoint dict for a run at ``position`` (``loader_rng``: the training loader's
     generator state at the start of ``position.epoch``)."""
@@ -81,10 +86,10 @@ def training_state(
 
 def restore_training_state(
     checkpoint: Mapping[str, Any],
-    model: Any,
-    optimizer: Any,
-    schedule: Any,
-    loader: Any,
+    model: Model,
+    optimizer: Optimizer,
+    schedule: Schedule | None,
+    loader: Loader,
     epochs: int | None = None,
 ) -> Position:
     """Load a checkpoint's states into the model, optimizer, schedule, the loader's generator and

@@ -19,6 +19,7 @@ from ..function import no_grad
 from ..ops.activation import softmax
 from ..ops.loss import cross_entropy
 from ..tensor import Tensor
+from .protocols import Batches, Model
 
 Shift = tuple[int, int]  # (dy, dx): the crop window moved down by dy and right by dx pixels
 TTA_SHIFTS: tuple[Shift, ...] = ((0, 0), (1, 1), (-1, -1))  # each also mirrored: six views
@@ -36,20 +37,20 @@ class Evaluation(NamedTuple):
     predictions: np.ndarray
 
 
-def evaluate(model: Any, loader: Any) -> Evaluation:
+def evaluate(model: Model, loader: Batches) -> Evaluation:
     """Mean loss, accuracy, targets and predictions of ``model`` (in eval mode, no graph
     recorded) over ``loader``'s batches."""
     return _test_passes(model, loader, ())[0]
 
 
-def evaluate_flipped(model: Any, loader: Any) -> tuple[Evaluation, Evaluation]:
+def evaluate_flipped(model: Model, loader: Batches) -> tuple[Evaluation, Evaluation]:
     """``(plain, flipped)``: ``evaluate``'s figures, and those of each image's class
     probabilities averaged with its mirror image's (``evaluate_tta`` with no shift)."""
     return evaluate_tta(model, loader, shifts=((0, 0),))
 
 
 def evaluate_tta(
-    model: Any, loader: Any, shifts: Sequence[Shift] = TTA_SHIFTS
+    model: Model, loader: Batches, shifts: Sequence[Shift] = TTA_SHIFTS
 ) -> tuple[Evaluation, Evaluation]:
     """``(plain, augmented)``: ``evaluate``'s figures, and those of test-time augmentation:
     each image's class probabilities are the mean over ``2 * len(shifts)`` views, the image
@@ -92,7 +93,7 @@ def padding_fill(loader: Any) -> Any:
 
 
 def _test_passes(
-    model: Any, loader: Any, shifts: tuple[Shift, ...]
+    model: Model, loader: Batches, shifts: tuple[Shift, ...]
 ) -> tuple[Evaluation, Evaluation | None]:
     """The plain pass, and with ``shifts`` the augmented one (see ``evaluate_tta``)."""
     model.eval()

@@ -18,12 +18,13 @@ from ..backend import get_array_module
 from ..ops.loss import check_target_values
 from ..tensor import Tensor
 from .evaluation import evaluate
+from .protocols import Batches, Model, Optimizer, Schedule
 
 LossFn = Callable[[Any, Tensor], Tensor]
 
 
 def train_step(
-    model: Any, loss_fn: LossFn, optimizer: Any, x: Tensor, y: Tensor
+    model: Model, loss_fn: LossFn, optimizer: Optimizer, x: Tensor, y: Tensor
 ) -> tuple[float, int]:
     """One step on the batch ``(x, y)``; returns the batch's mean loss and correct predictions."""
     output = model(x)  # forward: the graph is recorded
@@ -42,13 +43,13 @@ def train_step(
 
 
 def fit_simple(
-    model: Any,
+    model: Model,
     loss_fn: LossFn,
-    train_loader: Any,
-    optimizer: Any,
+    train_loader: Batches,
+    optimizer: Optimizer,
     epochs: int,
-    schedule: Any = None,
-    test_loader: Any = None,
+    schedule: Schedule | None = None,
+    test_loader: Batches | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model`` for ``epochs`` passes over ``train_loader``; one row per epoch, printed
     and returned: the mean training loss and accuracy, with ``test_loader`` the test's too."""

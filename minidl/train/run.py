@@ -532,17 +532,18 @@ class _Saver:
             )
         return _FirstImages(test_loader, fit)
 
-    def final_pass(self, row: dict[str, Any]) -> None:
-        """Evaluates ``final_loader`` with the views the budget affords (if any), into ``row``."""
+    def final_pass(self, loader: Batches, row: dict[str, Any]) -> None:
+        """Evaluates ``loader`` (``final_loader``) with the views the budget affords (if any),
+        into ``row``."""
         shifts = self.affordable_shifts()
         if shifts is None:
             return
         if shifts:
-            plain, tta = evaluate_tta(self.model, self.final_loader, shifts)
+            plain, tta = evaluate_tta(self.model, loader, shifts)
             row["final_test_tta_acc"] = round(tta.accuracy, 5)
             row["final_test_tta_views"] = views_per_image(shifts)
         else:
-            plain = evaluate(self.model, self.final_loader)
+            plain = evaluate(self.model, loader)
         row["final_test_images"] = len(plain.targets)
         row["final_test_acc"] = round(plain.accuracy, 5)
 
@@ -617,7 +618,7 @@ class _Saver:
             best = result.accuracy > position.best_acc
             position.best_acc = max(position.best_acc, result.accuracy)
         if run_ends and self.final_loader is not None:
-            self.final_pass(row)
+            self.final_pass(self.final_loader, row)
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["images_per_s"] = round(bar.images_per_s, 1)
         row["time_s"] = round(self.elapsed_s(), 1)
