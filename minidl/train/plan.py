@@ -26,10 +26,11 @@ class RunFiles:
     """Where a run writes and what it continues from.
 
     ``out``: the folder for ``metrics.csv``, ``metrics.json``, ``curves.png`` and the
-    checkpoints ``last.npz`` (every epoch) and ``best.npz`` (a new best test accuracy); None
-    writes nothing. ``checkpoint_extra``: saved in every checkpoint beside the training state
-    (the CLI keeps the model's configuration there). ``resume``: a checkpoint ``fit`` wrote
-    (``minidl.train.checkpoint.read_checkpoint``); the run continues where it stopped."""
+    checkpoints ``last.npz`` (every epoch) and ``best.npz`` (a new best test accuracy), made if
+    missing; None writes nothing. ``checkpoint_extra``: saved in every checkpoint beside the
+    training state (the CLI keeps the model's configuration there). ``resume``: a checkpoint
+    ``fit`` wrote (``minidl.train.checkpoint.read_checkpoint``); the run continues where it
+    stopped."""
 
     out: str | os.PathLike | None = None
     checkpoint_extra: Mapping[str, Any] | None = None

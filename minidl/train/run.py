@@ -479,6 +479,8 @@ class _Saver:
     ):
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
         self.out, self.extra, self.position = files.out, files.checkpoint_extra, position
+        if self.out is not None:  # made now: a path that cannot be written fails before training
+            os.makedirs(self.out, exist_ok=True)
         self.earlier_s, self.start_time = position.elapsed_s, start_time
         self.last: tuple[str | None, int, int] = (None, position.epoch, position.batch)
         self.final_loader: Batches | None = None  # evaluated once more when the run ends,

@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+from helpers.paths import ROOT
 from helpers.training import (
     EPOCHS,
     images,
@@ -146,3 +147,22 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     assert (saved["epoch"], saved["batch"]) == (1, 0)
     arrays = [v.numpy() if isinstance(v, md.Tensor) else v for v in saved["model"].values()]
     assert all(np.isfinite(a).all() for a in arrays)
+
+
+def test_the_docs_example_of_fit_runs_and_resumes(tmp_path, monkeypatch, capsys):
+    """docs/training.md's "From Python" example, as written: a run with its files and a final
+    pass, then the same run resumed from its checkpoint (finished: nothing more to train)."""
+    text = (ROOT / "docs" / "training.md").read_text()
+    section = text.split("## From Python", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    model, optimizer, schedule, loader, test_loader = make_run()
+    namespace = dict(
+        model=model, loss_fn=loss_fn, train_loader=loader, optimizer=optimizer, epochs=EPOCHS,
+        schedule=schedule, test_subset=test_loader, whole_test_set=test_loader,
+    )  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/training.md", "exec"), namespace)
+    assert (tmp_path / "runs" / "mine" / "last.npz").is_file()
+    assert read_checkpoint(tmp_path / "runs" / "mine" / "last.npz")["note"] == "what I tried"
+    assert namespace["result"].finished and len(namespace["result"].rows) == EPOCHS
+    assert "final_test_tta_acc" in namespace["result"].rows[-1]
