@@ -181,7 +181,7 @@ def fit(
                 model.train()
                 epoch_rng = copy.deepcopy(train_loader.rng.bit_generator.state)
                 skip = position.batch if epoch == first_epoch else 0
-                bar = _epoch_bar(epoch, epochs, per_epoch, skip, budget, progress, position)
+                bar = _epoch_bar(epoch, epochs, per_epoch, skip, budget, progress, run)
                 stop = out_of_time = False
                 tick = time.perf_counter()  # a step's time: loading its batch, training, the bar
                 sizes.next_batch(epoch * per_epoch)  # its size, drawn at the loop's next()
@@ -342,15 +342,18 @@ def _epoch_bar(
     skip: int,
     budget: TimeBudget | None,
     progress: bool,
-    position: Position,
+    run: _Saver,
 ) -> Progress:
-    """The epoch's progress bar; resuming mid-epoch, it starts from the saved batch and sums."""
+    """The epoch's progress bar; resuming mid-epoch, it starts from the saved batch and sums. A
+    budgeted run's bar never shows more time left than its budget has."""
+    deadline = None if budget is None else time.perf_counter() + budget.seconds - run.elapsed_s()
     bar = Progress(
         per_epoch, f"epoch {epoch + 1}" + ("" if budget else f"/{epochs}"),
         initial=skip, enabled=progress, later_batches=max(0, epochs - epoch - 1) * per_epoch,
+        deadline=deadline,
     )  # fmt: skip
     if skip:
-        bar.resume_sums(position.partial)
+        bar.resume_sums(run.position.partial)
     return bar
 
 
@@ -687,7 +690,9 @@ def estimate_epochs(
 # ---------------------------------------------------------------------------- progress, Ctrl-C
 class Progress:
     """A per-epoch progress bar (tqdm): running loss and accuracy, images/s, the epoch's ETA and
-    the whole run's (``run_left``: this epoch's and ``later_batches`` more at the same pace).
+    the whole run's (``run_left``: this epoch's and ``later_batches`` more at the same pace, and
+    with a ``deadline``, the ``time.perf_counter()`` a budgeted run ends by, never more than the
+    time until then: the pace of small crops, or of a busy minute, would overstate it).
 
     ``update(n, loss_sum, correct)`` after each batch, with the batch's size, summed loss and
     number of correct predictions. ``images_per_s`` counts only the batches trained since the bar
@@ -701,6 +706,7 @@ class Progress:
         initial: int = 0,
         enabled: bool = True,
         later_batches: int = 0,
+        deadline: float | None = None,
     ):
         from tqdm import tqdm
 
@@ -719,6 +725,7 @@ class Progress:
         self.timed_images, self.timed_batches = 0, 0
         self.batches_left: float = total - initial + later_batches  # (a budget's: fractional)
         self.start = time.perf_counter()
+        self.deadline = deadline
 
     def resume_sums(self, partial: dict[str, Any]) -> None:
         """Continue the running sums of an epoch resumed halfway (a checkpoint's ``partial``)."""
@@ -752,9 +759,11 @@ class Progress:
 
     @property
     def run_left_s(self) -> float:
-        """Seconds of training left in the run at this epoch's pace (evaluations not counted)."""
-        per_batch = (time.perf_counter() - self.start) / max(self.timed_batches, 1)
-        return self.batches_left * per_batch
+        """Seconds of training left in the run at this epoch's pace (evaluations not counted),
+        at most the seconds until ``deadline``."""
+        now = time.perf_counter()
+        at_pace = self.batches_left * (now - self.start) / max(self.timed_batches, 1)
+        return at_pace if self.deadline is None else max(0.0, min(at_pace, self.deadline - now))
 
     def close(self) -> None:
         self.bar.close()

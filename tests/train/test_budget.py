@@ -66,6 +66,35 @@ def test_the_bar_shows_the_whole_runs_time_left(monkeypatch):
     assert training._duration(3725) == "1:02:05"
 
 
+def test_a_budgeted_runs_bar_never_shows_more_time_left_than_the_budget_has(monkeypatch):
+    """At a slow pace (small crops' steps counted at full size, a busy minute) 102 batches of
+    2 s would read 204 s; the budget ends the run 26 s from now, so the bar says 26 s."""
+    clock = FakeClock(monkeypatch)
+    bar = training.Progress(4, "epoch 1", enabled=False, later_batches=100, deadline=30.0)
+    for _ in range(2):
+        clock.now += 2.0
+        bar.update(8, 8.0, 4)
+    assert bar.run_left_s == pytest.approx(26.0)
+    clock.now = 40.0  # past the deadline (the final test pass): nothing left, never negative
+    assert bar.run_left_s == 0.0
+
+
+def test_a_budgeted_fit_gives_its_bars_the_budgets_end(tmp_path, monkeypatch):
+    """fit hands each epoch's bar the moment the budget ends: the budget's seconds from the
+    run's start (here 0 on the fake clock), earlier sessions' time counted."""
+    deadlines = []
+    progress = training.Progress
+
+    def recording(*args, **kwargs):
+        deadlines.append(kwargs.get("deadline"))
+        return progress(*args, **kwargs)
+
+    monkeypatch.setattr(training, "Progress", recording)
+    SlowingClock(monkeypatch)
+    _budgeted(tmp_path, 20.0)
+    assert deadlines and all(d == pytest.approx(20.0) for d in deadlines)
+
+
 # ---------------------------------------------------------------------------- a time budget
 def _plan_naive(time_left, step_s, eval_s, epoch_left, per_epoch):
     """plan_steps step by step: train while a step and the final evaluation still fit; at an
