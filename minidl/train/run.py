@@ -239,7 +239,7 @@ def fit(
 
 def _paused(stop_after_epochs: int | None, epochs_done: int) -> bool:
     """``plan.stop_after_epochs`` reached: this call has trained that many epochs."""
-    return bool(stop_after_epochs) and epochs_done >= (stop_after_epochs or 0)
+    return stop_after_epochs is not None and 0 < stop_after_epochs <= epochs_done
 
 
 def _check_run(epochs: int, train_loader: Loader) -> None:
@@ -537,11 +537,12 @@ class _Saver:
             )
         return _FirstImages(test_loader, fit)
 
-    def final_pass(self, loader: Batches, row: dict[str, Any]) -> None:
-        """Evaluates ``loader`` (``final_loader``) with the views the budget affords (if any),
-        into ``row``."""
-        shifts = self.affordable_shifts()
-        if shifts is None:
+    def final_pass(self, row: dict[str, Any]) -> None:
+        """Evaluates ``final_loader`` (if any) with the views the budget affords (if any), into
+        ``row``."""
+        loader = self.final_loader
+        shifts = None if loader is None else self.affordable_shifts()  # (it may print a line)
+        if loader is None or shifts is None:
             return
         if shifts:
             plain, tta = evaluate_tta(self.model, loader, shifts)
@@ -622,8 +623,8 @@ class _Saver:
             row["test_images"] = len(result.targets)
             best = result.accuracy > position.best_acc
             position.best_acc = max(position.best_acc, result.accuracy)
-        if run_ends and self.final_loader is not None:
-            self.final_pass(self.final_loader, row)
+        if run_ends:
+            self.final_pass(row)
         row["lr"] = self.optimizer.param_groups[0]["lr"]
         row["images_per_s"] = round(bar.images_per_s, 1)
         row["time_s"] = round(self.elapsed_s(), 1)

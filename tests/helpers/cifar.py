@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+_META = {b"label_names": [c.encode() for c in CLASSES]}  # batches.meta, as the writers need it
 
 
 PER_BATCH, TEST = 4, 6
@@ -81,13 +82,8 @@ def write_cifar(root, n_train=64, n_test=40, seed=0) -> str:
         data = np.clip(rng.integers(0, 60, (n, 3072)) + colour, 0, 255).astype(np.uint8)
         return {b"data": data, b"labels": labels.tolist()}
 
-    for i in range(1, 6):
-        with open(os.path.join(folder, f"data_batch_{i}"), "wb") as f:
-            pickle.dump(batch(n_train // 5), f, protocol=2)
-    with open(os.path.join(folder, "test_batch"), "wb") as f:
-        pickle.dump(batch(n_test), f, protocol=2)
-    with open(os.path.join(folder, "batches.meta"), "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in CLASSES]}, f, protocol=2)
+    batches = {f"data_batch_{i}": batch(n_train // 5) for i in range(1, 6)}
+    _write_pickles(folder, {**batches, "test_batch": batch(n_test), "batches.meta": _META})
     return root
 
 
@@ -95,12 +91,21 @@ def write_tiny_cifar(folder: Path, per_batch: int = 20, seed: int = 0) -> Path:
     """A CIFAR-10 'python version' folder in the real format, with a few random images per file."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    names = ["data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5"]
-    for name in [*names, "test_batch"]:
-        labels = [int(i % 10) for i in range(per_batch)]
-        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
-        with open(folder / name, "wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data}, f)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [c.encode() for c in CLASSES]}, f)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    batches = {
+        name: {
+            b"batch_label": name.encode(),
+            b"labels": [int(i % 10) for i in range(per_batch)],
+            b"data": rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8),
+        }
+        for name in names
+    }
+    _write_pickles(folder, {**batches, "batches.meta": _META})
     return folder
+
+
+def _write_pickles(folder, objects: dict) -> None:
+    """Each ``name: object`` pickled into ``folder`` as the official files are (protocol 2)."""
+    for name, obj in objects.items():
+        with open(os.path.join(folder, name), "wb") as f:
+            pickle.dump(obj, f, protocol=2)
