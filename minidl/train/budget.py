@@ -15,7 +15,8 @@ plan (a first step runs slow: heap, caches), plus a few seconds for the files. U
 image counts a third of a training image, a forward pass without the backward. Measured,
 because that third holds on a CPU but not where a step is bound by its kernel launches (a GPU,
 or the simulated one): there a test batch of 500 images costs far more than a third of a
-training batch's images.
+training batch's images. Every epoch's evaluation measures a test image's cost again, so the
+reservation for the final pass follows the machine as the run goes on.
 
 The run's final test pass may be fuller (test-time augmentation: several views of every image).
 A short budget, or a busy machine, cannot afford it: the budget is given the passes to choose
@@ -26,6 +27,11 @@ taken only when even the plainest pass would use more than ``WHOLE_SHARE`` of th
 device too slow for the whole test set in the time given (the simulated GPU; a budget of minutes).
 On such a device even an epoch's evaluation of the subset may not fit: each evaluation then runs
 the subset's first test batches that fit ``EVAL_SHARE`` of the budget (``test_images_now``).
+
+A plan is an estimate: a machine that slows down during the final pass would end the run late.
+So the final pass is given the moment the budget ends (less ``FILES_S`` for the files), and
+a test-time augmentation view that would end past it, at the last view's pace, is not started
+(``evaluate_tta``'s ``deadline``): the run ends with fewer views, in time, and says so.
 """
 
 from __future__ import annotations
@@ -99,9 +105,10 @@ class TimeBudget:
     the first evaluation's estimate. ``final_images``: the images the run's end evaluates more,
     one count per final pass to choose from, fullest first; ``final_choice()`` is the index of
     the one reserved. ``tested(seconds, images)``: one test batch of ``images`` took ``seconds``
-    (``wants_test_timing()`` says when: after the first step, so the first plan has it); test
-    images are counted at that cost, scaled by how much the steps have slowed since the first
-    plan, or before it at a third of a training image.
+    (``wants_test_timing()`` says when: after the first step, so the first plan has it), and
+    again after every epoch's evaluation (``images`` then its test images; ``test_batch`` stays
+    the first batch's size); test images are counted at the last cost measured, scaled by how
+    much the steps have slowed since, or before the first at a third of a training image.
     """
 
     def __init__(
@@ -142,7 +149,7 @@ class TimeBudget:
         return self.test_image_s is None and self.test_images > 0 and bool(self.step_times)
 
     def tested(self, seconds: float, images: int) -> None:
-        self.test_image_s, self.test_batch = seconds / images, images
+        self.test_image_s, self.test_batch = seconds / images, self.test_batch or images
         if self._planning():
             self.test_step_s = self.step_s()
 

@@ -9,6 +9,7 @@ alone (records/recipe.md, "Test-time augmentation: which views").
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -56,14 +57,26 @@ def evaluate_tta(
     each image's class probabilities are the mean over ``2 * len(shifts)`` views, the image
     seen through a window moved by each ``(dy, dx)`` in ``shifts`` (``shifted``), as is and
     mirrored, as training's crop and flip show it. Loss, accuracy and predictions are those of
-    the mean. Costs ``2 * len(shifts)`` forward passes (the ``(0, 0)`` view is the plain one)."""
+    the mean. Costs ``2 * len(shifts)`` passes over ``loader`` (the ``(0, 0)`` view is the plain
+    one), which must give its images in the same order every pass (no shuffling)."""
+    plain, augmented, _ = evaluate_tta_within(model, loader, shifts, deadline=None)
+    return plain, augmented
+
+
+def evaluate_tta_within(
+    model: Model, loader: Batches, shifts: Sequence[Shift], deadline: float | None
+) -> tuple[Evaluation, Evaluation, int]:
+    """``evaluate_tta`` by a ``deadline`` (a ``time.perf_counter()``, or None for none):
+    ``(plain, augmented, views)``. A shift's views that would end past the deadline, at the
+    pace of the last view, are not started; ``views`` says how many were averaged (1 when only
+    the plain one was: then ``augmented`` is the plain figures)."""
     shifts = tuple(shifts)
     pairs = all(len(s) == 2 and all(isinstance(d, int) for d in s) for s in shifts)
     if not (shifts and pairs):
         raise TypeError(f"evaluate_tta: shifts must be (dy, dx) int pairs, got {shifts!r}")
-    plain, augmented = _test_passes(model, loader, shifts)
+    plain, augmented, views = _test_passes(model, loader, shifts, deadline)
     assert augmented is not None  # there are shifts
-    return plain, augmented
+    return plain, augmented, views
 
 
 def shifted(x: Any, dy: int, dx: int, fill: Any = 0.0) -> Any:
@@ -93,43 +106,73 @@ def padding_fill(loader: Any) -> Any:
 
 
 def _test_passes(
-    model: Model, loader: Batches, shifts: tuple[Shift, ...]
-) -> tuple[Evaluation, Evaluation | None]:
-    """The plain pass, and with ``shifts`` the augmented one (see ``evaluate_tta``)."""
+    model: Model, loader: Batches, shifts: tuple[Shift, ...], deadline: float | None = None
+) -> tuple[Evaluation, Evaluation | None, int]:
+    """The plain pass, and with ``shifts`` the augmented one and its views (see
+    ``evaluate_tta_within``): one pass over ``loader`` per view, view after view, so that a
+    ``deadline`` can end the augmentation between them."""
     model.eval()
-    fill = padding_fill(loader) if any(s != (0, 0) for s in shifts) else 0.0
-    targets: list = []
-    plain: tuple[list, list] = ([], [])  # per batch: summed loss, predictions
-    augmented: tuple[list, list] = ([], [])
     with no_grad():
-        for x, y in loader:
-            logits, t = model(x), y.numpy()
-            targets.append(t)
-            plain[0].append(cross_entropy(logits, y).item() * len(t))
-            plain[1].append(logits.numpy().argmax(axis=1))
-            if not shifts:
-                continue
-            xp = backend.get_array_module(x.data)
-            probs: np.ndarray | float = 0.0  # summed over the views
-            for dy, dx in shifts:
-                view = x.data if (dy, dx) == (0, 0) else shifted(x.data, dy, dx, fill)
-                for mirror in (False, True):
-                    if not mirror and (dy, dx) == (0, 0):
-                        out = logits  # the plain pass's
-                    else:
-                        v = xp.ascontiguousarray(view[..., ::-1]) if mirror else view
-                        out = model(Tensor(v))
-                    probs = probs + softmax(out, axis=1).numpy()
-            assert isinstance(probs, np.ndarray)  # there are shifts: views were summed
-            probs = probs / views_per_image(shifts)
-            picked = probs[np.arange(len(t)), t]
-            augmented[0].append(-float(np.log(np.maximum(picked, 1e-30)).sum()))
-            augmented[1].append(probs.argmax(axis=1))
-    all_targets = np.concatenate(targets)
+        tick = time.perf_counter()
+        targets, plain, logits = _plain_pass(model, loader)
+        if not shifts:
+            return plain, None, 1
+        fill = padding_fill(loader) if any(s != (0, 0) for s in shifts) else 0.0
+        first = ((0, 0),) if (0, 0) in shifts else ()  # its unmirrored view is the plain pass
+        probs = softmax(Tensor(logits), axis=1).numpy().astype(np.float64) if first else 0.0
+        views, view_s = (1 if first else 0), time.perf_counter() - tick
+        for shift in first + tuple(s for s in shifts if s != (0, 0)):
+            mirrors = (True,) if shift == (0, 0) else (False, True)
+            if (
+                deadline is not None
+                and views
+                and time.perf_counter() + len(mirrors) * view_s > deadline
+            ):
+                break  # they would end past the deadline (at the last view's pace)
+            tick = time.perf_counter()
+            for mirror in mirrors:
+                probs = probs + _view_probs(model, loader, shift, mirror, fill, targets)
+            views, view_s = views + len(mirrors), (time.perf_counter() - tick) / len(mirrors)
+    assert isinstance(probs, np.ndarray)  # at least one view was summed
+    probs = probs / views
+    picked = probs[np.arange(len(targets)), targets]
+    loss = -float(np.log(np.maximum(picked, 1e-30)).mean())
+    predictions = probs.argmax(axis=1)
+    accuracy = float((predictions == targets).mean())
+    return plain, Evaluation(loss, accuracy, targets, predictions), views
 
-    def result(loss_sums: list, predictions: list) -> Evaluation:
-        p = np.concatenate(predictions)
-        n = len(all_targets)
-        return Evaluation(sum(loss_sums) / n, float((all_targets == p).mean()), all_targets, p)
 
-    return result(*plain), (result(*augmented) if shifts else None)
+def _plain_pass(model: Model, loader: Batches) -> tuple[np.ndarray, Evaluation, np.ndarray]:
+    """Every image once, as it is: (targets, its evaluation, the logits (N, classes))."""
+    targets, loss_sum, logits = [], 0.0, []
+    for x, y in loader:
+        out, t = model(x), y.numpy()
+        targets.append(t)
+        loss_sum += cross_entropy(out, y).item() * len(t)
+        logits.append(out.numpy())
+    all_targets, all_logits = np.concatenate(targets), np.concatenate(logits)
+    predictions = all_logits.argmax(axis=1)
+    accuracy = float((predictions == all_targets).mean())
+    evaluation = Evaluation(loss_sum / len(all_targets), accuracy, all_targets, predictions)
+    return all_targets, evaluation, all_logits
+
+
+def _view_probs(
+    model: Model, loader: Batches, shift: Shift, mirror: bool, fill: Any, targets: np.ndarray
+) -> np.ndarray:
+    """Class probabilities (N, classes) of every image seen through the window moved by
+    ``shift``, mirrored or not; ``targets``: the plain pass's, to check the order is the same."""
+    probs, seen = [], []
+    for x, y in loader:
+        xp = backend.get_array_module(x.data)
+        view = x.data if shift == (0, 0) else shifted(x.data, *shift, fill)
+        if mirror:
+            view = xp.ascontiguousarray(view[..., ::-1])
+        probs.append(softmax(model(Tensor(view)), axis=1).numpy().astype(np.float64))
+        seen.append(y.numpy())
+    if not np.array_equal(np.concatenate(seen), targets):
+        raise ValueError(
+            "evaluate_tta: the loader gave its images in another order on a second pass "
+            "(shuffle=True?); test-time augmentation needs the same order every pass"
+        )
+    return np.concatenate(probs)

@@ -32,9 +32,16 @@ import numpy as np
 
 from ..tensor import Tensor
 from ..viz import plot_curves
-from .budget import CALIBRATION_SHARE, EVAL_SHARE, FINAL_SHARE, WHOLE_SHARE, TimeBudget
+from .budget import (
+    CALIBRATION_SHARE,
+    EVAL_SHARE,
+    FILES_S,
+    FINAL_SHARE,
+    WHOLE_SHARE,
+    TimeBudget,
+)
 from .checkpoint import Position, restore_training_state, save_checkpoint, training_state
-from .evaluation import TTA_SHIFTS, Shift, evaluate, evaluate_tta, views_per_image
+from .evaluation import TTA_SHIFTS, Shift, evaluate, evaluate_tta_within, views_per_image
 from .loop import LossFn, train_step
 from .metrics import write_metrics
 from .plan import RunFiles, RunPlan
@@ -544,14 +551,30 @@ class _Saver:
         shifts = None if loader is None else self.affordable_shifts()  # (it may print a line)
         if loader is None or shifts is None:
             return
+        start = time.perf_counter()
         if shifts:
-            plain, tta = evaluate_tta(self.model, loader, shifts)
-            row["final_test_tta_acc"] = round(tta.accuracy, 5)
-            row["final_test_tta_views"] = views_per_image(shifts)
+            plain, tta, views = evaluate_tta_within(self.model, loader, shifts, self.deadline())
+            if views < views_per_image(shifts):
+                print(
+                    f"test-time augmentation stopped after {views} of "
+                    f"{views_per_image(shifts)} views: the next would have ended past the time "
+                    "budget (the machine is slower than when the run planned its end)"
+                )
+            if views > 1:
+                row["final_test_tta_acc"] = round(tta.accuracy, 5)
+                row["final_test_tta_views"] = views
         else:
             plain = evaluate(self.model, loader)
         row["final_test_images"] = len(plain.targets)
         row["final_test_acc"] = round(plain.accuracy, 5)
+        row["final_test_s"] = round(time.perf_counter() - start, 1)
+
+    def deadline(self) -> float | None:
+        """The ``time.perf_counter()`` by which a budgeted run's last test pass must end, its
+        files still to write (None without a budget)."""
+        if self.budget is None:
+            return None
+        return time.perf_counter() + self.budget.seconds - self.elapsed_s() - FILES_S
 
     def stop_mid_epoch(
         self,
@@ -618,7 +641,10 @@ class _Saver:
         }
         best = False
         if test_loader is not None:
+            tick = time.perf_counter()
             result = evaluate(self.model, self.affordable_test(test_loader))
+            if self.budget is not None:  # a test image's cost now, for the passes still to come
+                self.budget.tested(time.perf_counter() - tick, len(result.targets))
             row["test_loss"], row["test_acc"] = round(result.loss, 5), round(result.accuracy, 5)
             row["test_images"] = len(result.targets)
             best = result.accuracy > position.best_acc
@@ -727,6 +753,7 @@ class Progress:
         self.batches_left: float = total - initial + later_batches  # (a budget's: fractional)
         self.start = time.perf_counter()
         self.deadline = deadline
+        self.closed_at: float | None = None
 
     def resume_sums(self, partial: dict[str, Any]) -> None:
         """Continue the running sums of an epoch resumed halfway (a checkpoint's ``partial``)."""
@@ -756,7 +783,10 @@ class Progress:
 
     @property
     def images_per_s(self) -> float:
-        return self.timed_images / max(time.perf_counter() - self.start, 1e-9)
+        """The images trained per second since the bar started, until it was closed (the
+        epoch's evaluation is not training time)."""
+        end = time.perf_counter() if self.closed_at is None else self.closed_at
+        return self.timed_images / max(end - self.start, 1e-9)
 
     @property
     def run_left_s(self) -> float:
@@ -767,6 +797,7 @@ class Progress:
         return at_pace if self.deadline is None else max(0.0, min(at_pace, self.deadline - now))
 
     def close(self) -> None:
+        self.closed_at = self.closed_at or time.perf_counter()
         self.bar.close()
 
 

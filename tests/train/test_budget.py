@@ -15,8 +15,9 @@ from helpers.training import (
 )
 
 from minidl.data import DataLoader
-from minidl.train import RunFiles, RunPlan
+from minidl.train import RunFiles, RunPlan, evaluation
 from minidl.train import run as training
+from minidl.train.budget import FILES_S
 from minidl.train.checkpoint import read_checkpoint
 from minidl.train.run import (
     estimate_epochs,
@@ -64,6 +65,19 @@ def test_the_bar_shows_the_whole_runs_time_left(monkeypatch):
         bar.update(8, 8.0, 4)
     assert bar.run_left_s == pytest.approx(10 * 2.0)  # 2 of this epoch and 8 later, 2 s each
     assert training._duration(3725) == "1:02:05"
+
+
+def test_the_bars_speed_counts_training_time_only(monkeypatch):
+    """An epoch's images/s is read after its evaluation (and a run's last, after the final
+    pass): the time since the bar closed is not training time."""
+    clock = FakeClock(monkeypatch)
+    bar = training.Progress(4, "epoch 1", enabled=False)
+    for _ in range(2):
+        clock.now += 2.0
+        bar.update(8, 8.0, 4)
+    bar.close()
+    clock.now += 100.0  # the evaluation
+    assert bar.images_per_s == pytest.approx(16 / 4.0)
 
 
 def test_a_budgeted_runs_bar_never_shows_more_time_left_than_the_budget_has(monkeypatch):
@@ -186,18 +200,18 @@ def test_a_budgeted_run_ends_within_its_budget_with_its_schedule_completed(
 
 def _timed_test_passes(monkeypatch, clock):
     """Evaluating an image costs a third of training one (1/24 s here), as the budget assumes."""
-    evaluate_, evaluate_tta_ = training.evaluate, training.evaluate_tta
+    evaluate_, evaluate_tta_ = training.evaluate, training.evaluate_tta_within
 
     def timed_evaluate(model, loader):
         clock.now += training._images(loader) / 24
         return evaluate_(model, loader)
 
-    def timed_evaluate_tta(model, loader, shifts):
+    def timed_evaluate_tta(model, loader, shifts, deadline):
         clock.now += 2 * len(shifts) * len(loader.images) / 24
-        return evaluate_tta_(model, loader, shifts)
+        return evaluate_tta_(model, loader, shifts, None)
 
     monkeypatch.setattr(training, "evaluate", timed_evaluate)
-    monkeypatch.setattr(training, "evaluate_tta", timed_evaluate_tta)
+    monkeypatch.setattr(training, "evaluate_tta_within", timed_evaluate_tta)
 
 
 @pytest.mark.parametrize(
@@ -224,6 +238,39 @@ def test_a_budgeted_run_reserves_the_fullest_final_pass_its_budget_affords(
     assert 50.0 - 1.0 - 1.0 <= result.elapsed_s <= 50.0  # no step or evaluation left unused
     said = "test-time augmentation in 6 views would take"
     assert (said in capsys.readouterr().out) == (views != 6)
+
+
+def test_a_final_pass_slower_than_planned_ends_with_fewer_views_within_the_budget(
+    tmp_path, monkeypatch, capsys
+):
+    """The machine slows down twofold as the final pass starts: its six views, planned at 5 s
+    in all, would take 10 s and end the run about 5 s late. Views that would end past the budget's
+    end (files' time kept) are not started: the run ends in time with the views done, said in
+    a line, and the row keeps the pass's seconds."""
+    clock = FakeClock(monkeypatch)
+    _timed_test_passes(monkeypatch, clock)
+    monkeypatch.setattr(evaluation, "time", clock)
+    evaluate_tta_ = evaluation.evaluate_tta_within
+
+    def slow_views(model, loader, shifts, deadline):
+        def slow(x):  # twice a third of a training image
+            clock.now += 2 * len(x.data) / 24
+            return model(x)
+
+        slow.eval = model.eval
+        return evaluate_tta_(slow, loader, shifts, deadline)
+
+    monkeypatch.setattr(training, "evaluate_tta_within", slow_views)
+    model, optimizer, schedule, loader, subset = make_run()
+    result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=subset,
+                 plan=RunPlan(time_budget_s=50.0, final_tta=True,
+                              final_test_loader=DataLoader(images(20, 2), 10)),
+                 files=RunFiles(tmp_path), progress=False)  # fmt: skip
+    last = result.rows[-1]
+    assert result.finished and result.elapsed_s <= 50.0 - FILES_S
+    assert last["final_test_tta_views"] in (2, 4) and last["final_test_images"] == 20
+    assert last["final_test_s"] == pytest.approx(last["final_test_tta_views"] * 40 / 24, abs=0.1)
+    assert "test-time augmentation stopped after" in capsys.readouterr().out
 
 
 def test_a_budget_too_short_for_the_whole_test_set_ends_on_its_last_evaluation(
@@ -292,6 +339,35 @@ def test_a_budget_measures_a_test_images_cost_where_it_is_not_a_third_of_a_train
     out = capsys.readouterr().out
     assert out.count("an evaluation of the 24 test images would take ~40 s") == 1
     assert "each evaluation uses the first 10" in out
+
+
+def test_every_evaluation_measures_a_test_images_cost_again(tmp_path, monkeypatch, capsys):
+    """Test images cost a twenty-fourth of a second at the first step's timing, then three
+    times that from the fifth step on (steps unchanged). The six views' extra 100 images would
+    take 4.2 s at the first cost, within 10% of the budget, but 12.5 s at the cost the first
+    epoch's evaluation measures: the run reserves, and the final pass uses, the mirror pair."""
+    clock = SlowingClock(monkeypatch, eval_s=1.0)
+    evaluate_tta_ = training.evaluate_tta_within
+
+    def timed_evaluate_tta(model, loader, shifts, deadline):
+        clock.now += clock.eval_s * 2 * len(shifts) * training._images(loader) / 24
+        return evaluate_tta_(model, loader, shifts, None)
+
+    monkeypatch.setattr(training, "evaluate_tta_within", timed_evaluate_tta)
+
+    def slower_tests(step):
+        if step.step == 5:
+            clock.eval_s = 3.0
+        return False
+
+    model, optimizer, schedule, loader, subset = make_run()
+    result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=subset,
+                 plan=RunPlan(time_budget_s=60.0, final_tta=True,
+                              final_test_loader=DataLoader(images(20, 2), 10)),
+                 files=RunFiles(tmp_path), progress=False, on_step=slower_tests)  # fmt: skip
+    assert result.finished and result.elapsed_s <= 60.0
+    assert result.rows[-1]["final_test_tta_views"] == 2
+    assert "test-time augmentation in 6 views would take ~12 s more" in capsys.readouterr().out
 
 
 def test_the_budget_scales_a_measured_test_image_by_the_steps_speed():

@@ -10,11 +10,13 @@ import minidl as md
 from minidl import nn
 from minidl.data import DataLoader, cifar10_test_transform
 from minidl.data.transforms import CIFAR10_MEAN, CIFAR10_STD
+from minidl.train import evaluation
 from minidl.train.evaluation import (
     TTA_SHIFTS,
     evaluate,
     evaluate_flipped,
     evaluate_tta,
+    evaluate_tta_within,
     padding_fill,
     shifted,
 )
@@ -112,6 +114,47 @@ def test_evaluate_tta_runs_one_forward_pass_per_view():
     data = np.zeros((10, 8, 8, 3), np.uint8), np.zeros(10, np.int64)
     evaluate_tta(Counting(), DataLoader(data, 5), TTA_SHIFTS)
     assert len(calls) == 2 * 2 * len(TTA_SHIFTS)  # two batches, six views each (plain reused)
+
+
+class Clock:
+    """time.perf_counter for minidl.train.evaluation, moved on by the model it wraps."""
+
+    def __init__(self, monkeypatch):
+        self.now = 0.0
+        monkeypatch.setattr(evaluation, "time", self)
+
+    def perf_counter(self):
+        return self.now
+
+
+@pytest.mark.parametrize("deadline, views", [(1.5, 1), (3.5, 2), (5.5, 4), (6.0, 6), (None, 6)])
+def test_evaluate_tta_starts_no_view_that_would_end_past_its_deadline(monkeypatch, deadline, views):
+    """Each view costs 1 s (two batches, 0.5 s each): a shift's views are started only when
+    they end by the deadline at the last view's pace; the result is the views done, averaged."""
+    clock = Clock(monkeypatch)
+    nn.init.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4 * 4 * 3, 5))
+
+    def timed(x):
+        clock.now += 0.5
+        return model(x)
+
+    timed.eval = model.eval  # (what evaluate_tta needs of a model)
+    data = np.random.default_rng(0).random((6, 4, 4, 3)).astype(np.float32), np.arange(6) % 5
+    loader = DataLoader(data, 3)
+    plain, augmented, done_views = evaluate_tta_within(timed, loader, TTA_SHIFTS, deadline)
+    assert done_views == views and clock.now == views  # one second a view
+    done = TTA_SHIFTS[: views // 2] or ((0, 0),)
+    expected = evaluate_tta(model, loader, done)[1] if views > 1 else plain
+    np.testing.assert_allclose(augmented.loss, expected.loss, rtol=1e-6)
+    np.testing.assert_array_equal(augmented.predictions, expected.predictions)
+
+
+def test_evaluate_tta_names_a_loader_that_shuffles():
+    data = np.random.default_rng(0).random((8, 4, 4, 3)).astype(np.float32), np.arange(8) % 4
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4 * 4 * 3, 4))
+    with pytest.raises(ValueError, match="another order on a second pass"):
+        evaluate_tta(model, DataLoader(data, 4, shuffle=True, seed=0), ((0, 0),))
 
 
 def test_evaluate_tta_names_a_bad_shift():

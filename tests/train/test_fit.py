@@ -23,10 +23,9 @@ from minidl import nn, optim
 from minidl.data import DataLoader
 from minidl.train import RunFiles, RunPlan, fit_simple
 from minidl.train.checkpoint import read_checkpoint
+from minidl.train.evaluation import evaluate, evaluate_tta
 from minidl.train.run import (
     NonFiniteLoss,
-    evaluate,
-    evaluate_tta,
     fit,
     train_step,
 )
