@@ -78,3 +78,40 @@ def test_schedule_matches_torch(case):
         theirs_opt.step()
         ours.step()
         theirs.step()
+
+
+@pytest.mark.parametrize("ema", [True, False])
+def test_averaged_model_matches_torch(ema):
+    """AveragedModel (exponential with buffers, or the plain mean) against torch.optim.swa_utils
+    over the same five sets of weights. (Integer buffers, batch norm's step count, differ on
+    purpose: torch averages them as integers, minidl takes the model's.)"""
+    from torch.optim import swa_utils as torch_swa
+
+    from minidl.optim import swa_utils
+
+    def model_pair():
+        ours = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4))
+        theirs = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+        return ours, theirs
+
+    ours, theirs = model_pair()
+    kw, torch_kw = {}, {}
+    if ema:
+        kw = dict(multi_avg_fn=swa_utils.get_ema_multi_avg_fn(0.8), use_buffers=True)
+        torch_kw = dict(multi_avg_fn=torch_swa.get_ema_multi_avg_fn(0.8), use_buffers=True)
+    averaged = swa_utils.AveragedModel(ours, **kw)
+    torch_averaged = torch_swa.AveragedModel(theirs, **torch_kw)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        values = {k: rng.standard_normal(tuple(v.shape)).astype(np.float32)
+                  for k, v in theirs.state_dict().items() if v.is_floating_point()}  # fmt: skip
+        ours.load_state_dict(values, strict=False)
+        theirs.load_state_dict({k: torch.from_numpy(v) for k, v in values.items()}, strict=False)
+        averaged.update_parameters(ours)
+        torch_averaged.update_parameters(theirs)
+    expected = {k: v for k, v in torch_averaged.state_dict().items() if v.is_floating_point()}
+    got = averaged.state_dict()
+    assert expected.keys() <= got.keys()
+    for k, v in expected.items():
+        np.testing.assert_allclose(got[k].numpy(), v.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+    assert int(got["n_averaged"].numpy()) == int(torch_averaged.n_averaged) == 5

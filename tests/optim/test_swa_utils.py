@@ -1,0 +1,105 @@
+"""Averaged weights (minidl.optim.swa_utils): the exponential and the plain average against their
+closed forms, buffers averaged or followed, the state carried through a state dict, on every
+device; against torch.optim.swa_utils in tests/optim/test_optim_torch.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from minidl import Tensor, backend, nn
+from minidl.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_multi_avg_fn
+
+
+def small_model(device="cpu"):
+    nn.init.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4)).to(device)
+
+
+def set_weights(model, rng):
+    """New random weights and batch-norm statistics; returns them (float64 copies)."""
+    values = {}
+    for name, t in model.state_dict().items():
+        floating = np.issubdtype(t.data.dtype, np.floating)
+        values[name] = rng.standard_normal(t.shape) if floating else rng.integers(0, 99, t.shape)
+    model.load_state_dict(values)
+    return values
+
+
+def averaged_values(averaged):
+    """The averaged copy's state dict as NumPy arrays, by the model's names."""
+    entries = averaged.state_dict().items()
+    return {k.removeprefix("module."): backend.to_numpy(v.data) for k, v in entries}
+
+
+@pytest.mark.parametrize("use_buffers", [True, False])
+def test_an_exponential_average_follows_its_closed_form(xp, device, rng, use_buffers):
+    """Floating tensors: the first update copies, then ``d * average + (1 - d) * new``; batch
+    norm's running statistics so too with ``use_buffers``, else the model's; its step count
+    (an integer) always the model's."""
+    model, decay = small_model(device), 0.9
+    ema = AveragedModel(model, get_ema_multi_avg_fn(decay), use_buffers=use_buffers)
+    expected: dict = {}
+    for _ in range(5):
+        values = set_weights(model, rng)
+        ema.update_parameters(model)
+        for name, v in values.items():
+            floating = np.issubdtype(np.asarray(v).dtype, np.floating)
+            averaged = floating and (use_buffers or "running" not in name)
+            if name in expected and averaged:
+                v = decay * expected[name] + (1 - decay) * v
+            expected[name] = v
+    got = averaged_values(ema)
+    assert backend.get_array_module(ema.module[0].weight.data) is xp
+    for name, v in expected.items():
+        np.testing.assert_allclose(got[name], v, rtol=1e-5, atol=1e-6, err_msg=name)
+    assert got["n_averaged"] == 5
+
+
+def test_the_plain_average_is_the_mean_of_every_update(xp, device, rng):
+    model = small_model(device)
+    swa = AveragedModel(model)  # PyTorch's default: the plain mean
+    seen = []
+    for _ in range(4):
+        seen.append(set_weights(model, rng))
+        swa.update_parameters(model)
+    got = averaged_values(swa)
+    for name in ("0.weight", "0.bias", "1.weight"):
+        mean = np.mean([s[name] for s in seen], axis=0)
+        np.testing.assert_allclose(got[name], mean, rtol=1e-5, atol=1e-6, err_msg=name)
+    # the buffers are not averaged (use_buffers=False): the model's last
+    np.testing.assert_allclose(got["1.running_mean"], seen[-1]["1.running_mean"], rtol=1e-6)
+
+
+def test_the_average_goes_on_from_a_state_dict():
+    """A checkpoint's average continues as if never saved: n_averaged comes with it."""
+    model = small_model()
+    a = AveragedModel(model, get_swa_multi_avg_fn())
+    for seed in range(3):
+        set_weights(model, np.random.default_rng(seed))
+        a.update_parameters(model)
+    b = AveragedModel(small_model(), get_swa_multi_avg_fn())
+    b.load_state_dict({k: v.data.copy() for k, v in a.state_dict().items()})
+    set_weights(model, np.random.default_rng(9))
+    a.update_parameters(model)
+    b.update_parameters(model)
+    for (k, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        np.testing.assert_array_equal(x.data, y.data, err_msg=k)
+    assert int(b.n_averaged.data) == 4
+
+
+def test_an_averaged_model_runs_its_copy_and_names_bad_input():
+    model = small_model()
+    ema = AveragedModel(model, get_ema_multi_avg_fn(0.5))
+    ema.update_parameters(model)
+    x = Tensor(np.ones((2, 3, 2, 2), np.float32))
+    model.eval()
+    ema.eval()
+    np.testing.assert_array_equal(ema(x).numpy(), model(x).numpy())
+    assert ema.module is not model and ema.module[0].weight is not model[0].weight
+    with pytest.raises(ValueError, match="do not match the averaged copy"):
+        ema.update_parameters(nn.Sequential(nn.Conv2d(3, 5, 1), nn.BatchNorm2d(5)))
+    with pytest.raises(ValueError, match=r"decay must be in \[0, 1\], got 1.5"):
+        get_ema_multi_avg_fn(1.5)
+    with pytest.raises(TypeError, match="model must be a Module, got int"):
+        AveragedModel(3)
