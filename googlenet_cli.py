@@ -80,12 +80,21 @@ def read_checkpoint(path: str) -> dict[str, Any]:
     return ckpt
 
 
-def load_model(path: str, device: str = "cpu") -> GoogLeNet:
-    """A model with the weights of a checkpoint or an imported torchvision ``.npz``."""
+def load_model(path: str, device: str = "cpu", averaged: bool = False) -> GoogLeNet:
+    """A model with the weights of a checkpoint or an imported torchvision ``.npz``; with
+    ``averaged``, the running average of the weights the checkpoint keeps (``train --ema``)."""
     ckpt = read_checkpoint(path)
     model = build_model(ckpt["model_config"])
+    weights = ckpt["model"]
+    if averaged:
+        if "averaged" not in ckpt:
+            raise CLIError(
+                f"checkpoint {path!r} holds no average of the weights (train with --ema)"
+            )
+        entries = ckpt["averaged"].items()
+        weights = {k.removeprefix("module."): v for k, v in entries if k.startswith("module.")}
     try:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(weights)
     except ValueError as e:
         raise CLIError(f"checkpoint {path!r} does not fit its own model_config: {e}") from None
     return model.to(device)
@@ -294,6 +303,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "eval_images": 2000,  # a fixed subset after each epoch; the whole test set at the end
     "tta": True,  # the final test pass averages six views: as is, shifted, each mirrored
+    "ema": 0.0,  # 0: off; else the decay a step of an average of the weights kept beside them
 }
 
 
@@ -456,6 +466,11 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
     )
     extra = {"model_config": model_config(model), "train_config": config}  # in every checkpoint
     files = RunFiles(out=args.out, checkpoint_extra=extra, resume=ckpt)
+    averaged = None
+    if config.get("ema"):  # (a run from before --ema has none)
+        averaged = optim.swa_utils.AveragedModel(
+            model, optim.swa_utils.get_ema_multi_avg_fn(config["ema"]), use_buffers=True
+        )
     plan = RunPlan(
         time_budget_s=args.time_budget_min * 60 if budgeted else None,
         low_res=progressive_resizing(config),
@@ -463,6 +478,7 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
         final_tta=tta,
         stop_after_epochs=args.stop_after_epochs,
         start_time=run_start,  # the wall time counts loading the data and calibrating
+        averaged=averaged,
     )
     xp = md.backend.module_for(device)
     counts = DeviceCounts(xp) if md.backend.is_simulated(xp) else None
@@ -519,7 +535,7 @@ def evaluate_checkpoint(args: Any) -> float:
             f"checkpoint {args.checkpoint!r} classifies {config['num_classes']} classes; "
             f"CIFAR-10 has {len(test_set.classes)}"
         )
-    model = load_model(args.checkpoint, device).fuse()
+    model = load_model(args.checkpoint, device, averaged=args.averaged).fuse()
     loader = DataLoader(
         test_set, args.batch_size, transform=cifar10_test_transform(), device=device
     )
@@ -532,6 +548,7 @@ def evaluate_checkpoint(args: Any) -> float:
     matrix = confusion_matrix(targets, predictions, len(test_set.classes))
     print(
         f"checkpoint {args.checkpoint}: width {config['width']:g}, epoch {ckpt.get('epoch', '?')}"
+        + (", the average of its weights" if args.averaged else "")
     )
     print(
         f"test accuracy {acc:.2%} ({int(matrix.trace())}/{len(targets)}), test loss {loss:.4f}"
@@ -678,6 +695,13 @@ def build_parser() -> argparse.ArgumentParser:
         "way, each also mirrored (on; the plain accuracy is reported too)",
     )  # fmt: skip
     t.add_argument(
+        "--ema", type=PROBABILITY, metavar="DECAY",
+        help="keep an exponential moving average of the weights (batch-norm statistics too), "
+        "updated every step with this decay (0.999: about the last 1,000 steps), evaluated "
+        "beside the model after each epoch and saved in the checkpoints (eval --averaged); "
+        f"0 = off ({d['ema']:g})",
+    )  # fmt: skip
+    t.add_argument(
         "--stop-after-epochs", type=_in(int, 1, 100000), metavar="N",
         help="stop after N epochs of this session, leaving last.npz to --resume later",
     )  # fmt: skip
@@ -691,6 +715,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--tta", action="store_true",
         help="average each image's prediction over "
         f"{views_per_image(TTA_SHIFTS)} views (shifted and mirrored), as train's final pass does",
+    )  # fmt: skip
+    e.add_argument(
+        "--averaged", action="store_true",
+        help="evaluate the running average of the weights the checkpoint keeps (train --ema)",
     )  # fmt: skip
     e.add_argument("--variant", choices=VARIANTS, help="expected variant (checked)")
     e.add_argument("--width", type=WIDTH, help="expected width (checked)")

@@ -4,8 +4,8 @@
   (metrics, curves, ``last.npz``/``best.npz``), what else its checkpoints carry, and a checkpoint
   to resume.
 - ``RunPlan``: how the run goes, beyond its number of epochs: a time budget, small crops first,
-  a final test pass (with test-time augmentation), a pause after some epochs, and the moment its
-  wall time counts from.
+  a final test pass (with test-time augmentation), a pause after some epochs, the moment its
+  wall time counts from, and a running average of the weights.
 
 Without either, ``fit`` writes nothing and runs its epochs at full size, as ``fit_simple`` does.
 """
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .evaluation import Shift
-from .protocols import Batches
+from .protocols import Averaged, Batches
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,11 @@ class RunPlan:
     subset); ``final_tta``: that pass with test-time augmentation too (True: ``TTA_SHIFTS``, or
     the shifts to use). ``stop_after_epochs``: return after that many epochs of this call (resume
     to go on). ``start_time``: the ``time.perf_counter()`` the wall time counts from (default:
-    when ``fit`` is called; the CLI passes its own start, so loading the data counts)."""
+    when ``fit`` is called; the CLI passes its own start, so loading the data counts).
+    ``averaged``: a running average of the model's weights
+    (``minidl.optim.swa_utils.AveragedModel``), updated after every step, kept in the
+    checkpoints (``averaged``) and evaluated beside the model at every epoch's end (the row's
+    ``averaged_test_loss`` and ``averaged_test_acc``)."""
 
     time_budget_s: float | None = None
     low_res: tuple[float, Callable[..., Any]] | None = None
@@ -57,3 +61,4 @@ class RunPlan:
     final_tta: bool | Sequence[Shift] = False
     stop_after_epochs: int | None = None
     start_time: float | None = None
+    averaged: Averaged | None = None

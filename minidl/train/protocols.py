@@ -34,6 +34,12 @@ class Model(Protocol):
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> object: ...
 
 
+class Averaged(Model, Protocol):
+    """A running average of a model's weights (``minidl.optim.swa_utils.AveragedModel``)."""
+
+    def update_parameters(self, model: Any) -> None: ...
+
+
 class Optimizer(Protocol):
     """Updates the parameters after each backward pass (``train_step``); ``fit`` reads the
     learning rate of the first parameter group, and checkpoints its state."""

@@ -46,7 +46,7 @@ from .loop import LossFn, train_step
 from .metrics import write_metrics
 from .plan import RunFiles, RunPlan
 from .progressive import PROBE_STEPS, SmallImagesFirst
-from .protocols import Batches, Loader, Model, Optimizer, Schedule
+from .protocols import Averaged, Batches, Loader, Model, Optimizer, Schedule
 
 
 class Step(NamedTuple):
@@ -169,9 +169,7 @@ def fit(
     per_epoch, last_step = len(train_loader), epochs * len(train_loader) - 1
     position = Position(epochs=epochs)
     if files.resume is not None:
-        position = restore_training_state(
-            files.resume, model, optimizer, schedule, train_loader, epochs
-        )
+        position = _resume(files.resume, model, optimizer, schedule, train_loader, epochs, plan)
     final_loader = plan.final_test_loader
     budget = _plan_budget(plan.time_budget_s, test_loader, final_loader, final_shifts, train_loader)
     if position.finished:  # a budgeted run that used its time: nothing left to do
@@ -179,6 +177,8 @@ def fit(
     _check_resume_fits(position, epochs, per_epoch, budget)
     first_epoch, rows = position.epoch, position.metrics
     run = _Saver(model, optimizer, schedule, files, position, start_time)
+    run.averaged = plan.averaged
+    average = _no_average if plan.averaged is None else plan.averaged.update_parameters
     run.final_loader, run.final_shifts, run.budget = final_loader, final_shifts, budget
     fraction = _fraction_done(schedule, budget, position, per_epoch, last_step)
     sizes = _Resizing(plan.low_res, train_loader, fraction, budget is not None)
@@ -199,6 +199,7 @@ def fit(
                         continue
                     lr = optimizer.param_groups[0]["lr"]
                     loss, correct = train_step(model, loss_fn, optimizer, x, y)
+                    average(model)  # the running average of the weights, if any
                     if not math.isfinite(loss):
                         bar.close()
                         raise NonFiniteLoss(loss, epoch, b, lr, run.last[0])
@@ -242,6 +243,29 @@ def fit(
         finally:
             sizes.restore()
     return FitResult(rows, position.best_acc, run.last[0], True, run.elapsed_s())
+
+
+def _no_average(model: Model) -> None:
+    """What a run without ``plan.averaged`` does after a step."""
+
+
+def _resume(
+    checkpoint: Mapping[str, Any],
+    model: Model,
+    optimizer: Optimizer,
+    schedule: Schedule | None,
+    train_loader: Loader,
+    epochs: int,
+    plan: RunPlan,
+) -> Position:
+    """``restore_training_state``, and the checkpoint's running average of the weights into
+    ``plan.averaged`` (a line says the average starts now when the checkpoint holds none)."""
+    position = restore_training_state(checkpoint, model, optimizer, schedule, train_loader, epochs)
+    if plan.averaged is not None and "averaged" in checkpoint:
+        plan.averaged.load_state_dict(checkpoint["averaged"])
+    elif plan.averaged is not None:
+        print("the checkpoint holds no average of the weights: the average starts now")
+    return position
 
 
 def _paused(stop_after_epochs: int | None, epochs_done: int) -> bool:
@@ -497,6 +521,7 @@ class _Saver:
         self.final_shifts: tuple[Shift, ...] = ()  # with test-time augmentation when given
         self.budget: TimeBudget | None = None  # which may afford fewer views
         self.cut_said = False  # the line saying evaluations use fewer test images was printed
+        self.averaged: Averaged | None = None  # evaluated beside the model, saved with it
 
     def elapsed_s(self) -> float:
         return self.earlier_s + time.perf_counter() - self.start_time
@@ -616,6 +641,8 @@ class _Saver:
         state.update(
             training_state(self.model, self.optimizer, self.schedule, loader_rng, position)
         )
+        if self.averaged is not None:
+            state["averaged"] = self.averaged.state_dict()
         self.last = (save_checkpoint(state, self.out, best=best), epoch, batch)
         return self.last[0]
 
@@ -647,6 +674,10 @@ class _Saver:
                 self.budget.tested(time.perf_counter() - tick, len(result.targets))
             row["test_loss"], row["test_acc"] = round(result.loss, 5), round(result.accuracy, 5)
             row["test_images"] = len(result.targets)
+            if self.averaged is not None:
+                averaged = evaluate(self.averaged, self.affordable_test(test_loader))
+                row["averaged_test_loss"] = round(averaged.loss, 5)
+                row["averaged_test_acc"] = round(averaged.accuracy, 5)
             best = result.accuracy > position.best_acc
             position.best_acc = max(position.best_acc, result.accuracy)
         if run_ends:
@@ -669,6 +700,8 @@ def _epoch_line(row: dict[str, Any], images_per_s: float) -> str:
     if "test_acc" in row:
         line += f", test loss {row['test_loss']:.4f} acc {row['test_acc']:.2%}"
         line += f" ({row['test_images']:,} images)"
+    if "averaged_test_acc" in row:
+        line += f", averaged weights {row['averaged_test_acc']:.2%}"
     line += f", {images_per_s:.0f} images/s"
     if "final_test_acc" in row:
         line += f"\nwhole test set ({row['final_test_images']:,} images): "

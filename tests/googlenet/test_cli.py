@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from helpers.cifar import write_cifar
 from helpers.paths import ROOT
+from helpers.training import TIMINGS
 
 import minidl as md
 
@@ -86,6 +87,28 @@ def test_eval_images_follows_the_run_on_a_subset_and_ends_on_the_whole_test_set(
 
 
 @pytest.mark.slow
+def test_ema_keeps_an_average_of_the_weights_that_eval_measures(tmp_path):
+    """train --ema: each epoch's row and line have the average's accuracy beside the model's,
+    the checkpoint keeps it, and eval --averaged measures it (eval without, the model)."""
+    data = write_cifar(str(tmp_path / "data"))
+    out = tmp_path / "run"
+    result = run("train", "--data", data, "--out", out, *TINY, "--ema", 0.9, "--no-tta")
+    rows = json.loads((out / "metrics.json").read_text())
+    assert all("averaged_test_acc" in r for r in rows)
+    assert f"averaged weights {rows[-1]['averaged_test_acc']:.2%}" in result.stdout
+    averaged = run("eval", "--checkpoint", out / "last.npz", "--data", data, "--averaged")
+    assert "the average of its weights" in averaged.stdout
+    assert f"test accuracy {rows[-1]['averaged_test_acc']:.2%}" in averaged.stdout
+    plain = run("eval", "--checkpoint", out / "last.npz", "--data", data)
+    assert f"test accuracy {rows[-1]['test_acc']:.2%}" in plain.stdout
+    none = run("train", "--data", data, "--out", tmp_path / "plain", *TINY, "--no-tta")
+    assert "averaged" not in none.stdout
+    refused = run("eval", "--checkpoint", tmp_path / "plain" / "last.npz", "--data", data,
+                  "--averaged", check=False)  # fmt: skip
+    assert refused.returncode == 2 and "holds no average of the weights" in refused.stderr
+
+
+@pytest.mark.slow
 def test_resume_continues_and_matches_an_uninterrupted_run(trained, tmp_path):
     data, out, _ = trained
     # a run stopped after epoch 1, resumed (the checkpoint alone: its data, folder and options)
@@ -99,7 +122,7 @@ def test_resume_continues_and_matches_an_uninterrupted_run(trained, tmp_path):
     rows = json.loads((part / "metrics.json").read_text())
     full = json.loads((out / "metrics.json").read_text())
     assert [r["epoch"] for r in rows] == [1, 2]
-    timing = ("time_s", "images_per_s")
+    timing = TIMINGS
     assert [{k: v for k, v in r.items() if k not in timing} for r in rows] == [
         {k: v for k, v in r.items() if k not in timing} for r in full
     ]

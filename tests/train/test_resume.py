@@ -23,6 +23,7 @@ from helpers.training import (
 
 from minidl import optim
 from minidl.ops.activation import ReLU
+from minidl.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from minidl.train import RunFiles, RunPlan
 from minidl.train.checkpoint import read_checkpoint, run_lock
 from minidl.train.run import (
@@ -262,3 +263,48 @@ def test_run_lock_refuses_a_second_run_and_takes_over_a_dead_ones(tmp_path):
     with run_lock(tmp_path) as taken_over:
         assert taken_over == dead_pid
         assert sorted(os.listdir(tmp_path)) == [".lock"]  # the dead run's temporary file went
+
+
+def _averaged_run(out, stop_after_epochs=None, resume=None, seed=0):
+    """make_run's run with an exponential average of its weights; (result, model, average)."""
+    model, optimizer, schedule, loader, test_loader = make_run(seed)
+    ema = AveragedModel(model, get_ema_multi_avg_fn(0.9), use_buffers=True)
+    result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule,
+                 test_loader=test_loader, progress=False, files=RunFiles(out, resume=resume),
+                 plan=RunPlan(stop_after_epochs=stop_after_epochs, averaged=ema))  # fmt: skip
+    return result, model, ema
+
+
+def test_a_running_average_of_the_weights_is_evaluated_saved_and_resumed(full_run, tmp_path):
+    """plan.averaged is updated after every step (the model's training unchanged), evaluated
+    beside the model at every epoch's end, and kept in the checkpoints: a run paused after two
+    epochs and resumed with fresh objects ends with the same average, bit for bit."""
+    full, final, _, _ = full_run
+    whole, model, ema = _averaged_run(tmp_path / "whole")
+    for key, value in weights(model).items():  # averaging does not touch the training
+        np.testing.assert_array_equal(value, final[key], err_msg=key)
+    assert int(ema.n_averaged.data) == EPOCHS * 4  # one update a step
+    rows = whole.rows
+    assert all(0 <= r["averaged_test_acc"] <= 1 and r["averaged_test_loss"] > 0 for r in rows)
+    assert [r["test_acc"] for r in rows] == [r["test_acc"] for r in full.rows]
+    saved = read_checkpoint(tmp_path / "whole" / "last.npz")["averaged"]
+    for key, value in ema.state_dict().items():
+        np.testing.assert_array_equal(saved[key].numpy(), value.numpy(), err_msg=key)
+    first, _, _ = _averaged_run(tmp_path / "parts", stop_after_epochs=2)
+    assert not first.finished
+    resume = read_checkpoint(first.checkpoint)
+    resumed, _, resumed_ema = _averaged_run(tmp_path / "parts", resume=resume, seed=3)
+    assert comparable(resumed.rows) == comparable(whole.rows)
+    for (key, a), (_, b) in zip(ema.state_dict().items(), resumed_ema.state_dict().items()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=key)
+
+
+def test_a_checkpoint_without_an_average_starts_one(full_run, tmp_path, capsys):
+    _, _, out, _ = full_run
+    checkpoint = read_checkpoint(out / "last.npz")
+    checkpoint["finished"], checkpoint["epoch"] = False, EPOCHS - 1  # (one epoch still to go)
+    _, _, ema = _averaged_run(tmp_path, resume=checkpoint)
+    assert "the checkpoint holds no average of the weights: the average starts now" in (
+        capsys.readouterr().out
+    )
+    assert int(ema.n_averaged.data) == 4
