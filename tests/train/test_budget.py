@@ -214,6 +214,16 @@ def _timed_test_passes(monkeypatch, clock):
     monkeypatch.setattr(training, "evaluate_tta_within", timed_evaluate_tta)
 
 
+def _with_final_pass(out, final_images, budget_s=50.0, on_step=None):
+    """make_run's run in ``budget_s`` seconds, ending on a six-view pass over ``final_images``
+    images (10 a batch)."""
+    model, optimizer, schedule, loader, subset = make_run()
+    return fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=subset,
+               plan=RunPlan(time_budget_s=budget_s, final_tta=True,
+                            final_test_loader=DataLoader(images(final_images, 2), 10)),
+               files=RunFiles(out), progress=False, on_step=on_step)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "final_images, views",
     [(20, 6), (96, 2), (480, None)],  # six views' extra 4.2 s fit 10% of 50 s; 20 s, 100 s don't
@@ -226,11 +236,7 @@ def test_a_budgeted_run_reserves_the_fullest_final_pass_its_budget_affords(
     line. Either way the run ends within its budget."""
     clock = FakeClock(monkeypatch)
     _timed_test_passes(monkeypatch, clock)
-    model, optimizer, schedule, loader, subset = make_run()
-    result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=subset,
-                 plan=RunPlan(time_budget_s=50.0, final_tta=True,
-                              final_test_loader=DataLoader(images(final_images, 2), 10)),
-                 files=RunFiles(tmp_path), progress=False)  # fmt: skip
+    result = _with_final_pass(tmp_path, final_images)
     last = result.rows[-1]
     assert result.finished and last["final_test_images"] == final_images
     assert last.get("final_test_tta_views") == views
@@ -261,11 +267,7 @@ def test_a_final_pass_slower_than_planned_ends_with_fewer_views_within_the_budge
         return evaluate_tta_(slow, loader, shifts, deadline)
 
     monkeypatch.setattr(training, "evaluate_tta_within", slow_views)
-    model, optimizer, schedule, loader, subset = make_run()
-    result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=subset,
-                 plan=RunPlan(time_budget_s=50.0, final_tta=True,
-                              final_test_loader=DataLoader(images(20, 2), 10)),
-                 files=RunFiles(tmp_path), progress=False)  # fmt: skip
+    result = _with_final_pass(tmp_path, 20)
     last = result.rows[-1]
     assert result.finished and result.elapsed_s <= 50.0 - FILES_S
     assert last["final_test_tta_views"] in (2, 4) and last["final_test_images"] == 20
@@ -281,11 +283,7 @@ def test_a_budget_too_short_for_the_whole_test_set_ends_on_its_last_evaluation(
     run still ends within its budget. (A slow device: the whole set on the simulated GPU.)"""
     clock = FakeClock(monkeypatch)
     _timed_test_passes(monkeypatch, clock)
-    model, optimizer, schedule, loader, subset = make_run()
-    result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=subset,
-                 plan=RunPlan(time_budget_s=50.0, final_tta=True,
-                              final_test_loader=DataLoader(images(720, 2), 10)),
-                 files=RunFiles(tmp_path), progress=False)  # fmt: skip
+    result = _with_final_pass(tmp_path, 720)
     last = result.rows[-1]
     assert result.finished and "test_acc" in last
     assert "final_test_acc" not in last and "final_test_images" not in last
@@ -360,11 +358,7 @@ def test_every_evaluation_measures_a_test_images_cost_again(tmp_path, monkeypatc
             clock.eval_s = 3.0
         return False
 
-    model, optimizer, schedule, loader, subset = make_run()
-    result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=subset,
-                 plan=RunPlan(time_budget_s=60.0, final_tta=True,
-                              final_test_loader=DataLoader(images(20, 2), 10)),
-                 files=RunFiles(tmp_path), progress=False, on_step=slower_tests)  # fmt: skip
+    result = _with_final_pass(tmp_path, 20, budget_s=60.0, on_step=slower_tests)
     assert result.finished and result.elapsed_s <= 60.0
     assert result.rows[-1]["final_test_tta_views"] == 2
     assert "test-time augmentation in 6 views would take ~12 s more" in capsys.readouterr().out
