@@ -27,6 +27,8 @@ taken only when even the plainest pass would use more than ``WHOLE_SHARE`` of th
 device too slow for the whole test set in the time given (the simulated GPU; a budget of minutes).
 On such a device even an epoch's evaluation of the subset may not fit: each evaluation then runs
 the subset's first test batches that fit ``EVAL_SHARE`` of the budget (``test_images_now``).
+A run that evaluates an average of the weights beside the model (``--ema``) runs two passes at
+each epoch's end, both counted (``test_passes``).
 
 A plan is an estimate: a machine that slows down during the final pass would end the run late.
 So the final pass is given the moment the budget ends (less ``FILES_S`` for the files), and
@@ -109,6 +111,8 @@ class TimeBudget:
     again after every epoch's evaluation (``images`` then its test images; ``test_batch`` stays
     the first batch's size); test images are counted at the last cost measured, scaled by how
     much the steps have slowed since, or before the first at a third of a training image.
+    ``test_passes``: the passes over the test images each epoch's end runs (2 when an average
+    of the weights is evaluated beside the model).
     """
 
     def __init__(
@@ -119,9 +123,13 @@ class TimeBudget:
         margin: float = 0.005,
         window: int = 5,
         final_images: int | Sequence[int] = 0,
+        test_passes: int = 1,
     ):
         if not seconds > 0:
             raise ValueError(f"TimeBudget: seconds must be > 0, got {seconds}")
+        if test_passes < 1:
+            raise ValueError(f"TimeBudget: test_passes must be >= 1, got {test_passes}")
+        self.test_passes = test_passes
         self.seconds, self.margin_s = seconds, margin * seconds
         self.test_images, self.batch_size = test_images, batch_size
         choices = (final_images,) if isinstance(final_images, int) else tuple(final_images)
@@ -163,19 +171,20 @@ class TimeBudget:
         return statistics.median(self.step_times) if self.step_times else 0.0
 
     def test_images_now(self) -> int:
-        """The test images an epoch's evaluation runs: all ``test_images``, or, when they would
-        take more than ``EVAL_SHARE`` of the budget at the measured cost, the first whole test
-        batches that fit it (at least one)."""
+        """The test images an epoch's evaluation runs (in each of its ``test_passes``): all
+        ``test_images``, or, when its passes would take more than ``EVAL_SHARE`` of the budget
+        at the measured cost, the first whole test batches that fit it (at least one)."""
         if self.test_image_s is None or self.test_batch <= 0:
             return self.test_images
-        batches = int(EVAL_SHARE * self.seconds / max(self.test_s(self.test_batch), 1e-9))
+        batch_s = self.test_passes * self.test_s(self.test_batch)
+        batches = int(EVAL_SHARE * self.seconds / max(batch_s, 1e-9))
         return min(self.test_images, max(1, batches) * self.test_batch)
 
     def eval_estimate(self) -> float:
         """Seconds the next evaluation (with its files) will take at the current speed."""
         step_s = self.step_s()
         if self.eval_s is None or self.eval_step_s <= 0:
-            return self.test_s(self.test_images_now()) + FILES_S
+            return self.test_passes * self.test_s(self.test_images_now()) + FILES_S
         return self.eval_s * step_s / self.eval_step_s
 
     def test_s(self, images: int) -> float:

@@ -171,7 +171,7 @@ def fit(
     if files.resume is not None:
         position = _resume(files.resume, model, optimizer, schedule, train_loader, epochs, plan)
     final_loader = plan.final_test_loader
-    budget = _plan_budget(plan.time_budget_s, test_loader, final_loader, final_shifts, train_loader)
+    budget = _plan_budget(plan, test_loader, final_shifts, train_loader)
     if position.finished:  # a budgeted run that used its time: nothing left to do
         return FitResult(position.metrics, position.best_acc, None, True, position.elapsed_s)
     _check_resume_fits(position, epochs, per_epoch, budget)
@@ -293,21 +293,25 @@ def _check_resume_fits(
 
 
 def _plan_budget(
-    time_budget_s: float | None,
+    plan: RunPlan,
     test_loader: Batches | None,
-    final_test_loader: Batches | None,
     final_shifts: tuple[Shift, ...],
     train_loader: Loader,
 ) -> TimeBudget | None:
     """A budgeted run's clock (None without a budget): as many steps as fit, the test passes
-    reserved (the final one as the fullest of ``final_pass_choices`` the budget affords)."""
-    if time_budget_s is None:
+    reserved (an epoch's two with ``plan.averaged``; the final one as the fullest of
+    ``final_pass_choices`` the budget affords)."""
+    if plan.time_budget_s is None:
         return None
-    images = _images(final_test_loader)
+    images = _images(plan.final_test_loader)
     choices = final_pass_choices(final_shifts, skippable=test_loader is not None)
     final_images = [0 if s is None else images * views_per_image(s) for s in choices]
     return TimeBudget(
-        time_budget_s, _images(test_loader), train_loader.batch_size, final_images=final_images
+        plan.time_budget_s,
+        _images(test_loader),
+        train_loader.batch_size,
+        final_images=final_images,
+        test_passes=1 if plan.averaged is None else 2,
     )
 
 

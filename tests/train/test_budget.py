@@ -15,9 +15,10 @@ from helpers.training import (
 )
 
 from minidl.data import DataLoader
+from minidl.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from minidl.train import RunFiles, RunPlan, evaluation
 from minidl.train import run as training
-from minidl.train.budget import FILES_S
+from minidl.train.budget import EVAL_SHARE, FILES_S
 from minidl.train.checkpoint import read_checkpoint
 from minidl.train.run import (
     estimate_epochs,
@@ -162,8 +163,9 @@ class SlowingClock(FakeClock):
         monkeypatch.setattr(training, "evaluate", timed_evaluate)
 
 
-def _budgeted(out, budget_s, on_step=None, resume=None):
+def _budgeted(out, budget_s, on_step=None, resume=None, ema=False):
     model, optimizer, schedule, loader, test_loader = make_run()
+    averaged = AveragedModel(model, get_ema_multi_avg_fn(0.9), use_buffers=True) if ema else None
     positions = []
 
     def record(step):
@@ -173,7 +175,7 @@ def _budgeted(out, budget_s, on_step=None, resume=None):
     result = fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule,
                  test_loader=test_loader, progress=False, on_step=record,
                  files=RunFiles(out, resume=resume),
-                 plan=RunPlan(time_budget_s=budget_s))  # fmt: skip
+                 plan=RunPlan(time_budget_s=budget_s, averaged=averaged))  # fmt: skip
     return result, schedule, optimizer, positions
 
 
@@ -196,6 +198,23 @@ def test_a_budgeted_run_ends_within_its_budget_with_its_schedule_completed(
     assert all(isinstance(r["epoch"], int) for r in rows[:-1])
     trained = sum(4 if isinstance(r["epoch"], int) else round(r["epoch"] % 1 * 4) for r in rows)
     assert trained == len(positions)  # a partial last epoch's row says how much of it ran
+
+
+@pytest.mark.parametrize("eval_s, budget_s", [(3.0, 20.0), (6.0, 25.0), (10.0, 15.0), (10.0, 25.0)])
+def test_a_budgeted_run_with_an_average_of_the_weights_reserves_its_evaluation_too(
+    tmp_path, monkeypatch, eval_s, budget_s
+):
+    """Each epoch's end evaluates the model and its average: two test passes, both planned for
+    and both within ``EVAL_SHARE`` (the 4-minute run of 698f97e with --ema ended 7 s late: its
+    plan counted one pass before its first evaluation, which was its last)."""
+    clock = SlowingClock(monkeypatch, eval_s=eval_s)  # 4 steps of 1 s an epoch
+    result, schedule, _, _ = _budgeted(tmp_path, budget_s, ema=True)
+    assert all("averaged_test_acc" in r for r in result.rows)
+    share_s = EVAL_SHARE * budget_s  # both passes' 24 images fit it, or their first batch does
+    assert all(r["test_images"] == (24 if 2 * eval_s <= share_s else 10) for r in result.rows)
+    assert result.finished and result.elapsed_s == clock.now
+    assert result.elapsed_s <= budget_s
+    assert schedule.last_epoch == EPOCHS * 4 - 1
 
 
 def _timed_test_passes(monkeypatch, clock):
