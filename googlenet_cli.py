@@ -80,6 +80,16 @@ def read_checkpoint(path: str) -> dict[str, Any]:
     return ckpt
 
 
+def weight_average(model: GoogLeNet, decay: float) -> md.optim.swa_utils.AveragedModel | None:
+    """``train --ema DECAY``'s average of the weights (None for 0): batch-norm statistics
+    averaged too, the decay warmed up so a short run's average is not mostly its first
+    weights (``get_ema_multi_avg_fn``'s ``warmup``)."""
+    if not decay:
+        return None
+    average = md.optim.swa_utils.get_ema_multi_avg_fn(decay, warmup=True)
+    return md.optim.swa_utils.AveragedModel(model, average, use_buffers=True)
+
+
 def load_model(path: str, device: str = "cpu", averaged: bool = False) -> GoogLeNet:
     """A model with the weights of a checkpoint or an imported torchvision ``.npz``; with
     ``averaged``, the running average of the weights the checkpoint keeps (``train --ema``)."""
@@ -466,11 +476,7 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
     )
     extra = {"model_config": model_config(model), "train_config": config}  # in every checkpoint
     files = RunFiles(out=args.out, checkpoint_extra=extra, resume=ckpt)
-    averaged = None
-    if config.get("ema"):  # (a run from before --ema has none)
-        averaged = optim.swa_utils.AveragedModel(
-            model, optim.swa_utils.get_ema_multi_avg_fn(config["ema"]), use_buffers=True
-        )
+    averaged = weight_average(model, config.get("ema", 0.0))  # (a run from before --ema: none)
     plan = RunPlan(
         time_budget_s=args.time_budget_min * 60 if budgeted else None,
         low_res=progressive_resizing(config),
@@ -697,7 +703,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--ema", type=PROBABILITY, metavar="DECAY",
         help="keep an exponential moving average of the weights (batch-norm statistics too), "
-        "updated every step with this decay (0.999: about the last 1,000 steps), evaluated "
+        "updated every step with this decay (0.999: about the last 1,000 steps; less while "
+        "the average is young), evaluated "
         "beside the model after each epoch and saved in the checkpoints (eval --averaged); "
         f"0 = off ({d['ema']:g})",
     )  # fmt: skip

@@ -357,6 +357,21 @@ def test_a_diverging_loss_stops_with_a_clear_message(trained, tmp_path, monkeypa
     assert md.load(tmp_path / "last.npz")["epoch"] == 1  # the last good checkpoint
 
 
+def test_ema_warms_its_decay_up_so_a_short_runs_average_is_not_its_first_weights():
+    """train --ema 0.998: the second update moves the average 9/11 of the way (decay
+    min(0.998, 2/11)), not 0.002 (a 4-minute run's average, 176 steps, tested at 10%)."""
+    from googlenet import googlenet_cifar
+    from googlenet_cli import weight_average
+
+    model = googlenet_cifar(0.0625)
+    average = weight_average(model, 0.998)
+    assert average is not None and average.use_buffers
+    assert weight_average(model, 0.0) is None
+    a, c = [np.zeros(2)], [np.ones(2)]
+    average.multi_avg_fn(a, c, 1)
+    np.testing.assert_allclose(a[0], 9 / 11)
+
+
 def test_eval_checks_the_class_count_before_the_test_pass(trained, tmp_path, monkeypatch):
     from googlenet import googlenet_cifar
     from googlenet_cli import model_config

@@ -56,6 +56,27 @@ def test_an_exponential_average_follows_its_closed_form(xp, device, rng, use_buf
     assert got["n_averaged"] == 5
 
 
+def test_a_warmed_up_average_uses_the_smaller_decay_while_it_is_young(rng):
+    """With ``warmup`` the ``n``-th update (``n`` already averaged) moves by ``1 - d_n``,
+    ``d_n = min(decay, (1 + n) / (10 + n))``: 2/11 after the first copy, and ``decay`` itself
+    once ``n`` reaches 4,490 for 0.998."""
+    model = small_model()
+    ema = AveragedModel(model, get_ema_multi_avg_fn(0.998, warmup=True), use_buffers=True)
+    expected = None
+    for n in range(6):
+        w = set_weights(model, rng)["0.weight"]
+        ema.update_parameters(model)
+        d = min(0.998, (1 + n) / (10 + n))
+        expected = w if expected is None else d * expected + (1 - d) * w
+    np.testing.assert_allclose(averaged_values(ema)["0.weight"], expected, rtol=1e-5, atol=1e-6)
+    # old enough: the plain decay
+    a, c = [np.zeros(3)], [np.ones(3)]
+    get_ema_multi_avg_fn(0.998, warmup=True)(a, c, 4490)
+    np.testing.assert_allclose(a[0], 0.002)
+    get_ema_multi_avg_fn(0.998, warmup=True)(a, c, 10)  # young: (1 + 10) / 20 = 0.55
+    np.testing.assert_allclose(a[0], 0.002 + 0.45 * 0.998)
+
+
 def test_the_plain_average_is_the_mean_of_every_update(xp, device, rng):
     model = small_model(device)
     swa = AveragedModel(model)  # PyTorch's default: the plain mean
