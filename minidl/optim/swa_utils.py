@@ -15,19 +15,23 @@ old weights at the rate ``1 - decay`` a step (``1 / (1 - decay)`` steps is its m
 
 ``use_buffers=True`` averages the buffers too (batch norm's running statistics), so the
 averaged model evaluates with statistics that go with its weights; False copies them from the
-model at every update, as PyTorch does.
+model at every update, as PyTorch does. ``update_bn(loader, model)`` computes batch norm's
+running statistics afresh over a pass of ``loader``: for an average whose averaged statistics
+do not go with its averaged weights, or a model trained on images of another size.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
 
 from .. import backend
+from ..function import no_grad
 from ..nn.module import Module
+from ..nn.norm import BatchNorm2d
 from ..tensor import Tensor
 
 # in place: (averaged arrays, the model's arrays, how many updates the average holds)
@@ -131,3 +135,31 @@ class AveragedModel(Module):
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True) -> Any:
         self._n = None  # n_averaged is read again at the next update
         return super().load_state_dict(state_dict, strict)
+
+
+def update_bn(loader: Iterable[Any], model: Module, device: str | None = None) -> None:
+    """Batch norm's running statistics recomputed over one pass of ``loader`` (PyTorch's
+    ``update_bn``): each layer's statistics reset, then every batch (a Tensor, or the first item
+    of a tuple or list: ``(x, y)`` pairs) run through ``model`` in training mode, each batch
+    weighted alike (``momentum=None``, the cumulative average), then the momenta and the mode
+    restored. ``device``: where each batch goes first. No graph is kept. A model without batch
+    norm is left as it was."""
+    layers = [m for m in model.modules() if isinstance(m, BatchNorm2d) and m.track_running_stats]
+    if not layers:
+        return
+    was_training, momenta = model.training, [m.momentum for m in layers]
+    for m in layers:
+        m.running_mean.data[...] = 0
+        m.running_var.data[...] = 1
+        m.num_batches_tracked.data[...] = 0
+        m.momentum = None
+    model.train()
+    try:
+        with no_grad():
+            for batch in loader:
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                model(x if device is None else x.to(device))
+    finally:
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+        model.train(was_training)

@@ -115,3 +115,26 @@ def test_averaged_model_matches_torch(ema):
     for k, v in expected.items():
         np.testing.assert_allclose(got[k].numpy(), v.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
     assert int(got["n_averaged"].numpy()) == int(torch_averaged.n_averaged) == 5
+
+
+def test_update_bn_matches_torch():
+    """update_bn over the same batches gives torch.optim.swa_utils.update_bn's statistics."""
+    from torch.optim import swa_utils as torch_swa
+
+    from minidl.optim import swa_utils
+
+    ours = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 2, 1),
+                         nn.BatchNorm2d(2, momentum=0.3))  # fmt: skip
+    theirs = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                                 torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 1),
+                                 torch.nn.BatchNorm2d(2, momentum=0.3))  # fmt: skip
+    weights = {k: v.data for k, v in ours.state_dict().items()}
+    theirs.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()})
+    rng = np.random.default_rng(1)
+    batches = [rng.standard_normal((n, 3, 6, 6)).astype(np.float32) for n in (4, 2, 7)]
+    swa_utils.update_bn([(Tensor(b), 0) for b in batches], ours)
+    torch_swa.update_bn([(torch.from_numpy(b), 0) for b in batches], theirs)
+    got = ours.state_dict()
+    for k, v in theirs.state_dict().items():
+        np.testing.assert_allclose(got[k].numpy(), v.numpy(), rtol=1e-5, atol=1e-6, err_msg=k)
+    assert ours[4].momentum == theirs[4].momentum == 0.3

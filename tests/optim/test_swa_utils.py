@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from minidl import Tensor, backend, nn
-from minidl.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, get_swa_multi_avg_fn
+from minidl.optim.swa_utils import (
+    AveragedModel,
+    get_ema_multi_avg_fn,
+    get_swa_multi_avg_fn,
+    update_bn,
+)
 
 
 def small_model(device="cpu"):
@@ -124,3 +129,29 @@ def test_an_averaged_model_runs_its_copy_and_names_bad_input():
         get_ema_multi_avg_fn(1.5)
     with pytest.raises(TypeError, match="model must be a Module, got int"):
         AveragedModel(3)
+
+
+def test_update_bn_gives_each_batch_the_same_weight_and_restores_the_model(xp, device, rng):
+    """The running mean is the mean of the batches' means, the variance the mean of their
+    unbiased variances, whatever the statistics were before; momentum and mode come back."""
+    model = small_model(device).eval()
+    set_weights(model, rng)  # statistics from elsewhere, to be replaced
+    batches = [rng.standard_normal((n, 3, 4, 5)) for n in (2, 3, 5)]
+    loader = [(Tensor(xp.asarray(b, dtype=np.float32)), None) for b in batches]
+    update_bn(loader, model)
+    conv = model[0]
+    w = backend.to_numpy(conv.weight.data).reshape(4, 3)
+    b = backend.to_numpy(conv.bias.data)
+    outs = [np.einsum("oc,nchw->nohw", w, x) + b[:, None, None] for x in batches]
+    means = [o.mean(axis=(0, 2, 3)) for o in outs]
+    variances = [o.transpose(1, 0, 2, 3).reshape(4, -1).var(axis=1, ddof=1) for o in outs]
+    bn = model[1]
+    np.testing.assert_allclose(
+        backend.to_numpy(bn.running_mean.data), np.mean(means, 0), rtol=1e-4, atol=1e-5
+    )
+    np.testing.assert_allclose(
+        backend.to_numpy(bn.running_var.data), np.mean(variances, 0), rtol=1e-4
+    )
+    assert int(backend.to_numpy(bn.num_batches_tracked.data)) == 3
+    assert bn.momentum == 0.1 and not model.training and conv.weight.grad is None
+    update_bn([], nn.Sequential(nn.ReLU()))  # no batch norm: nothing to do
