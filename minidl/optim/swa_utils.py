@@ -137,13 +137,17 @@ class AveragedModel(Module):
         return super().load_state_dict(state_dict, strict)
 
 
-def update_bn(loader: Iterable[Any], model: Module, device: str | None = None) -> None:
+def update_bn(
+    loader: Iterable[Any], model: Module, device: str | None = None, *, dropout: bool = True
+) -> None:
     """Batch norm's running statistics recomputed over one pass of ``loader`` (PyTorch's
     ``update_bn``): each layer's statistics reset, then every batch (a Tensor, or the first item
     of a tuple or list: ``(x, y)`` pairs) run through ``model`` in training mode, each batch
     weighted alike (``momentum=None``, the cumulative average), then the momenta and the mode
     restored. ``device``: where each batch goes first. No graph is kept. A model without batch
-    norm is left as it was."""
+    norm is left as it was. ``dropout=False`` (minidl's): only the batch-norm layers run in
+    training mode, so no dropout mask is drawn and the random numbers a training run goes on
+    with are left as they were."""
     layers = [m for m in model.modules() if isinstance(m, BatchNorm2d) and m.track_running_stats]
     if not layers:
         return
@@ -153,7 +157,9 @@ def update_bn(loader: Iterable[Any], model: Module, device: str | None = None) -
         m.running_var.data[...] = 1
         m.num_batches_tracked.data[...] = 0
         m.momentum = None
-    model.train()
+    model.train(dropout)
+    for m in layers:
+        m.train()
     try:
         with no_grad():
             for batch in loader:

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..optim.swa_utils import update_bn
 from ..tensor import Tensor
 from ..viz import plot_curves
 from .budget import (
@@ -224,6 +225,7 @@ def fit(
                 bar.close()
                 next_rng = copy.deepcopy(train_loader.rng.bit_generator.state)
                 end_start = time.perf_counter()
+                sizes.full_size_statistics(test_loader, model, plan.averaged)  # (if small)
                 ends = out_of_time or (budget is None and epoch + 1 == epochs)
                 done = (b + 1) / per_epoch
                 path = run.end_epoch(epoch, bar, test_loader, next_rng, done, out_of_time, ends)
@@ -442,6 +444,18 @@ class _Resizing:
 
     def cost(self, x: Tensor) -> float:
         return 1.0 if self.small is None else self.small.cost(x)
+
+    def full_size_statistics(self, test_loader: Batches | None, *models: Any) -> None:
+        """Before an evaluation (with a ``test_loader``) while the run is on small crops, each
+        model's batch-norm statistics recomputed over full-size training images through the
+        test loader's transform (``full_size_batches``), the dropout off so that the training
+        goes on as without it."""
+        if test_loader is None or self.small is None or not self.small.on_small():
+            return
+        transform = getattr(test_loader, "transform", None)  # (a minidl DataLoader's)
+        for model in models:
+            if model is not None:
+                update_bn(self.small.full_size_batches(transform), model, dropout=False)
 
     def restore(self) -> None:
         if self.small is not None:

@@ -155,3 +155,23 @@ def test_update_bn_gives_each_batch_the_same_weight_and_restores_the_model(xp, d
     assert int(backend.to_numpy(bn.num_batches_tracked.data)) == 3
     assert bn.momentum == 0.1 and not model.training and conv.weight.grad is None
     update_bn([], nn.Sequential(nn.ReLU()))  # no batch norm: nothing to do
+
+
+def test_update_bn_without_dropout_draws_no_random_numbers():
+    """dropout=False: the same statistics here (the dropout comes after the batch norm), the
+    global generator's state unchanged, the dropout layer back in its mode."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.Dropout(0.5))
+    rng = np.random.default_rng(0)
+    loader = [Tensor(rng.standard_normal((4, 3, 2, 2)).astype(np.float32)) for _ in range(2)]
+    update_bn(loader, model)
+    expected = backend.to_numpy(model[1].running_var.data).copy()
+    np.random.seed(1)
+    before = np.random.random(3)
+    np.random.seed(1)
+    update_bn(loader, model.eval(), dropout=False)
+    assert not model[2].training
+    np.testing.assert_array_equal(np.random.random(3), before)  # the same next numbers
+    np.testing.assert_allclose(backend.to_numpy(model[1].running_var.data), expected, rtol=1e-6)
+    np.random.seed(1)
+    update_bn(loader, model)  # with dropout: masks drawn
+    assert not np.array_equal(np.random.random(3), before)

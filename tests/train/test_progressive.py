@@ -10,6 +10,7 @@ from helpers.training import EPOCHS, FakeClock, loss_fn, make_run, weights
 
 from minidl.data import Compose, DataLoader, RandomCrop, RandomHorizontalFlip
 from minidl.data.transforms import cifar10_train_transform
+from minidl.optim.swa_utils import update_bn
 from minidl.train import RunFiles, RunPlan
 from minidl.train import run as training
 from minidl.train.checkpoint import read_checkpoint
@@ -80,6 +81,56 @@ def test_a_run_stopped_in_its_small_part_resumes_bit_for_bit(tmp_path, monkeypat
     assert sizes == whole_sizes
     resumed = weights(model)
     assert all(np.array_equal(resumed[k], whole[k]) for k in whole)
+
+
+def _test_transform(x, rng):
+    """A test loader's own transform (not the training one's flips, not none)."""
+    return (x / 100.0).astype(np.float32)
+
+
+def _stopped_on_small_crops(out):
+    """make_run's run with its first half on small crops, stopped after epoch 1 (step 4 of
+    12, still small): its model and checkpoint."""
+    model, optimizer, schedule, loader, test_loader = make_run()
+    test_loader.transform = _test_transform
+    fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=test_loader,
+        progress=False, files=RunFiles(out),
+        plan=RunPlan(low_res=(0.5, SMALL), stop_after_epochs=1))  # fmt: skip
+    return model, read_checkpoint(out / "last.npz")
+
+
+def test_an_evaluation_on_small_crops_uses_full_size_batch_norm_statistics(tmp_path):
+    """The epoch's test pass (and the checkpoint) hold batch norm's statistics recomputed over
+    full-size training images through the test's transform, not the small crops' running ones."""
+    model, checkpoint = _stopped_on_small_crops(tmp_path)
+    saved = checkpoint["model"]
+    _, _, _, loader, _ = make_run()
+    expected, _, _, _, _ = make_run()
+    expected.load_state_dict(saved)
+    full = SmallImagesFirst(loader, 0.5, SMALL).full_size_batches(_test_transform)
+    update_bn(full, expected, dropout=False)
+    for name in ("1.running_mean", "1.running_var"):
+        want = expected.state_dict()[name].numpy()
+        np.testing.assert_allclose(saved[name].numpy(), want, rtol=1e-5, err_msg=name)
+    assert int(saved["1.num_batches_tracked"].numpy()) == 4  # (32 training images: 4 batches)
+
+
+def test_the_full_size_statistics_leave_the_training_as_it_was(tmp_path, monkeypatch):
+    """The recomputation draws no dropout masks and moves no weight: the same weights after a
+    whole run as without it."""
+    with_them = weights(_whole_run_on_small_crops_first())
+    monkeypatch.setattr(training, "update_bn", lambda *a, **k: None)
+    without = weights(_whole_run_on_small_crops_first())
+    for name in with_them:
+        if "running" not in name and "num_batches" not in name:
+            np.testing.assert_array_equal(with_them[name], without[name], err_msg=name)
+
+
+def _whole_run_on_small_crops_first():
+    model, optimizer, schedule, loader, test_loader = make_run()
+    fit(model, loss_fn, loader, optimizer, EPOCHS, schedule=schedule, test_loader=test_loader,
+        progress=False, plan=RunPlan(low_res=(0.75, SMALL)))  # fmt: skip
+    return model
 
 
 class PixelClock(FakeClock):
