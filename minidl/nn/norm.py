@@ -52,11 +52,15 @@ class BatchNorm2d(Module):
                 self.register_buffer(name, None)
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
+    def reset_running_stats(self) -> None:
+        """Running mean 0, variance 1, no batch tracked (PyTorch's name)."""
         if self.track_running_stats:
             init.zeros_(self.running_mean)
             init.ones_(self.running_var)
             self.num_batches_tracked.data[...] = 0
+
+    def reset_parameters(self) -> None:
+        self.reset_running_stats()
         if self.affine:
             init.ones_(self.weight)
             init.zeros_(self.bias)

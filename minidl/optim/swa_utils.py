@@ -153,9 +153,7 @@ def update_bn(
         return
     was_training, momenta = model.training, [m.momentum for m in layers]
     for m in layers:
-        m.running_mean.data[...] = 0
-        m.running_var.data[...] = 1
-        m.num_batches_tracked.data[...] = 0
+        m.reset_running_stats()
         m.momentum = None
     model.train(dropout)
     for m in layers:

@@ -453,9 +453,10 @@ class _Resizing:
         if test_loader is None or self.small is None or not self.small.on_small():
             return
         transform = getattr(test_loader, "transform", None)  # (a minidl DataLoader's)
+        batches = list(self.small.full_size_batches(transform))  # (drawn once for all models)
         for model in models:
             if model is not None:
-                update_bn(self.small.full_size_batches(transform), model, dropout=False)
+                update_bn(batches, model, dropout=False)
 
     def restore(self) -> None:
         if self.small is not None:
