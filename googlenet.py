@@ -41,7 +41,14 @@ import numpy as np
 
 import minidl as md
 from minidl import nn
-from minidl.nn._fused import batch_norm_relu, can_stack, stacked_1x1
+from minidl.nn._fused import (
+    batch_norm_relu,
+    can_stack,
+    channel_slots,
+    concat_slots,
+    conv_block_into,
+    stacked_1x1,
+)
 
 VARIANTS = ("paper", "torchvision", "cifar")
 
@@ -158,15 +165,24 @@ class Inception(nn.Module):
             ConvBlock(in_channels, pool_proj, 1, bn_eps=e),
         )
 
-    fused = False  # in training, the three 1x1 convolutions of x run as one (``GoogLeNet.fuse``)
+    # in training, the three 1x1 convolutions of x run as one, and branches 2-4 write their
+    # outputs straight into their channels of the block's output (``GoogLeNet.fuse``)
+    fused = False
 
     def forward(self, x: md.Tensor) -> md.Tensor:
         first = [self.branch1, self.branch2[0], self.branch3[0]]  # the 1x1 convolutions of x
-        if self.fused and can_stack(first):  # one matrix product, the same values
-            b1, r2, r3 = stacked_1x1(first, x)
-            branches = [b1, self.branch2[1](r2), self.branch3[1](r3), self.branch4(x)]
-        else:
-            branches = [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)]
+        if self.fused and can_stack(first):  # the same values, fewer passes over memory
+            b1, r2, r3 = stacked_1x1(first, x)  # one matrix product
+            slots = channel_slots(x.data, [self.ch1x1, self.ch3x3, self.ch5x5, self.pool_proj])
+            _, into = slots
+            branches = [
+                b1,  # a slice of the stacked product: copied into place
+                conv_block_into(self.branch2[1], r2, into[1]),
+                conv_block_into(self.branch3[1], r3, into[2]),
+                conv_block_into(self.branch4[1], self.branch4[0](x), into[3]),
+            ]
+            return concat_slots(branches, slots)  # N x out_channels x H x W
+        branches = [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)]
         return md.concat(branches, axis=1)  # N x out_channels x H x W
 
 

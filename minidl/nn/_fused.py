@@ -13,6 +13,11 @@ and ``F`` keep PyTorch's signatures and a model calls each path in one line.
   matrix product instead of three, and in backward its gradient from the three comes out of one
   product instead of three that are then summed. Batch norm treats every channel on its own, so
   the stacked arithmetic is the modules' own; the running statistics are written back to each.
+- ``conv_block_into(unit, x, out)`` and ``concat_slots``: a ``conv -> batch norm -> ReLU`` unit
+  whose output is written straight into its channel slice of a concatenation made by
+  ``channel_slots`` (an Inception module's output), so that the concatenation copies only the
+  branches that could not be written in place, and the block's output is stored once, not twice
+  (once per branch, saved for backward, and again concatenated).
 """
 
 from __future__ import annotations
@@ -24,16 +29,36 @@ from ..function import is_grad_enabled
 from ..ops.activation import relu
 from ..ops.conv import conv2d
 from ..ops.norm import batch_norm_relu as _batch_norm_relu
-from ..ops.shape import concat, split
+from ..ops.shape import channel_slots, concat, concat_slots, split
 from ..tensor import Tensor
 from .module import Module
 from .norm import BatchNorm2d
+
+__all__ = [
+    "batch_norm_relu",
+    "can_stack",
+    "channel_slots",
+    "concat_slots",
+    "conv_block_into",
+    "stacked_1x1",
+]
 
 
 def batch_norm_relu(bn: BatchNorm2d, x: Tensor) -> Tensor:
     """``relu(bn(x))`` in one op, with ``bn``'s bookkeeping (running statistics, batch count)."""
     bn._check_input(x)
     return _batch_norm_relu(x, **bn._batch_norm_args())
+
+
+def conv_block_into(unit: Module, x: Tensor, out) -> Tensor:
+    """``unit(x)`` for a ``conv -> batch norm -> ReLU`` unit (``.conv``, ``.bn``), its output
+    written into the array ``out`` (a slice from ``channel_slots``). A unit without batch norm, or
+    not fused, is simply called: the concatenation then copies its output."""
+    if unit.bn is None or not getattr(unit, "fused", False):
+        return unit(x)
+    bn = unit.bn
+    bn._check_input(y := unit.conv(x))
+    return _batch_norm_relu(y, **bn._batch_norm_args(), out=out)
 
 
 def can_stack(units: Sequence[Module]) -> bool:

@@ -41,7 +41,7 @@ from ..registry import GradCase, register_gradcheck
 from ..tensor import Tensor
 from .dispatch import fast_path
 from .layout import check_float
-from .shape import transpose
+from .shape import channel_slots, concat_slots, transpose
 
 
 def _raw(a):
@@ -56,7 +56,9 @@ class BatchNorm(Function):
 
     Works for (N, C) and (N, C, H, W) inputs (any strides). The running statistics are plain
     (non-differentiable) arrays updated in place. ``relu=True`` applies max(y, 0) in the same
-    pass (backward first masks gy with y > 0). Channels-last NumPy data goes through
+    pass (backward first masks gy with y > 0). ``out`` (an array of x's shape and dtype) receives
+    y instead of a new array: a model can have y written straight into its slice of a
+    concatenation (``minidl.nn._fused``). Channels-last NumPy data goes through
     ``cpu.batchnorm_nhwc`` (the same formulas, cache-blocked and threaded); the code below is the
     reference path every other input takes.
     """
@@ -69,9 +71,11 @@ class BatchNorm(Function):
         momentum=0.1,
         eps=1e-5,
         relu=False,
+        out=None,
     ):
         self.running_mean, self.running_var = _raw(running_mean), _raw(running_var)
         self.training, self.momentum, self.eps, self.relu = training, momentum, eps, relu
+        self.out = out
 
     def forward(self, x, gamma=None, beta=None):
         check_float(x, "x", "batch_norm")
@@ -95,9 +99,23 @@ class BatchNorm(Function):
                     f"batch_norm: {name} must be on x's device {device_of(x)!r}, got "
                     f"{device_of(a)!r}; move it with .to(device) (as PyTorch requires)"
                 )
+        out = self.out
+        if out is not None and (
+            tuple(out.shape) != tuple(x.shape) or out.dtype != x.dtype or type(out) is not type(x)
+        ):
+            raise ValueError(
+                f"batch_norm: out must be an array like x ({type(x).__name__} of shape "
+                f"{tuple(x.shape)}, {x.dtype}), got {type(out).__name__} of shape "
+                f"{tuple(out.shape)}, {out.dtype}"
+            )
         m = x.size // C
-        # the one dispatch: the cache-blocked path for channels-last NumPy data, else the textbook
-        self.fast = fast_path(x, "batchnorm_nhwc")
+        # the one dispatch: the cache-blocked path for channels-last NumPy data (out too, when
+        # given), else the textbook
+        self.fast = (
+            fast_path(x, "batchnorm_nhwc")
+            if out is None or fast_path(out, "batchnorm_nhwc")
+            else None
+        )
         path = self.fast or textbook_path
         if self.training:
             if m < 2:
@@ -124,7 +142,8 @@ class BatchNorm(Function):
         invstd = (1 / xp.sqrt(var + self.eps)).astype(x.dtype, copy=False)
         scale = invstd if gamma is None else gamma * invstd
         shift = -mean * scale if beta is None else beta - mean * scale
-        y = path.affine(x, scale, shift, self.relu)
+        y = path.affine(x, scale, shift, self.relu, out)
+        self.out = None  # y is out: kept below as self.y when needed
         self.x, self.mean, self.invstd, self.scale = x, mean, invstd, scale
         self.y = y if self.relu else None  # the fused ReLU's mask is y > 0
         self.path = path
@@ -157,10 +176,11 @@ def statistics(x):
     return mean, get_array_module(x).square(x - mean.reshape(bshape)).mean(axis=axes)
 
 
-def affine(x, scale, shift, relu: bool):
-    """y = x * scale + shift per channel (then max(y, 0) with ``relu``): one pass over x."""
+def affine(x, scale, shift, relu: bool, out=None):
+    """y = x * scale + shift per channel (then max(y, 0) with ``relu``): one pass over x,
+    into ``out`` when given (which is returned)."""
     _, bshape = _channel_axes(x)
-    y = x * scale.reshape(bshape)
+    y = get_array_module(x).multiply(x, scale.reshape(bshape), out=out)
     y += shift.reshape(bshape)
     if relu:
         get_array_module(y).maximum(y, 0, out=y)
@@ -212,20 +232,27 @@ def batch_norm_relu(
     training: bool = False,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    *,
+    out: Any = None,
 ) -> Tensor:
-    """``relu(batch_norm(...))`` as one op: one pass over memory instead of two, the same values.
+    """``relu(batch_norm(...))`` as one op: one pass over memory instead of two, the same values;
+    written into the array ``out`` (x's shape and dtype) when given.
 
     Not in ``F`` (PyTorch has no such function): the layers reach it through
     ``minidl.nn._fused``, which also does the modules' bookkeeping."""
-    return _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, True)
+    return _batch_norm(
+        x, running_mean, running_var, weight, bias, training, momentum, eps, True, out
+    )
 
 
-def _batch_norm(x, running_mean, running_var, weight, bias, training, momentum, eps, relu):
+def _batch_norm(
+    x, running_mean, running_var, weight, bias, training, momentum, eps, relu, out=None
+):
     if isinstance(momentum, bool) or not 0 <= momentum <= 1:
         raise ValueError(f"batch_norm: momentum must be in [0, 1], got {momentum!r}")
     if eps <= 0:
         raise ValueError(f"batch_norm: eps must be > 0, got {eps!r}")
-    f = BatchNorm(running_mean, running_var, training, momentum, eps, relu)
+    f = BatchNorm(running_mean, running_var, training, momentum, eps, relu, out)
     if weight is None and bias is None:
         return f(x)
     if weight is None or bias is None:
@@ -331,6 +358,18 @@ def _bn_cases(rng):
         [r(4, 3, 2, 4), r(4), r(4)],
     )
     yield GradCase("eval channels-last, relu", evaluate_relu_cl, [r(2, 2, 2, 3), r(3), r(3)])
+
+    def into_concatenation(x, g, b, c):  # y written into its slice; c copied beside it
+        slots = channel_slots(c.data, [3, 2])
+        y = batch_norm_relu(cl(x), None, None, g, b, training=True, out=slots[1][0])
+        return concat_slots([y, c], slots)
+
+    yield GradCase(
+        "train channels-last, relu, out= a slice of concat_slots",
+        into_concatenation,
+        [r(3, 4, 5, 3), r(3), r(3), r(3, 2, 4, 5)],
+        eps=1e-5,
+    )
     yield GradCase(
         "train NCHW, relu",
         lambda x, g, b: batch_norm_relu(x, None, None, g, b, training=True),

@@ -168,20 +168,62 @@ def _join(xs, axis):
 def _concat_channels_last(xp, xs, bounds):
     """Channels-last inputs joined on channels into a channels-last output (np.concatenate would
     return NCHW order, a transposing copy that every consumer would then undo)."""
-    N, _, H, W = xs[0].shape
-    out = xp.empty((N, H, W, bounds[-1] + xs[-1].shape[1]), xs[0].dtype)
-    starts = [0, *bounds]
+    whole, slices = channel_slots(xs[0], [x.shape[1] for x in xs])
+    _copy_into(xp, list(zip(xs, slices)))
+    return whole
+
+
+def _copy_into(xp, pairs) -> None:
+    """``dst[...] = src`` for each (src, dst) pair of N x C x H x W arrays, walked in the
+    channels-last order of the destinations; on NumPy split over the batch on the thread pool."""
 
     def work(lo, hi):
-        for x, c0 in zip(xs, starts):
-            out[lo:hi, :, :, c0 : c0 + x.shape[1]] = x[lo:hi].transpose(0, 2, 3, 1)
+        for src, dst in pairs:
+            dst[lo:hi].transpose(0, 2, 3, 1)[...] = src[lo:hi].transpose(0, 2, 3, 1)
 
-    fast = fast_path(out, "parallel")  # NumPy: the copy split over the batch on the thread pool
+    if not pairs:
+        return
+    N, size = pairs[0][1].shape[0], sum(dst.size for _, dst in pairs)
+    fast = fast_path(pairs[0][1], "parallel")  # NumPy: the copy split over the batch
     if fast:
-        fast.parallel_batches(xp, N, work, out.size)
+        fast.parallel_batches(xp, N, work, size)
     else:
         work(0, N)
-    return nchw_view(out)
+
+
+def channel_slots(like, sizes: Sequence[int]) -> tuple[Any, list[Any]]:
+    """An empty N x sum(sizes) x H x W array (channels last in memory) of ``like``'s dtype and
+    device (``like`` is N x C x H x W), and its channel slices of ``sizes``, side by side.
+
+    An op that writes its output into a slice (``batch_norm_relu(..., out=slice)``) has put it in
+    its place in the concatenation already: ``concat_slots`` then copies nothing for it."""
+    xp = get_array_module(like)
+    N, _, H, W = like.shape
+    whole = nchw_view(xp.empty((N, H, W, int(sum(sizes))), like.dtype))
+    return whole, list(xp.split(whole, _bounds(sizes), axis=1))
+
+
+class ConcatSlots(Concat):
+    """Concat on channels into a buffer from ``channel_slots``: an input that already is its
+    slice (the same array object: an op wrote its output there) is not copied, the others are.
+    Backward as Concat's: the slices of gy."""
+
+    def __init__(self, whole, slices):
+        super().__init__(1)
+        self.whole, self.slices = whole, slices
+
+    def forward(self, *xs):
+        if len(xs) != len(self.slices) or any(
+            tuple(x.shape) != tuple(s.shape) for x, s in zip(xs, self.slices)
+        ):
+            raise ValueError(
+                f"concat_slots: tensors must have the slices' shapes "
+                f"{[tuple(s.shape) for s in self.slices]}, got {[tuple(x.shape) for x in xs]}"
+            )
+        self.bounds = _bounds([x.shape[1] for x in xs])
+        _copy_into(get_array_module(xs[0]), [(x, s) for x, s in zip(xs, self.slices) if x is not s])
+        whole, self.whole, self.slices = self.whole, None, None  # the graph keeps only the output
+        return whole
 
 
 def _ints(args: tuple[int | Sequence[int], ...]) -> Sequence[int]:
@@ -240,6 +282,13 @@ def concat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     return Concat(axis)(*tensors)
 
 
+def concat_slots(tensors: Sequence[Tensor], slots: tuple[Any, list[Any]]) -> Tensor:
+    """``concat(tensors, axis=1)`` into ``slots = channel_slots(...)``: the tensors whose data
+    already are their slices are not copied. A fused path's tool (``minidl.nn._fused``); the
+    result shares memory with those tensors, so it must not be changed in place."""
+    return ConcatSlots(*slots)(*tensors)
+
+
 def split(x: Tensor, sections: Sequence[int], axis: int = 0) -> tuple[Tensor, ...]:
     """Consecutive slices of ``x`` along ``axis``, of the sizes in ``sections`` (``torch.split``
     with a list of sizes); a tuple of views.
@@ -293,6 +342,12 @@ def _concat_cases(rng):
             rng.standard_normal((2, 1, 2)),
             rng.standard_normal((2, 4, 2)),
         ],
+    )
+
+    yield GradCase(
+        "concat_slots, all copied",
+        lambda a, b: concat_slots([a, b], channel_slots(a.data, [2, 3])),
+        [rng.standard_normal((2, 2, 3, 2)), rng.standard_normal((2, 3, 3, 2))],
     )
 
 

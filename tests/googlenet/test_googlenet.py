@@ -235,6 +235,20 @@ def test_fused_1x1_convolutions_equal_the_separate_ones(bn_eps):
         np.testing.assert_allclose(g1[k], g0[k], rtol=1e-10, atol=1e-12, err_msg=k)
 
 
+def test_fused_inception_writes_branches_2_to_4_into_its_output():
+    """Fused, an Inception module's branches 2-4 write their outputs straight into their channels
+    of the block's output: the activations are stored once, not once per branch and again
+    concatenated. Only branch 1 (a slice of the stacked 1x1 product) is copied in."""
+    block = G.Inception(6, 3, 2, 4, 1, 2, 3, bn_eps=1e-3)
+    for m in block.modules():
+        if hasattr(m, "fused"):
+            m.fused = True
+    block.train()
+    y = block(md.Tensor(np.random.default_rng(1).standard_normal((2, 6, 5, 5)).astype("f4")))
+    branches = [t.data for t in y.creator.inputs]
+    assert [np.shares_memory(b, y.data) for b in branches] == [False, True, True, True]
+
+
 def test_naive_inception_passes_the_input_channels_through():
     block = G.NaiveInception(6, 2, 3, 4)
     y = block(md.tensor(np.ones((1, 6, 7, 7), np.float32)))

@@ -118,6 +118,50 @@ def test_batch_norm_on_a_channel_slice_of_a_channels_last_buffer(sliced):
     np.testing.assert_allclose(outs[0][1], outs[1][1], rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("path", ["blocked", "textbook"])
+@pytest.mark.parametrize("out", ["channel slice", "dense"])
+def test_batch_norm_relu_writes_into_out(path, out, monkeypatch):
+    """``out=``: y is written into the array given (a channel slice of a wider channels-last
+    buffer, as in an Inception module's output, or a dense one), nothing else of the buffer is
+    touched, and values, gradients and running statistics are those of a new array. The blocked
+    path runs 3 blocks here, each computed in wide rows and copied into the slice."""
+    monkeypatch.setattr(batchnorm_nhwc, "_BLOCK_ELEMENTS", 512)
+    rng = np.random.default_rng(6)
+    x = nchw_view(rng.standard_normal((3, 8, 8, 5)) * 2 + 1)  # 192 rows of 5 channels
+    gy = nchw_view(rng.standard_normal((3, 8, 8, 5)))
+    gamma, beta = rng.standard_normal(5), rng.standard_normal(5)
+    buffer = np.full((3, 8, 8, 9 if out == "channel slice" else 5), 7.0)
+    target = nchw_view(buffer)[:, 3:8] if out == "channel slice" else nchw_view(buffer)
+    results = []
+    for into in (target, None):
+        stats = np.zeros(5), np.ones(5)
+        t, g, b = (md.Tensor(a, requires_grad=True) for a in (x, gamma, beta))
+        with md.textbook(path == "textbook"):
+            y = batch_norm_relu(t, *stats, g, b, training=True, momentum=0.5, out=into)
+            y.backward(md.Tensor(gy))
+        assert into is None or y.data is into
+        results.append([y.numpy(), t.grad.numpy(), g.grad.numpy(), b.grad.numpy(), *stats])
+    for given, new in zip(*results):
+        np.testing.assert_allclose(given, new, rtol=1e-12, atol=1e-12)
+    if out == "channel slice":
+        assert (buffer[..., :3] == 7.0).all() and (buffer[..., 8:] == 7.0).all()
+    with pytest.raises(ValueError, match=r"out must be an array like x .*got ndarray of shape"):
+        batch_norm_relu(md.Tensor(x), None, None, training=True, out=np.empty((3, 4, 8, 8)))
+    with pytest.raises(ValueError, match=r"out must be an array like x .*float32"):
+        batch_norm_relu(md.Tensor(x), None, None, training=True, out=np.empty(x.shape, "f4"))
+
+
+def test_batch_norm_relu_writes_into_out_on_every_device(xp):
+    """The textbook path (CuPy's) writes into ``out`` too, with the values of a new array."""
+    rng = np.random.default_rng(7)
+    x = xp.asarray(rng.standard_normal((2, 3, 4, 4)))
+    out = xp.empty(x.shape)
+    y = batch_norm_relu(md.Tensor(x), None, None, training=True, out=out)
+    assert y.data is out
+    expected = batch_norm_relu(md.Tensor(x), None, None, training=True)
+    np.testing.assert_allclose(y.numpy(), expected.numpy(), rtol=1e-12, atol=1e-12)
+
+
 def test_batch_norm_blocked_statistics_are_accurate_in_float32():
     """Per-block means combined in float64: no drift over 2 million rows with a large mean."""
     rng = np.random.default_rng(4)

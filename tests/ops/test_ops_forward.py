@@ -98,3 +98,30 @@ def test_split_gradient_joins_channel_slices_into_a_channels_last_buffer():
     joined = _join(grads, 1)
     assert is_channels_last(joined)
     np.testing.assert_array_equal(joined, np.concatenate(grads, axis=1))
+
+
+def test_concat_slots_copies_only_the_inputs_not_already_in_place(xp):
+    """concat_slots returns the buffer channel_slots made: a slice an op already wrote (the same
+    array) is left as it is, the other inputs are copied in; backward hands out gy's slices."""
+    from minidl.ops.layout import is_channels_last
+    from minidl.ops.shape import channel_slots, concat_slots
+
+    rng = np.random.default_rng(9)
+    whole, slices = channel_slots(xp.asarray(rng.standard_normal((3, 1, 4, 5))), [2, 3, 1])
+    assert whole.shape == (3, 6, 4, 5) and is_channels_last(whole)
+    assert [s.shape[1] for s in slices] == [2, 3, 1]
+    slices[1][...] = xp.asarray(rng.standard_normal((3, 3, 4, 5)))  # "an op wrote it there"
+    written = slices[1].copy()
+    a = md.Tensor(xp.asarray(rng.standard_normal((3, 2, 4, 5))), requires_grad=True)
+    b = md.Tensor(slices[1], requires_grad=True)
+    c = md.Tensor(xp.asarray(rng.standard_normal((3, 1, 4, 5))), requires_grad=True)
+    y = concat_slots([a, b, c], (whole, slices))
+    assert y.data is whole
+    expected = np.concatenate([to_numpy(a.data), to_numpy(written), to_numpy(c.data)], axis=1)
+    np.testing.assert_array_equal(y.numpy(), expected)
+    gy = rng.standard_normal(y.shape)
+    y.backward(md.Tensor(xp.asarray(gy)))
+    for t, (lo, hi) in zip((a, b, c), ((0, 2), (2, 5), (5, 6))):
+        np.testing.assert_array_equal(t.grad.numpy(), gy[:, lo:hi])
+    with pytest.raises(ValueError, match=r"concat_slots: tensors must have the slices' shapes"):
+        concat_slots([a, c], channel_slots(a.data, [2, 3, 1]))

@@ -131,22 +131,28 @@ def statistics(x):
     return mean, var
 
 
-def affine(x, scale, shift, relu: bool):
-    """y = x * scale + shift per channel (then max(y, 0) with ``relu``), in x's layout."""
+def affine(x, scale, shift, relu: bool, out=None):
+    """y = x * scale + shift per channel (then max(y, 0) with ``relu``), in x's layout; into
+    ``out`` when given (returned), which may be a channel slice of a wider buffer."""
     xr = as_rows(x)
-    yr = np.empty(xr.shape, xr.dtype)
-    blocks = _Blocks(xr, yr)
+    yr = np.empty(xr.shape, xr.dtype) if out is None else as_rows(out)
+    # a channel slice (out, inside a concatenation) has rows too narrow for fast passes: each
+    # block is computed dense, in wide rows, and copied into the slice while it is in the cache
+    in_place = _dense(yr)
+    blocks = _Blocks(xr, *([yr] if in_place else []))
     scale_t, shift_t = blocks.tile(scale), blocks.tile(shift)
 
     def work(b, r0, r1):
-        yb = blocks.wide(yr[r0:r1])
+        yb = blocks.wide(yr[r0:r1] if in_place else np.empty((r1 - r0, blocks.C), xr.dtype))
         np.multiply(blocks.wide(xr[r0:r1]), scale_t, out=yb)
         yb += shift_t
         if relu:
             np.maximum(yb, 0, out=yb)
+        if not in_place:
+            yr[r0:r1] = yb.reshape(r1 - r0, blocks.C)
 
     blocks.run(work)
-    return _like(x, yr)
+    return _like(x, yr) if out is None else out
 
 
 def backward(gy, x, y, mean, invstd, scale, training: bool, relu: bool):
@@ -160,7 +166,7 @@ def backward(gy, x, y, mean, invstd, scale, training: bool, relu: bool):
     dxr = np.empty(xr.shape, dtype)  # holds g after pass 1, dx after pass 2
     # gy is often a channel slice of the gradient of a concatenation: it is read once, in (r, C)
     # rows, into dx's dense buffer; every later step works on wide rows
-    blocks = _Blocks(xr, dxr, *([yr] if relu else []))
+    blocks = _Blocks(xr, dxr)  # gr and yr are only read in rows (r, C), never wide
     sums_g, sums_gd = blocks.partial_sums(), blocks.partial_sums()
     mean_t = blocks.tile(mean.astype(dtype))
 
