@@ -173,15 +173,15 @@ class Inception(nn.Module):
         first = [self.branch1, self.branch2[0], self.branch3[0]]  # the 1x1 convolutions of x
         if self.fused and can_stack(first):  # the same values, fewer passes over memory
             b1, r2, r3 = stacked_1x1(first, x)  # one matrix product
-            slots = channel_slots(x.data, [self.ch1x1, self.ch3x3, self.ch5x5, self.pool_proj])
-            _, into = slots
+            sizes = [self.ch1x1, self.ch3x3, self.ch5x5, self.pool_proj]
+            whole, into = channel_slots(x.data, sizes)  # the output, and its 4 channel slices
             branches = [
                 b1,  # a slice of the stacked product: copied into place
                 conv_block_into(self.branch2[1], r2, into[1]),
                 conv_block_into(self.branch3[1], r3, into[2]),
                 conv_block_into(self.branch4[1], self.branch4[0](x), into[3]),
             ]
-            return concat_slots(branches, slots)  # N x out_channels x H x W
+            return concat_slots(branches, (whole, into))  # N x out_channels x H x W
         branches = [self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)]
         return md.concat(branches, axis=1)  # N x out_channels x H x W
 

@@ -161,11 +161,11 @@ def _join(xs, axis):
     split's gradients are often one of each)."""
     xp = get_array_module(xs[0])
     if axis == 1 and xs[0].ndim == 4 and all(map(channels_adjacent, xs)):
-        return _concat_channels_last(xp, xs, _bounds([x.shape[1] for x in xs]))
+        return _concat_channels_last(xp, xs)
     return xp.concatenate(xs, axis=axis)
 
 
-def _concat_channels_last(xp, xs, bounds):
+def _concat_channels_last(xp, xs):
     """Channels-last inputs joined on channels into a channels-last output (np.concatenate would
     return NCHW order, a transposing copy that every consumer would then undo)."""
     whole, slices = channel_slots(xs[0], [x.shape[1] for x in xs])
