@@ -25,7 +25,7 @@ import minidl.functional as F
 from minidl.ops.cpu import batchnorm_nhwc, conv_nhwc, parallel, pool_blocked
 from minidl.ops.cpu.threads import ThreadPolicy
 from minidl.ops.dispatch import TEXTBOOK_ENV
-from minidl.ops.layout import output_size
+from minidl.ops.layout import nchw_view, output_size
 from minidl.ops.norm import BatchNorm
 
 SHAPE = (5, 6, 9, 8)  # N, C, H, W: 5 images, so chunks and blocks of 2 end with a partial one
@@ -351,3 +351,45 @@ def test_max_pool_blocked_path_when_the_first_offsets_fall_into_the_padding(
         shrunk, monkeypatch, fn, [as_layout(np, x, layout)], as_layout(np, gy, layout)
     )
     assert shrunk.block_list("forward"), "the fast path did not run"
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("k,padding,width", [(3, 1, 8), (3, 1, 1), (5, 2, 6), (5, 2, 2)])
+def test_max_pool_flat_w_backward_matches_textbook_and_runs_where_it_should(
+    shrunk, monkeypatch, layout, k, padding, width
+):
+    """A stride-1 "same" pool on dense channels-last blocks routes its gradient along W on flat
+    offsets, at any width (down to 1: only the window's own column then holds an arg-max); with
+    ties, the textbook's first-maximum gradient. Other layouts keep the strided code."""
+    calls = []
+    original = pool_blocked._max_w_flat_backward
+    monkeypatch.setattr(
+        pool_blocked, "_max_w_flat_backward", lambda *a: calls.append(a) or original(*a)
+    )
+    rng = np.random.default_rng(5)
+    shape = (5, 6, 4, width)
+    x = _tie_heavy(rng, shape)
+    fn = lambda t: F.max_pool2d(t, k, 1, padding)  # noqa: E731
+    gy = rng.standard_normal(shape)
+    _fast_and_textbook(
+        shrunk, monkeypatch, fn, [as_layout(np, x, layout)], as_layout(np, gy, layout)
+    )
+    assert bool(calls) == (layout == "channels_last")
+
+
+@pytest.mark.parametrize("k,padding", [(3, 1), (5, 2), (7, 3)])
+@pytest.mark.parametrize("width", [1, 2, 7, 9])
+def test_max_w_flat_backward_is_the_strided_adjoint(k, padding, width):
+    """``_max_w_flat_backward`` against ``_max_1d_backward`` along W, for arg-max offsets that
+    ``_max_1d`` found on a tie-heavy block: the same gradient (up to k of them meet at an input,
+    added in another order)."""
+    rng = np.random.default_rng(6)
+    nhwc = np.maximum(rng.integers(-2, 4, (3, 5, width, 4)), 0).astype(np.float64)
+    idx = nchw_view(np.empty(nhwc.shape, np.int8))
+    pool_blocked._max_1d(nchw_view(nhwc), 3, k, 1, padding, width, idx)
+    gy = nchw_view(rng.standard_normal(nhwc.shape))
+    assert pool_blocked.flat_along_w(gy, idx, gy, k=k, s=1, p=padding)
+    out = nchw_view(np.empty(nhwc.shape))
+    gx_flat = pool_blocked._max_w_flat_backward(gy, idx, k, padding, out)
+    gx_strided = pool_blocked._max_1d_backward(gy, idx, 3, k, 1, padding, width)
+    np.testing.assert_allclose(gx_flat, gx_strided, rtol=1e-13, atol=1e-15)

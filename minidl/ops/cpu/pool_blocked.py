@@ -15,6 +15,13 @@ first (gy to the row maxima), then columns. Ties go to the first maximum in row-
 as in PyTorch (the first row holding the maximum, then its first column). Max pooling walks the
 batch in blocks of about ``_BLOCK_BYTES``, both passes of a block while it sits in the cache.
 
+Along W, a strided pass over a channels-last block moves only C values per inner loop (C = 48..208
+in the Inception modules), 2-3x slower per value than one contiguous pass. So the backward of a
+stride-1 "same" pool (3x3/1 padded by 1, every Inception's fourth branch) runs its W pass on the
+block's flat buffer, where tap t of every window is the value (t - p) * C further on: one
+contiguous pass per offset (``flat_along_w``, ``_max_w_flat_backward``). The forward W pass done
+the same way (its row ends then recomputed by the strided code) measured no faster as a whole.
+
 The block size and the thread pool's settings (``parallel``) are read when a pool runs, so tests
 can shrink them and send small inputs through several blocks and threads.
 """
@@ -109,6 +116,39 @@ def _max_1d_backward(gy, idx, axis, k, s, p, size, out=None):
     return gx
 
 
+def flat_along_w(*arrays, k, s, p):
+    """True when a W pass over ``arrays`` (N, C, H, W) can run on flat offsets: a stride-1
+    "same" window (k = 2p + 1 >= 3, as many outputs as inputs), each array dense channels-last."""
+    return s == 1 and p >= 1 and k == 2 * p + 1 and all(_flat(a) is not None for a in arrays)
+
+
+def _flat(a):
+    """The flat view of a dense channels-last (N, C, H, W) array's buffer, or None."""
+    t = a.transpose(0, 2, 3, 1)
+    return t.reshape(-1) if t.flags.c_contiguous else None
+
+
+def _max_w_flat_backward(gy, idx, k, p, out):
+    """``_max_1d_backward`` along W (stride 1, "same": ``flat_along_w``) into ``out``, all three
+    dense channels-last, on their flat buffers. Nothing needs repair at the row ends: an arg-max
+    offset never points into the padding, so the offset that would reach from a window at a row's
+    end into the neighbouring row is never the one it holds, and routes nothing there."""
+    gyf, idxf, gxf = _flat(gy), _flat(idx), _flat(out)
+    d, n = gy.shape[1], gyf.size
+    hit, routed = np.empty(n, bool), np.empty(n, gy.dtype)
+    np.equal(idxf, p, out=hit)  # offset p reads the window's own column: every input, once
+    np.multiply(gyf, hit, out=gxf)
+    for t in range(k):
+        shift = (t - p) * d  # offset t of window q reads input q + shift
+        if t == p:
+            continue
+        o, i = slice(max(0, -shift), n - max(0, shift)), slice(max(0, shift), n - max(0, -shift))
+        np.equal(idxf[o], t, out=hit[o])
+        np.multiply(gyf[o], hit[o], out=routed[o])
+        gxf[i] += routed[o]
+    return out
+
+
 _BLOCK_BYTES = 1024 << 10
 
 
@@ -147,7 +187,11 @@ def max_pool_backward(gy, argmax, kernel_size, stride, padding, in_hw):
 
     def work(b0, b1):
         gr = _max_1d_backward(gy[b0:b1], idx_h[b0:b1], 2, kh, sh, ph, H)  # H x Wo
-        _max_1d_backward(gr, idx_w[b0:b1], 3, kw, sw, pw, W, out=gx[b0:b1])
+        iw, out = idx_w[b0:b1], gx[b0:b1]
+        if flat_along_w(gr, iw, out, k=kw, s=sw, p=pw):  # W: on flat offsets where it can
+            _max_w_flat_backward(gr, iw, kw, pw, out)
+        else:
+            _max_1d_backward(gr, iw, 3, kw, sw, pw, W, out=out)
 
     _in_blocks(get_array_module(gy), gx, work)
     return gx
