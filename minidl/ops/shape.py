@@ -176,13 +176,18 @@ def _concat_channels_last(xp, xs):
 def _copy_into(xp, pairs) -> None:
     """``dst[...] = src`` for each (src, dst) pair of N x C x H x W arrays, walked in the
     channels-last order of the destinations; on NumPy split over the batch on the thread pool."""
+    if not pairs:
+        return
+    copy = fast_path(pairs[0][1], "channels")  # NumPy: each pixel's channels moved as one item
 
     def work(lo, hi):
         for src, dst in pairs:
-            dst[lo:hi].transpose(0, 2, 3, 1)[...] = src[lo:hi].transpose(0, 2, 3, 1)
+            d, s = dst[lo:hi].transpose(0, 2, 3, 1), src[lo:hi].transpose(0, 2, 3, 1)
+            if copy:
+                copy.copy_channels(d, s)
+            else:
+                d[...] = s
 
-    if not pairs:
-        return
     N, size = pairs[0][1].shape[0], sum(dst.size for _, dst in pairs)
     fast = fast_path(pairs[0][1], "parallel")  # NumPy: the copy split over the batch
     if fast:

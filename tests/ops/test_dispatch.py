@@ -89,5 +89,6 @@ def test_the_textbook_never_loads_the_fast_paths_or_the_thread_pool(textbook):
     if textbook == "1":
         assert loaded == "[]"
     else:
-        for module in ("conv_nhwc", "pool_blocked", "batchnorm_nhwc", "parallel", "threads"):
+        fast = ("conv_nhwc", "pool_blocked", "batchnorm_nhwc", "channels", "parallel", "threads")
+        for module in fast:
             assert f"'minidl.ops.cpu.{module}'" in loaded

@@ -393,3 +393,26 @@ def test_max_w_flat_backward_is_the_strided_adjoint(k, padding, width):
     gx_flat = pool_blocked._max_w_flat_backward(gy, idx, k, padding, out)
     gx_strided = pool_blocked._max_1d_backward(gy, idx, 3, k, 1, padding, width)
     np.testing.assert_allclose(gx_flat, gx_strided, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 8])
+@pytest.mark.parametrize("ndim", [2, 4])
+def test_copy_channels_moves_narrow_slices_as_items(channels, ndim):
+    """``channels.copy_channels`` is ``dst[...] = src`` for channel slices of wider buffers (each
+    pixel's channels moved as one void item), for dense arrays and for arrays whose channels are
+    not adjacent (NumPy's copy); the destination's neighbours are left alone; it returns dst."""
+    from minidl.ops.cpu import channels as ch
+
+    rng = np.random.default_rng(8)
+    lead = (6,) if ndim == 2 else (2, 3, 4)
+    wide_src, wide_dst = rng.standard_normal((*lead, 11)), np.full((*lead, 13), 7.0)
+    src, dst = wide_src[..., 3 : 3 + channels], wide_dst[..., 4 : 4 + channels]
+    assert ch.copy_channels(dst, src) is dst
+    assert np.array_equal(dst, src)
+    assert (wide_dst[..., :4] == 7).all() and (wide_dst[..., 4 + channels :] == 7).all()
+    dense = np.empty(src.shape)
+    assert np.array_equal(ch.copy_channels(dense, src), src)
+    transposed = np.empty(src.shape[::-1]).T  # channels far apart: NumPy's own copy
+    assert np.array_equal(ch.copy_channels(transposed, src), src)
+    with pytest.raises(ValueError, match=r"dst and src must match, got .* float32"):
+        ch.copy_channels(dst.astype(np.float32), src)

@@ -7,6 +7,8 @@ which CuPy runs too. On a CPU, NumPy arrays take these modules instead, chosen i
 - ``conv_nhwc``: convolution on channels-last chunks sized for the cache, one GEMM per thread;
 - ``pool_blocked``: max and average pooling as separable 1-D passes over cache-sized blocks;
 - ``batchnorm_nhwc``: batch norm's passes over channels-last rows, block by block;
+- ``channels``: copies of narrow channel slices with each pixel's channels moved as one item
+  (concat's and split's copies, im2col, a batch norm writing into a slice);
 - ``parallel``: the thread pool that splits memory-bound passes over the batch (and concat's
   channels-last copy);
 - ``threads``: how many threads the pool and OpenBLAS use, fewer while the machine is busy.

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..layout import nchw_view
+from .channels import copy_channels
 from .parallel import parallel_blocks
 
 _BLOCK_ELEMENTS = 256 << 10  # 1 MB of float32 per operand: fewer Python calls; blocks stay in L3
@@ -149,7 +150,7 @@ def affine(x, scale, shift, relu: bool, out=None):
         if relu:
             np.maximum(yb, 0, out=yb)
         if not in_place:
-            yr[r0:r1] = yb.reshape(r1 - r0, blocks.C)
+            copy_channels(yr[r0:r1], yb.reshape(r1 - r0, blocks.C))
 
     blocks.run(work)
     return _like(x, yr) if out is None else out
