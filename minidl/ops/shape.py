@@ -168,7 +168,8 @@ def _join(xs, axis):
 def _concat_channels_last(xp, xs):
     """Channels-last inputs joined on channels into a channels-last output (np.concatenate would
     return NCHW order, a transposing copy that every consumer would then undo)."""
-    whole, slices = channel_slots(xs[0], [x.shape[1] for x in xs])
+    dtype = xp.result_type(*xs)  # promoted, as np.concatenate does
+    whole, slices = channel_slots(xs[0], [x.shape[1] for x in xs], dtype)
     _copy_into(xp, list(zip(xs, slices)))
     return whole
 
@@ -196,15 +197,16 @@ def _copy_into(xp, pairs) -> None:
         work(0, N)
 
 
-def channel_slots(like, sizes: Sequence[int]) -> tuple[Any, list[Any]]:
-    """An empty N x sum(sizes) x H x W array (channels last in memory) of ``like``'s dtype and
-    device (``like`` is N x C x H x W), and its channel slices of ``sizes``, side by side.
+def channel_slots(like, sizes: Sequence[int], dtype: Any = None) -> tuple[Any, list[Any]]:
+    """An empty N x sum(sizes) x H x W array (channels last in memory) of ``like``'s device and
+    dtype (or ``dtype``; ``like`` is N x C x H x W), and its channel slices of ``sizes``, side by
+    side.
 
     An op that writes its output into a slice (``batch_norm_relu(..., out=slice)``) has put it in
     its place in the concatenation already: ``concat_slots`` then copies nothing for it."""
     xp = get_array_module(like)
     N, _, H, W = like.shape
-    whole = nchw_view(xp.empty((N, H, W, int(sum(sizes))), like.dtype))
+    whole = nchw_view(xp.empty((N, H, W, int(sum(sizes))), like.dtype if dtype is None else dtype))
     return whole, list(xp.split(whole, _bounds(sizes), axis=1))
 
 

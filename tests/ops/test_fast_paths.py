@@ -399,8 +399,9 @@ def test_max_w_flat_backward_is_the_strided_adjoint(k, padding, width):
 @pytest.mark.parametrize("ndim", [2, 4])
 def test_copy_channels_moves_narrow_slices_as_items(channels, ndim):
     """``channels.copy_channels`` is ``dst[...] = src`` for channel slices of wider buffers (each
-    pixel's channels moved as one void item), for dense arrays and for arrays whose channels are
-    not adjacent (NumPy's copy); the destination's neighbours are left alone; it returns dst."""
+    pixel's channels moved as one void item), for dense arrays, and with NumPy's own copy for
+    arrays whose channels are not adjacent, another dtype (cast) or a broadcast; the
+    destination's neighbours are left alone; it returns dst."""
     from minidl.ops.cpu import channels as ch
 
     rng = np.random.default_rng(8)
@@ -414,5 +415,7 @@ def test_copy_channels_moves_narrow_slices_as_items(channels, ndim):
     assert np.array_equal(ch.copy_channels(dense, src), src)
     transposed = np.empty(src.shape[::-1]).T  # channels far apart: NumPy's own copy
     assert np.array_equal(ch.copy_channels(transposed, src), src)
-    with pytest.raises(ValueError, match=r"dst and src must match, got .* float32"):
-        ch.copy_channels(dst.astype(np.float32), src)
+    assert np.array_equal(ch.copy_channels(np.empty(src.shape, "f4"), src), src.astype("f4"))
+    assert np.array_equal(
+        ch.copy_channels(np.empty(src.shape), src[:1]), np.broadcast_to(src[:1], src.shape)
+    )

@@ -100,6 +100,23 @@ def test_split_gradient_joins_channel_slices_into_a_channels_last_buffer():
     np.testing.assert_array_equal(joined, np.concatenate(grads, axis=1))
 
 
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_concat_of_mixed_dtypes_promotes_on_every_layout(xp, layout):
+    """float32 and float64 inputs joined on channels: float64 values, as np.concatenate gives,
+    whether the inputs are NCHW or channels-last (the channels-last copy casts, never fails)."""
+    from minidl.ops.layout import nchw_view
+
+    rng = np.random.default_rng(10)
+    parts = [rng.standard_normal((2, 4, 3, c)).astype(t) for c, t in ((3, "f4"), (2, "f8"))]
+    arrays = [xp.asarray(p.transpose(0, 3, 1, 2).copy()) for p in parts]
+    if layout == "channels_last":
+        arrays = [nchw_view(xp.asarray(p)) for p in parts]
+    y = md.concat([md.Tensor(a) for a in arrays], axis=1)
+    expected = np.concatenate([p.transpose(0, 3, 1, 2) for p in parts], axis=1)
+    assert y.dtype == np.float64
+    np.testing.assert_array_equal(y.numpy(), expected)
+
+
 def test_concat_slots_copies_only_the_inputs_not_already_in_place(xp):
     """concat_slots returns the buffer channel_slots made: a slice an op already wrote (the same
     array) is left as it is, the other inputs are copied in; backward hands out gy's slices."""

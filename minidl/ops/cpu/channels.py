@@ -20,16 +20,12 @@ def applies(x) -> bool:
 
 
 def copy_channels(dst, src):
-    """``dst[...] = src`` for arrays of one shape and dtype, channels on the last axis: each
-    pixel's channels moved as one item when both keep them adjacent; else NumPy's own copy.
-    Returns ``dst``."""
-    if dst.shape != src.shape or dst.dtype != src.dtype:
-        raise ValueError(
-            f"copy_channels: dst and src must match, got {dst.shape} {dst.dtype} and "
-            f"{src.shape} {src.dtype}"
-        )
-    c = src.shape[-1]
-    if c > 1 and src.size and all(a.strides[-1] == a.itemsize for a in (dst, src)):
+    """``dst[...] = src``, channels on the last axis: each pixel's channels moved as one item
+    when both arrays have one shape and dtype and keep their channels adjacent; else NumPy's own
+    copy (which casts and broadcasts). Returns ``dst``."""
+    c = src.shape[-1] if src.ndim else 0
+    same = dst.shape == src.shape and dst.dtype == src.dtype
+    if same and c > 1 and src.size and all(a.strides[-1] == a.itemsize for a in (dst, src)):
         item = np.dtype((np.void, c * src.itemsize))
         dst.view(item)[..., 0] = src.view(item)[..., 0]
     else:
