@@ -262,16 +262,27 @@ def _make_schedule(optimizer: Any, args: Any, epochs: int, total_steps: int) -> 
     )
 
 
-def progressive_resizing(config: dict[str, Any]) -> tuple[float, Any] | None:
+def progressive_resizing(config: dict[str, Any], flip: Any = None) -> tuple[float, Any] | None:
     """``RunPlan``'s ``low_res`` for a run's options: (share, the small crops' transform), or None
-    (--low-res 32, a share of 0, or a config without low_res: full size throughout)."""
+    (--low-res 32, a share of 0, or a config without low_res: full size throughout). ``flip``:
+    the flip step the full-size transform uses too (``train_flip``)."""
     from minidl.data import cifar10_train_transform
 
     small = _small_crops(config)
     if small is None:
         return None
     size, share = small
-    return share, cifar10_train_transform(config.get("cutout") or 0, size=size)
+    return share, cifar10_train_transform(config.get("cutout") or 0, size=size, flip=flip)
+
+
+def train_flip(config: dict[str, Any], images: int) -> Any:
+    """The training transforms' flip step for a run's options: None (random flips) or one
+    ``AlternatingHorizontalFlip`` over the ``images`` of the training set (--flip alternate)."""
+    from minidl.data import AlternatingHorizontalFlip
+
+    if config.get("flip", "random") == "random":  # (a run from before --flip: random)
+        return None
+    return AlternatingHorizontalFlip(images, seed=config.get("seed") or 0)
 
 
 def _small_crops(config: dict[str, Any]) -> tuple[int, float] | None:
@@ -306,6 +317,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "aux_weight": 0.3,
     "label_smoothing": 0.1,  # Szegedy et al. 2016; records/recipe.md, "Label smoothing 0.1"
     "cutout": 0,
+    "flip": "random",  # or "alternate": each image mirrored on every other epoch (Jordan 2024)
     # progressive resizing: 24x24 crops for the first 70% of the schedule, the full 32x32 images
     # for the last 30% (docs/training.md, "Progressive resizing: small crops first")
     "low_res": 24,
@@ -433,9 +445,10 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
         list(model.parameters()), lr=args.lr, momentum=args.momentum,
         nesterov=args.nesterov, weight_decay=args.weight_decay,
     )  # fmt: skip
+    flip = train_flip(config, len(train_set))
     loader = DataLoader(
         train_set, args.batch_size, shuffle=True, drop_last=True, seed=args.seed,
-        transform=cifar10_train_transform(args.cutout), device=device,
+        transform=cifar10_train_transform(args.cutout, flip=flip), device=device,
     )  # fmt: skip
     test_loader = DataLoader(test_set, 500, transform=cifar10_test_transform(), device=device)
     epoch_test_loader = test_loader  # (a config without eval_images evaluates the whole set)
@@ -479,7 +492,7 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
     averaged = weight_average(model, config.get("ema", 0.0))  # (a run from before --ema: none)
     plan = RunPlan(
         time_budget_s=args.time_budget_min * 60 if budgeted else None,
-        low_res=progressive_resizing(config),
+        low_res=progressive_resizing(config, flip),
         final_test_loader=final_loader,
         final_tta=tta,
         stop_after_epochs=args.stop_after_epochs,
@@ -679,6 +692,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--label-smoothing", type=PROBABILITY, help=f"({d['label_smoothing']})")
     t.add_argument("--cutout", type=_in(int, 0, 32), help="cutout square size, 0 = off (0)")
+    t.add_argument(
+        "--flip", choices=("random", "alternate"),
+        help="horizontal flips: each image at random every epoch, or a random half in the first "
+        f"epoch and then each image on every other epoch ({d['flip']})",
+    )  # fmt: skip
     t.add_argument(
         "--low-res", type=_in(int, 8, 32), metavar="SIZE",
         help="progressive resizing: the first --low-res-share of the schedule trains on random "

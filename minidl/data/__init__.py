@@ -4,6 +4,7 @@ from . import transforms
 from .cifar10 import CIFAR10
 from .loader import DataLoader
 from .transforms import (
+    AlternatingHorizontalFlip,
     Compose,
     Cutout,
     Normalize,
@@ -15,6 +16,7 @@ from .transforms import (
 )
 
 __all__ = [
+    "AlternatingHorizontalFlip",
     "CIFAR10",
     "Compose",
     "Cutout",

@@ -24,6 +24,10 @@ class DataLoader:
 
     ``seed`` fixes the shuffling and the augmentation: two loaders with the same seed yield the
     same batches, epoch after epoch. Without a seed each run differs.
+
+    ``epoch``: the pass the next iteration is, counted from 0 and advanced by each; a
+    ``per_image`` transform (``AlternatingHorizontalFlip``) gets it with the batch's indices.
+    ``set_epoch(e)`` sets it (PyTorch's ``DistributedSampler.set_epoch``), as a resumed run does.
     """
 
     def __init__(
@@ -33,7 +37,7 @@ class DataLoader:
         shuffle: bool = False,
         drop_last: bool = False,
         seed: int | None = None,
-        transform: Callable[[Any, np.random.Generator], Any] | None = None,
+        transform: Callable[..., Any] | None = None,
         device: str = "cpu",
     ):
         if isinstance(dataset, (tuple, list)) and len(dataset) == 2:
@@ -58,6 +62,18 @@ class DataLoader:
         self.transform = transform
         self.device = backend.check_device(device)
         self.rng = np.random.default_rng(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """The next iteration is pass ``epoch`` (0-based)."""
+        if not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"set_epoch: epoch must be an int >= 0, got {epoch!r}")
+        self.epoch = int(epoch)
+
+    def _batch_of(self, indices: np.ndarray, epoch: int) -> dict[str, Any]:
+        """What a ``per_image`` transform is told of a batch besides its images."""
+        per_image = getattr(self.transform, "per_image", False)
+        return {"indices": indices, "epoch": epoch} if per_image else {}
 
     def __len__(self) -> int:
         n = len(self.images)
@@ -67,6 +83,7 @@ class DataLoader:
         n = len(self.images)
         order = self.rng.permutation(n) if self.shuffle else np.arange(n)
         rng = np.random.default_rng(self.rng.integers(2**63))  # this epoch's augmentation
+        epoch, self.epoch = self.epoch, self.epoch + 1
         for b in range(len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             if self.shuffle:
@@ -74,7 +91,7 @@ class DataLoader:
             x = backend.to_device(self.images[idx], self.device).transpose(0, 3, 1, 2)
             y = backend.to_device(self.labels[idx], self.device)
             if self.transform is not None:
-                x = self.transform(x, rng)
+                x = self.transform(x, rng, **self._batch_of(idx, epoch))
             if x.dtype == np.uint8:
                 x = ToFloat()(x)
             yield Tensor(x), Tensor(y)

@@ -187,7 +187,7 @@ def fit(
         try:
             for epoch in itertools.count(first_epoch) if budget else range(first_epoch, epochs):
                 model.train()
-                epoch_rng = copy.deepcopy(train_loader.rng.bit_generator.state)
+                epoch_rng = _begin_epoch(train_loader, epoch)
                 skip = position.batch if epoch == first_epoch else 0
                 bar = _epoch_bar(epoch, epochs, per_epoch, skip, budget, progress, run)
                 stop = out_of_time = False
@@ -245,6 +245,14 @@ def fit(
         finally:
             sizes.restore()
     return FitResult(rows, position.best_acc, run.last[0], True, run.elapsed_s())
+
+
+def _begin_epoch(loader: Loader, epoch: int) -> Mapping[str, Any]:
+    """Tell ``loader`` the epoch it starts (its per-image transforms count epochs from the
+    run's start, a resumed run's too); its generator's state now, which a checkpoint saves."""
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+    return copy.deepcopy(loader.rng.bit_generator.state)
 
 
 def _no_average(model: Model) -> None:

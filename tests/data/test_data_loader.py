@@ -7,6 +7,7 @@ import pytest
 
 from minidl import backend
 from minidl.data import (
+    AlternatingHorizontalFlip,
     Compose,
     Cutout,
     DataLoader,
@@ -139,3 +140,78 @@ def test_compose_passes_the_generator_along():
     np.testing.assert_array_equal(a, b)
     assert a.shape == (8, 3, 8, 8) and a.dtype == np.float32
     assert "RandomCrop(size=8, padding=2)" in repr(pipeline.transforms[0])
+
+
+def _mirrored(batches, n):
+    """{image index: whether the loader showed it mirrored} over one epoch of ``_asymmetric``."""
+    images = _asymmetric(n)
+    seen = {}
+    for x, y in batches:
+        for row, i in zip(np.rint(x.numpy() * 255).astype(np.uint8), y.numpy()):
+            plain, flipped = images[i].transpose(2, 0, 1), images[i].transpose(2, 0, 1)[..., ::-1]
+            assert (row == plain).all() != (row == flipped).all()  # one or the other
+            seen[int(i)] = bool((row == flipped).all())
+    return seen
+
+
+def _asymmetric(n):
+    """(N, 4, 4, 3) images, each different from its mirror image."""
+    images = np.random.default_rng(7).integers(0, 256, (n, 4, 4, 3), dtype=np.uint8)
+    images[:, :, 0] = 0
+    images[:, :, -1] = 255
+    return images
+
+
+def test_alternating_flip_mirrors_each_image_on_every_other_epoch(device):
+    n = 40
+    loader = DataLoader(
+        (_asymmetric(n), np.arange(n)), batch_size=6, shuffle=True, seed=1,
+        transform=Compose([AlternatingHorizontalFlip(n, seed=3)]), device=device,
+    )  # fmt: skip
+    epochs = [_mirrored(loader, n) for _ in range(4)]
+    assert all(sorted(e) == list(range(n)) for e in epochs)  # every image, every epoch
+    first = np.array([epochs[0][i] for i in range(n)])
+    assert 10 < first.sum() < 30  # a random half first
+    for k, epoch in enumerate(epochs):
+        np.testing.assert_array_equal([epoch[i] for i in range(n)], first ^ bool(k % 2))
+    again = AlternatingHorizontalFlip(n, seed=3)  # the same seed: the same images first
+    np.testing.assert_array_equal(again._first, first)
+    assert not np.array_equal(AlternatingHorizontalFlip(n, seed=4)._first, first)
+
+
+def test_set_epoch_sets_the_pass_a_per_image_transform_sees():
+    n = 12
+    flip = AlternatingHorizontalFlip(n, seed=0)
+    loader = DataLoader((_asymmetric(n), np.arange(n)), 5, transform=Compose([flip]))
+    assert loader.epoch == 0
+    first = _mirrored(loader, n)
+    assert loader.epoch == 1
+    loader.set_epoch(6)  # an even epoch shows what epoch 0 did
+    assert _mirrored(loader, n) == first and loader.epoch == 7
+    loader.set_epoch(3)
+    assert _mirrored(loader, n) == {i: not m for i, m in first.items()}
+    with pytest.raises(ValueError, match="epoch must be an int >= 0, got -1"):
+        loader.set_epoch(-1)
+
+
+def test_alternating_flip_refuses_a_call_without_the_batch():
+    flip = AlternatingHorizontalFlip(5)
+    x = _images(n=3)
+    with pytest.raises(TypeError, match="indices and the epoch"):
+        flip(x, np.random.default_rng(0))
+    with pytest.raises(TypeError, match="indices and the epoch"):
+        Compose([flip])(x, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="2 indices for a batch of 3"):
+        flip(x, indices=np.arange(2), epoch=0)
+    with pytest.raises(IndexError, match=r"in 0\.\.4, got 3\.\.5"):
+        flip(x, indices=np.arange(3, 6), epoch=0)
+    with pytest.raises(ValueError, match="images must be a positive int, got 0"):
+        AlternatingHorizontalFlip(0)
+
+
+def test_train_transform_takes_a_flip_step():
+    flip = AlternatingHorizontalFlip(8)
+    pipeline = cifar10_train_transform(flip=flip)
+    assert pipeline.transforms[1] is flip and pipeline.per_image
+    assert not cifar10_train_transform().per_image
+    assert isinstance(cifar10_train_transform().transforms[1], RandomHorizontalFlip)

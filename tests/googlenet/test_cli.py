@@ -324,10 +324,11 @@ def test_resume_refuses_options_that_define_the_run_and_extends_epochs(trained, 
         (part / name).write_bytes((out / name).read_bytes())
     status, _, err = main_in_process("train", "--resume", part / "last.npz", "--lr", 0.2,
                                      "--schedule", "cosine", "--batch-size", 16,
-                                     "--low-res", 28)  # fmt: skip
+                                     "--low-res", 28, "--flip", "alternate")  # fmt: skip
     assert status == 2 and "cannot change on --resume" in err
     assert "--lr 0.2 (the run has 0.05)" in err and "--schedule 'cosine'" in err
     assert "--low-res 28 (the run has 24)" in err
+    assert "--flip 'alternate' (the run has 'random')" in err
     assert "--batch-size" not in err  # the same value is no change
     status, _, err = main_in_process("train", "--resume", part / "last.npz", "--epochs", 1)
     assert status == 2 and "already trained 2 epochs" in err
@@ -415,6 +416,34 @@ def test_progressive_resizing_from_the_runs_options():
     assert progressive_resizing(old) is None
     _, with_cutout = progressive_resizing(dict(TRAIN_DEFAULTS, cutout=8))
     assert type(with_cutout.transforms[-1]).__name__ == "Cutout"
+
+
+def test_flip_alternate_shares_one_alternating_flip_between_both_sizes():
+    """--flip alternate: the full-size and the small crops' transforms mirror the same images
+    in the same epochs (one AlternatingHorizontalFlip, seeded by --seed); random flips are the
+    default and a run saved before --flip existed keeps them."""
+    from googlenet_cli import TRAIN_DEFAULTS, progressive_resizing, train_flip
+    from minidl.data import AlternatingHorizontalFlip, RandomHorizontalFlip
+
+    assert train_flip(dict(TRAIN_DEFAULTS), 100) is None
+    old = {k: v for k, v in TRAIN_DEFAULTS.items() if k != "flip"}
+    assert train_flip(old, 100) is None
+    flip = train_flip(dict(TRAIN_DEFAULTS, flip="alternate", seed=4), 100)
+    assert isinstance(flip, AlternatingHorizontalFlip) and (flip.images, flip.seed) == (100, 4)
+    _, small = progressive_resizing(dict(TRAIN_DEFAULTS), flip)
+    assert small.transforms[1] is flip
+    _, small = progressive_resizing(dict(TRAIN_DEFAULTS))
+    assert isinstance(small.transforms[1], RandomHorizontalFlip)
+
+
+def test_train_with_flip_alternate_records_it_in_the_run(trained, tmp_path):
+    data, _, _ = trained
+    out = tmp_path / "run"
+    status, _, err = main_in_process(
+        "train", "--data", data, "--out", out, *TINY, "--epochs", 1, "--flip", "alternate"
+    )
+    assert status == 0, err
+    assert md.load(out / "last.npz")["train_config"]["flip"] == "alternate"
 
 
 def test_the_first_plan_counts_the_small_crops_faster_steps():

@@ -22,6 +22,7 @@ from helpers.training import (
 )
 
 from minidl import optim
+from minidl.data import AlternatingHorizontalFlip
 from minidl.ops.activation import ReLU
 from minidl.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from minidl.train import RunFiles, RunPlan
@@ -157,6 +158,37 @@ def test_stop_after_epochs_then_resume(full_run, tmp_path):
     resumed = fit(
         model, loss_fn, loader, optimizer, EPOCHS, files=RunFiles(tmp_path, resume=resume), **run
     )
+    assert comparable(resumed.rows) == comparable(full.rows)
+    for key, value in weights(model).items():
+        np.testing.assert_array_equal(value, final[key], err_msg=key)
+
+
+@pytest.mark.parametrize("stop_at", [2, 6])  # mid epoch 1 (the flips of epoch 0), mid epoch 2
+def test_a_run_with_alternating_flips_resumes_bit_for_bit(tmp_path, stop_at):
+    """The flips alternate by epoch: a resumed run's fresh loader is told the epoch it resumes
+    in (fit calls set_epoch), so it mirrors the same images as the uninterrupted run."""
+
+    def run_with_alternating_flips(seed=0):
+        model, optimizer, schedule, loader, test_loader = make_run(seed)
+        loader.transform = AlternatingHorizontalFlip(len(loader.images), seed=5)
+        return model, optimizer, dict(schedule=schedule, test_loader=test_loader), loader
+
+    model, optimizer, run, loader = run_with_alternating_flips()
+    full = fit(model, loss_fn, loader, optimizer, EPOCHS, progress=False, **run)
+    final = weights(model)
+    model, optimizer, run, loader = run_with_alternating_flips()
+    first = fit(
+        model, loss_fn, loader, optimizer, EPOCHS, progress=False, files=RunFiles(tmp_path),
+        on_step=lambda step: step.step == stop_at, **run,
+    )  # fmt: skip
+    assert not first.finished
+    model, optimizer, run, loader = run_with_alternating_flips(seed=7)
+    assert loader.epoch == 0
+    resume = read_checkpoint(first.checkpoint)
+    resumed = fit(
+        model, loss_fn, loader, optimizer, EPOCHS, progress=False,
+        files=RunFiles(tmp_path, resume=resume), **run,
+    )  # fmt: skip
     assert comparable(resumed.rows) == comparable(full.rows)
     for key, value in weights(model).items():
         np.testing.assert_array_equal(value, final[key], err_msg=key)
