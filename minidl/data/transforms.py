@@ -38,16 +38,16 @@ class Compose(Transform):
 
     def __init__(self, transforms: Sequence[Transform]):
         self.transforms = list(transforms)
-        self.per_image = any(getattr(t, "per_image", False) for t in self.transforms)
+
+    @property
+    def per_image(self) -> bool:
+        return any(getattr(t, "per_image", False) for t in self.transforms)
 
     def __call__(self, x: Any, rng: np.random.Generator | None = None, **batch: Any) -> Any:
         rng = np.random.default_rng() if rng is None else rng
         for t in self.transforms:
             x = t(x, rng, **batch) if getattr(t, "per_image", False) else t(x, rng)
         return x
-
-    def __repr__(self) -> str:
-        return f"Compose(transforms={self.transforms!r})"
 
 
 class RandomCrop(Transform):
@@ -90,9 +90,13 @@ class RandomHorizontalFlip(Transform):
 
     def __call__(self, x: Any, rng: np.random.Generator | None = None) -> Any:
         rng = np.random.default_rng() if rng is None else rng
-        xp = get_array_module(x)
-        flip = xp.asarray(rng.random(len(x)) < self.p)
-        return xp.where(flip[:, None, None, None], x[..., ::-1], x)
+        return _mirror(x, rng.random(len(x)) < self.p)
+
+
+def _mirror(x: Any, flip: np.ndarray) -> Any:
+    """The batch ``x`` (N, C, H, W) with the images where ``flip`` (N,) is True mirrored."""
+    xp = get_array_module(x)
+    return xp.where(xp.asarray(flip)[:, None, None, None], x[..., ::-1], x)
 
 
 class AlternatingHorizontalFlip(Transform):
@@ -139,9 +143,7 @@ class AlternatingHorizontalFlip(Transform):
                 f"AlternatingHorizontalFlip: indices must be in 0..{self.images - 1}, got "
                 f"{indices.min()}..{indices.max()}"
             )
-        xp = get_array_module(x)
-        flip = xp.asarray(self._first[indices] ^ bool(epoch % 2))
-        return xp.where(flip[:, None, None, None], x[..., ::-1], x)
+        return _mirror(x, self._first[indices] ^ bool(epoch % 2))
 
     def __repr__(self) -> str:
         return f"AlternatingHorizontalFlip(images={self.images}, seed={self.seed})"
