@@ -285,6 +285,19 @@ def train_flip(config: dict[str, Any], images: int) -> Any:
     return AlternatingHorizontalFlip(images, seed=config.get("seed") or 0)
 
 
+WHITENING_IMAGES = 5000  # 4.5 million 3x3 patches: their 27 x 27 covariance is well estimated
+
+
+def whiten_stem(model: GoogLeNet, train_set: Any, images: int = WHITENING_IMAGES) -> None:
+    """--whiten: the stem convolution's filters set to whiten the 3x3 patches of the first
+    ``images`` training images, normalised as the network sees them
+    (``minidl.nn.init.patch_whitening_``); they train on from there."""
+    from minidl.data import cifar10_test_transform
+
+    x = cifar10_test_transform()(train_set.nchw()[:images])
+    md.nn.init.patch_whitening_(model.conv1.conv.weight, x)
+
+
 def _small_crops(config: dict[str, Any]) -> tuple[int, float] | None:
     """(size, share) of a run's small crops, or None when it trains at full size throughout."""
     size, share = config.get("low_res") or 32, config.get("low_res_share") or 0.0
@@ -318,6 +331,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "label_smoothing": 0.1,  # Szegedy et al. 2016; records/recipe.md, "Label smoothing 0.1"
     "cutout": 0,
     "flip": "random",  # or "alternate": each image mirrored on every other epoch (Jordan 2024)
+    "whiten": False,  # the stem convolution initialised to whiten the images' patches
     # progressive resizing: 24x24 crops for the first 70% of the schedule, the full 32x32 images
     # for the last 30% (docs/training.md, "Progressive resizing: small crops first")
     "low_res": 24,
@@ -438,6 +452,8 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
     model = googlenet_cifar(
         args.width, len(train_set.classes), aux_logits=args.aux, kernel5=args.kernel5
     )
+    if config.get("whiten") and ckpt is None:  # (a resumed run has its weights)
+        whiten_stem(model, train_set)
     model.fuse().to(device)  # the same values with fewer passes over memory
     if ckpt is not None:
         check_compatible(ckpt["model_config"], model_config(model), args.resume)
@@ -696,6 +712,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--flip", choices=("random", "alternate"),
         help="horizontal flips: each image at random every epoch, or a random half in the first "
         f"epoch and then each image on every other epoch ({d['flip']})",
+    )  # fmt: skip
+    t.add_argument(
+        "--whiten", action=argparse.BooleanOptionalAction,
+        help="initialise the stem convolution from the data: its filters whiten the 3x3 patches "
+        f"of {WHITENING_IMAGES:,} training images (off)",
     )  # fmt: skip
     t.add_argument(
         "--low-res", type=_in(int, 8, 32), metavar="SIZE",

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import get_array_module, to_numpy
 from ..tensor import Tensor
 
 Generator = np.random.Generator | None  # None: the module's generator (see manual_seed)
@@ -156,3 +156,47 @@ def kaiming_normal_(
     usual choice for ReLU convolution stacks (torchvision's ResNet)."""
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(t.shape, mode))
     return normal_(t, 0.0, std, generator)
+
+
+def patch_whitening_(t: Tensor, images: Any, eps: float = 5e-4) -> Tensor:
+    """A first convolution's weight (O, C, kh, kw) set from the data: it whitens image patches.
+
+    ``images`` (N, C, H, W) are the network's inputs as it sees them (normalised), N a few
+    thousand. Every kh x kw patch of them is a vector p of d = C*kh*kw values; with the patches'
+    covariance S = sum_i lambda_i v_i v_i^T (lambda_1 >= lambda_2 >= ...), output channels 2i and
+    2i+1 get the filters +v_i / sqrt(lambda_i + eps) and -v_i / sqrt(lambda_i + eps): the O/2
+    strongest directions of the patches, each scaled to unit variance, in both signs so that a
+    following ReLU keeps both halves. Jordan (2024, arXiv:2404.00498, after tysam-code's
+    hlb-CIFAR10) found this initialisation of the first layer the largest single gain of its fast
+    CIFAR-10 recipe. O must be even and at most 2d.
+    """
+    if len(t.shape) != 4:
+        raise ValueError(
+            f"patch_whitening_: weight must be 4-D (out, in, kh, kw), got shape {tuple(t.shape)}"
+        )
+    O, C, kh, kw = t.shape
+    d = C * kh * kw
+    if O % 2 or O > 2 * d:
+        raise ValueError(
+            f"patch_whitening_: weight's out channels must be even and at most 2 * in * kh * kw "
+            f"= {2 * d} (a + and a - filter per direction), got {O} (weight {tuple(t.shape)})"
+        )
+    x = to_numpy(images)
+    if x.ndim != 4 or x.shape[1] != C or x.shape[2] < kh or x.shape[3] < kw:
+        raise ValueError(
+            f"patch_whitening_: images must be (N, {C}, H >= {kh}, W >= {kw}) for weight "
+            f"{tuple(t.shape)}, got shape {tuple(x.shape)}"
+        )
+    total, outer, count = np.zeros(d), np.zeros((d, d)), 0
+    for lo in range(0, len(x), 256):  # 256 images at a time: patches are kh*kw times the images
+        windows = np.lib.stride_tricks.sliding_window_view(x[lo : lo + 256], (kh, kw), (2, 3))
+        p = windows.transpose(0, 2, 3, 1, 4, 5).reshape(-1, d).astype(np.float64)  # (c, u, v)
+        total += p.sum(axis=0)
+        outer += p.T @ p
+        count += len(p)
+    mean = total / count
+    eigenvalues, eigenvectors = np.linalg.eigh(outer / count - np.outer(mean, mean))
+    top = np.argsort(eigenvalues)[::-1][: O // 2]
+    filters = eigenvectors[:, top].T / np.sqrt(np.maximum(eigenvalues[top], 0) + eps)[:, None]
+    weight = np.stack([filters, -filters], axis=1).reshape(O, C, kh, kw)  # +v_i, -v_i, ...
+    return _fill(t, weight)

@@ -455,3 +455,38 @@ def test_the_first_plan_counts_the_small_crops_faster_steps():
     assert epochs_with_small_crops(11, dict(TRAIN_DEFAULTS)) == 15
     assert epochs_with_small_crops(11, dict(TRAIN_DEFAULTS, low_res=32)) == 11
     assert epochs_with_small_crops(11, dict(TRAIN_DEFAULTS, low_res=16, low_res_share=1.0)) == 44
+
+
+def test_whiten_initialises_the_stem_from_the_training_images(tmp_path):
+    """--whiten: the stem's filters whiten the patches of the training images as the network
+    sees them (normalised); the rest of the model keeps its seeded initialisation."""
+    from googlenet import googlenet_cifar
+    from googlenet_cli import whiten_stem
+    from minidl.data import CIFAR10, cifar10_test_transform
+
+    train_set = CIFAR10(write_cifar(str(tmp_path / "data")), train=True)
+    md.nn.init.manual_seed(0)
+    plain = googlenet_cifar(0.0625)
+    md.nn.init.manual_seed(0)
+    whitened = googlenet_cifar(0.0625)
+    whiten_stem(whitened, train_set, images=30)
+    expected = md.Tensor(np.zeros_like(plain.conv1.conv.weight.data))
+    images = cifar10_test_transform()(train_set.nchw()[:30])
+    md.nn.init.patch_whitening_(expected, images)
+    np.testing.assert_array_equal(whitened.conv1.conv.weight.data, expected.data)
+    assert not np.allclose(whitened.conv1.conv.weight.data, plain.conv1.conv.weight.data)
+    for (name, a), (_, b) in zip(plain.named_parameters(), whitened.named_parameters()):
+        if name != "conv1.conv.weight":
+            np.testing.assert_array_equal(a.data, b.data, err_msg=name)
+
+
+def test_train_with_whiten_records_it_and_keeps_it_on_resume(trained, tmp_path):
+    data, _, _ = trained
+    out = tmp_path / "run"
+    status, _, err = main_in_process(
+        "train", "--data", data, "--out", out, *TINY, "--stop-after-epochs", 1, "--whiten"
+    )
+    assert status == 0, err
+    assert md.load(out / "last.npz")["train_config"]["whiten"] is True
+    status, _, err = main_in_process("train", "--resume", out / "last.npz", "--no-whiten")
+    assert status == 2 and "--whiten False (the run has True)" in err

@@ -87,3 +87,44 @@ def test_layer_defaults_follow_pytorch():
     np.testing.assert_array_equal(bn.weight.numpy(), np.ones(6))
     np.testing.assert_array_equal(bn.bias.numpy(), np.zeros(6))
     np.testing.assert_array_equal(bn.running_var.numpy(), np.ones(6))
+
+
+def _patches_by_loops(images, kh, kw):
+    """Every kh x kw patch of every image as a row of C*kh*kw values in (c, u, v) order."""
+    N, C, H, W = images.shape
+    rows = []
+    for n in range(N):
+        for i in range(H - kh + 1):
+            for j in range(W - kw + 1):
+                rows.append(images[n, :, i : i + kh, j : j + kw].reshape(-1))
+    return np.array(rows, dtype=np.float64)
+
+
+def test_patch_whitening_whitens_the_strongest_directions_of_the_patches(xp):
+    rng = np.random.default_rng(3)
+    mixing = rng.standard_normal((3, 3))  # correlated colour channels, as in photographs
+    images = np.einsum("dc,nchw->ndhw", mixing, rng.standard_normal((6, 3, 7, 8))) + 0.5
+    eps = 1e-3
+    w = init.patch_whitening_(_t((8, 3, 2, 2), xp), xp.asarray(images.astype(np.float32)), eps)
+    filters = md.backend.to_numpy(w.data).reshape(8, 12).astype(np.float64)
+    covariance = np.cov(_patches_by_loops(images, 2, 2), rowvar=False, bias=True)
+    eigenvalues = np.sort(np.linalg.eigvalsh(covariance))[::-1][:4]
+    # each pair of filters is +f, -f; the 4 directions are uncorrelated, of variance
+    # lambda / (lambda + eps), strongest first
+    np.testing.assert_array_equal(filters[1::2], -filters[0::2])
+    whitened = filters[0::2] @ covariance @ filters[0::2].T
+    np.testing.assert_allclose(whitened, np.diag(eigenvalues / (eigenvalues + eps)), atol=2e-5)
+    assert eigenvalues[0] > eigenvalues[3] > 10 * eps
+
+
+def test_patch_whitening_errors_name_the_argument():
+    images = np.zeros((2, 3, 8, 8), np.float32)
+    with pytest.raises(ValueError, match=r"even and at most 2 \* in \* kh \* kw = 54.*got 7 "):
+        init.patch_whitening_(_t((7, 3, 3, 3)), images)
+    with pytest.raises(ValueError, match=r"at most .* = 54 .*got 56 "):
+        init.patch_whitening_(_t((56, 3, 3, 3)), images)
+    expected = r"images must be \(N, 3, H >= 3, W >= 3\).*got shape \(2, 1, 8, 8\)"
+    with pytest.raises(ValueError, match=expected):
+        init.patch_whitening_(_t((8, 3, 3, 3)), images[:, :1])
+    with pytest.raises(ValueError, match="weight must be 4-D"):
+        init.patch_whitening_(_t((8, 27)), images)
