@@ -196,7 +196,7 @@ def patch_whitening_(t: Tensor, images: Any, eps: float = 5e-4) -> Tensor:
         count += len(p)
     mean = total / count
     eigenvalues, eigenvectors = np.linalg.eigh(outer / count - np.outer(mean, mean))
-    top = np.argsort(eigenvalues)[::-1][: O // 2]
+    top = slice(-1, -1 - O // 2, -1)  # eigh sorts ascending: the last O/2, strongest first
     filters = eigenvectors[:, top].T / np.sqrt(np.maximum(eigenvalues[top], 0) + eps)[:, None]
     weight = np.stack([filters, -filters], axis=1).reshape(O, C, kh, kw)  # +v_i, -v_i, ...
     return _fill(t, weight)
