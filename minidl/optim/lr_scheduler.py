@@ -15,7 +15,8 @@ from .optimizer import Optimizer
 
 
 class LRScheduler:
-    """Base: subclasses define ``lr_at(base_lr, step)`` (and may adjust momentum)."""
+    """Base: subclasses define ``lr_at(base_lr, step)``, or ``lrs_at(step)`` for all groups at
+    once (and may adjust momentum)."""
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1):
         if not isinstance(optimizer, Optimizer):
@@ -44,10 +45,14 @@ class LRScheduler:
         self.last_epoch = step
         self._apply()
 
+    def lrs_at(self, step: int) -> list[float]:
+        """Each parameter group's lr at ``step``: ``lr_at`` of the group's initial lr."""
+        return [self.lr_at(base, step) for base in self.base_lrs]
+
     def _apply(self) -> None:
         """Set the groups' hyper-parameters for step ``last_epoch``."""
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = self.lr_at(base, self.last_epoch)
+        for group, lr in zip(self.optimizer.param_groups, self.lrs_at(self.last_epoch)):
+            group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def get_last_lr(self) -> list[float]:
@@ -141,13 +146,14 @@ class OneCycleLR(LRScheduler):
     falls to max_lr / div_factor / final_div_factor, each phase a cosine (or linear) ramp
     between its end points. With ``cycle_momentum`` the momentum (SGD's ``momentum``, Adam's
     beta1) moves the opposite way between max_momentum and base_momentum.
-    ``max_lr`` replaces the optimizer's lr.
+    ``max_lr`` replaces the optimizer's lr: one value for every parameter group, or a list with
+    one per group (as in PyTorch), each group's cycle then scaled to its own peak.
     """
 
     def __init__(
         self,
         optimizer: Optimizer,
-        max_lr: float,
+        max_lr: float | list[float] | tuple[float, ...],
         total_steps: int,
         pct_start: float = 0.3,
         anneal_strategy: str = "cos",
@@ -167,13 +173,13 @@ class OneCycleLR(LRScheduler):
         self.total_steps, self.anneal_strategy = total_steps, anneal_strategy
         self.initial_div = div_factor
         self.min_div = div_factor * final_div_factor
-        self.max_lr = max_lr
+        self.max_lrs = _one_per_group(optimizer, max_lr)
         self.warm_end = float(pct_start * total_steps) - 1
         self.cycle_momentum = cycle_momentum
         self.base_momentum, self.max_momentum = base_momentum, max_momentum
         if last_epoch == -1:
-            for group in optimizer.param_groups:
-                group["lr"] = max_lr / div_factor
+            for group, top in zip(optimizer.param_groups, self.max_lrs):
+                group["lr"] = top / div_factor
         if cycle_momentum and not all(
             "momentum" in g or "betas" in g for g in optimizer.param_groups
         ):
@@ -198,14 +204,13 @@ class OneCycleLR(LRScheduler):
             return 0, step / self.warm_end if self.warm_end > 0 else 1.0
         return 1, min(1.0, (step - self.warm_end) / (self.total_steps - 1 - self.warm_end))
 
-    def lr_at(self, base_lr: float, step: int) -> float:
+    def lrs_at(self, step: int) -> list[float]:
+        """Each group's cycle, from its own peak: top / div_factor up to top, then down to
+        top / div_factor / final_div_factor."""
         phase, pct = self._progress(step)
-        top, low = self.max_lr, self.max_lr / self.initial_div
-        return (
-            self._anneal(low, top, pct)
-            if phase == 0
-            else self._anneal(top, self.max_lr / self.min_div, pct)
-        )
+        if phase == 0:
+            return [self._anneal(top / self.initial_div, top, pct) for top in self.max_lrs]
+        return [self._anneal(top, top / self.min_div, pct) for top in self.max_lrs]
 
     def _apply(self) -> None:
         super()._apply()
@@ -219,3 +224,17 @@ class OneCycleLR(LRScheduler):
                 group["betas"] = (momentum, group["betas"][1])
             else:
                 group["momentum"] = momentum
+
+
+def _one_per_group(optimizer: Optimizer, max_lr: Any) -> list[float]:
+    """``max_lr`` as a list with one value per parameter group (a single number: the same for
+    all); a list of the wrong length is an error naming both lengths."""
+    groups = len(optimizer.param_groups)
+    if not isinstance(max_lr, (list, tuple)):
+        return [float(max_lr)] * groups
+    if len(max_lr) != groups:
+        raise ValueError(
+            f"OneCycleLR: max_lr must have one value per parameter group ({groups}), "
+            f"got {len(max_lr)}"
+        )
+    return [float(top) for top in max_lr]

@@ -111,6 +111,27 @@ def test_resume_from_state_dict(make, optimizer_first):
     )
 
 
+def test_one_cycle_takes_one_max_lr_per_group():
+    """max_lr as a list (PyTorch's form): each group runs the cycle of its own peak, as a
+    one-group schedule with that peak would; a list of the wrong length names both lengths."""
+    a, b = nn.Parameter(np.zeros(1)), nn.Parameter(np.zeros(1))
+    opt = optim.SGD([{"params": [a]}, {"params": [b]}], lr=0.1, momentum=0.9)
+    s = sched.OneCycleLR(opt, max_lr=[0.4, 0.02], total_steps=20, pct_start=0.25)
+    alone = [
+        sched.OneCycleLR(_opt(), max_lr=top, total_steps=20, pct_start=0.25) for top in (0.4, 0.02)
+    ]
+    for _ in range(20):
+        assert [g["lr"] for g in opt.param_groups] == [
+            o.optimizer.param_groups[0]["lr"] for o in alone
+        ]
+        assert s.get_last_lr() == [g["lr"] for g in opt.param_groups]
+        for schedule in (s, *alone):
+            schedule.step()
+    assert [g["initial_lr"] for g in opt.param_groups] == pytest.approx([0.4 / 25, 0.02 / 25])
+    with pytest.raises(ValueError, match=r"one value per parameter group \(2\), got 3"):
+        sched.OneCycleLR(opt, max_lr=[0.1, 0.2, 0.3], total_steps=20)
+
+
 def test_schedules_leave_per_group_ratios():
     a, b = nn.Parameter(np.zeros(1)), nn.Parameter(np.zeros(1))
     opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": 1.0}], lr=0.1)

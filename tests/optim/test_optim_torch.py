@@ -64,6 +64,29 @@ SCHEDULES = {
 }
 
 
+def test_one_cycle_with_a_max_lr_per_group_matches_torch():
+    """OneCycleLR(max_lr=[...]): one peak per parameter group, lr and momentum as PyTorch's."""
+    ours_opt = optim.SGD(
+        [{"params": [nn.Parameter(np.zeros(1))]}, {"params": [nn.Parameter(np.zeros(1))]}],
+        lr=0.1, momentum=0.9,
+    )  # fmt: skip
+    theirs_opt = torch.optim.SGD(
+        [{"params": [torch.zeros(1, requires_grad=True)]},
+         {"params": [torch.zeros(1, requires_grad=True)]}],
+        lr=0.1, momentum=0.9,
+    )  # fmt: skip
+    kw = dict(max_lr=[0.3, 0.05], total_steps=30, pct_start=0.25)
+    ours = sched.OneCycleLR(ours_opt, **kw)
+    theirs = torch.optim.lr_scheduler.OneCycleLR(theirs_opt, **kw)
+    for _ in range(30):
+        for mine, other in zip(ours_opt.param_groups, theirs_opt.param_groups):
+            for key in ("lr", "momentum"):
+                assert mine[key] == pytest.approx(other[key], rel=1e-9, abs=1e-12), key
+        theirs_opt.step()
+        ours.step()
+        theirs.step()
+
+
 @pytest.mark.parametrize("case", list(SCHEDULES))
 def test_schedule_matches_torch(case):
     ours_make, theirs_make = SCHEDULES[case]
