@@ -270,20 +270,29 @@ def test_readme_results_agree_with_the_records_they_link():
 
 
 def test_readme_speed_ratios_are_benchs():
-    """The step's speed against PyTorch that README states is one row of bench/README.md."""
-    ratios = re.search(
-        r"runs (\d+\.\d+)x as fast as PyTorch .*? only (\d+\.\d+)x as fast as PyTorch with "
-        r"`channels_last`.*?\(\[bench/README\.md\]\(bench/README\.md\)",
+    """The step's speed and memory against PyTorch that README states are the ranges of the
+    benchmark runs it names in bench/README.md (rows ``| `commit`, rounds | img/s | vs CL |
+    vs NCHW | inference | peak MB (vs CL) |``)."""
+    stated = re.search(
+        r"ran (\d+\.\d+)-(\d+\.\d+)x as fast as PyTorch .*? NCHW layout, and "
+        r"(\d+\.\d+)-(\d+\.\d+)x as fast as PyTorch with `channels_last`.*? "
+        r"(\d+\.\d+)-(\d+\.\d+)x its peak memory \((\w+) runs of the benchmark at "
+        r"`(\w+)`.*?\[bench/README\.md\]\(bench/README\.md\)",
         _readme_results(),
     )
-    assert ratios, _readme_results()
-    nchw, channels_last = ratios.groups()
-    bench = (ROOT / "bench" / "README.md").read_text()
-    assert re.search(
-        rf"^\| width 0\.25, 3x3 \| train img/s \|.*\| {nchw}x \| \*\*{channels_last}x\*\* \|",
-        bench,
+    assert stated, _readme_results()
+    *bounds, count, commit = stated.groups()
+    rows = re.findall(
+        rf"^\| `{commit}`, \d+[^|]* \| [\d.]+ \| \**([\d.]+)x\** \| \**([\d.]+)x\** \| "
+        r"[^|]+ \| \d+ \(([\d.]+)x\) \|$",
+        (ROOT / "bench" / "README.md").read_text(),
         re.M,
-    ), (nchw, channels_last)
+    )
+    assert len(rows) == {"two": 2, "three": 3, "four": 4, "five": 5}[count], rows
+    channels_last, nchw, memory = ([float(row[i]) for row in rows] for i in range(3))
+    ranges = [min(nchw), max(nchw), min(channels_last), max(channels_last)]
+    ranges += [min(memory), max(memory)]
+    assert [float(b) for b in bounds] == ranges, (bounds, rows)
 
 
 def _records_index() -> list[list[str]]:
