@@ -480,13 +480,17 @@ def test_whiten_initialises_the_stem_from_the_training_images(tmp_path):
             np.testing.assert_array_equal(a.data, b.data, err_msg=name)
 
 
-def test_train_with_whiten_records_it_and_keeps_it_on_resume(trained, tmp_path):
+def test_train_whitens_by_default_records_it_and_keeps_it_on_resume(trained, tmp_path):
+    """The whitened stem is the default (records/recipe.md); --no-whiten turns it off. Either
+    is recorded in the checkpoint and refused as a change on resume."""
     data, _, _ = trained
-    out = tmp_path / "run"
-    status, _, err = main_in_process(
-        "train", "--data", data, "--out", out, *TINY, "--stop-after-epochs", 1, "--whiten"
-    )
-    assert status == 0, err
-    assert md.load(out / "last.npz")["train_config"]["whiten"] is True
-    status, _, err = main_in_process("train", "--resume", out / "last.npz", "--no-whiten")
-    assert status == 2 and "--whiten False (the run has True)" in err
+    for flag, whiten in ((), True), (("--no-whiten",), False):
+        out = tmp_path / f"run-{whiten}"
+        status, _, err = main_in_process(
+            "train", "--data", data, "--out", out, *TINY, "--stop-after-epochs", 1, *flag
+        )
+        assert status == 0, err
+        assert md.load(out / "last.npz")["train_config"]["whiten"] is whiten
+        other = "--no-whiten" if whiten else "--whiten"
+        status, _, err = main_in_process("train", "--resume", out / "last.npz", other)
+        assert status == 2 and f"--whiten {not whiten} (the run has {whiten})" in err
