@@ -250,9 +250,10 @@ def _make_schedule(optimizer: Any, args: Any, epochs: int, total_steps: int) -> 
     from minidl import optim
 
     if args.schedule == "onecycle":
+        peaks = [group["lr"] for group in optimizer.param_groups]  # --bn-bias-lr: its own
         return optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=args.lr, total_steps=total_steps, pct_start=0.25,
-            cycle_momentum=False, div_factor=10.0, final_div_factor=100.0,
+            optimizer, max_lr=peaks if len(peaks) > 1 else args.lr, total_steps=total_steps,
+            pct_start=0.25, cycle_momentum=False, div_factor=10.0, final_div_factor=100.0,
         )  # fmt: skip
     if args.schedule == "cosine":
         return optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
@@ -298,6 +299,29 @@ def whiten_stem(model: GoogLeNet, train_set: Any, images: int = WHITENING_IMAGES
     md.nn.init.patch_whitening_(model.conv1.conv.weight, x)
 
 
+def optimizer_groups(
+    model: GoogLeNet, lr: float, weight_decay: float, freeze_bn_weight: bool, bn_bias_lr: float
+) -> list[dict[str, Any]]:
+    """SGD's parameter groups: every parameter in one group, unless batch norm's scales are
+    frozen (--freeze-bn-weight: they keep their initial 1, ``requires_grad=False``, and leave the
+    optimizer) or its biases learn faster (--bn-bias-lr: a second group at ``bn_bias_lr * lr``
+    whose weight decay is divided by the factor, so that each step decays them by ``lr *
+    weight_decay`` as before; Jordan 2024, airbench). The first group holds everything else."""
+    norms = [m for _, m in model.named_modules() if isinstance(m, md.nn.BatchNorm2d) and m.affine]
+    if freeze_bn_weight:
+        for bn in norms:
+            bn.weight.requires_grad = False
+    faster = {id(bn.bias) for bn in norms} if bn_bias_lr != 1.0 else set()
+    trained = [p for p in model.parameters() if p.requires_grad]
+    groups: list[dict[str, Any]] = [{"params": [p for p in trained if id(p) not in faster]}]
+    if faster:
+        groups.append({
+            "params": [p for p in trained if id(p) in faster],
+            "lr": lr * bn_bias_lr, "weight_decay": weight_decay / bn_bias_lr,
+        })  # fmt: skip
+    return groups
+
+
 def _small_crops(config: dict[str, Any]) -> tuple[int, float] | None:
     """(size, share) of a run's small crops, or None when it trains at full size throughout."""
     size, share = config.get("low_res") or 32, config.get("low_res_share") or 0.0
@@ -334,6 +358,9 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     # the stem convolution initialised to whiten the images' patches: +0.77 to +0.92 points
     # (six views) in three runs at 4 epochs (records/recipe.md, "The stem initialised ...")
     "whiten": True,
+    # batch norm's scales frozen at 1, and its biases' learning rate (a factor of --lr)
+    "freeze_bn_weight": False,
+    "bn_bias_lr": 1.0,
     # progressive resizing: 24x24 crops for the first 70% of the schedule, the full 32x32 images
     # for the last 30% (docs/training.md, "Progressive resizing: small crops first")
     "low_res": 24,
@@ -459,8 +486,13 @@ def _train(args: Any, device: str, config: dict, ckpt: dict | None, run_start: f
     model.fuse().to(device)  # the same values with fewer passes over memory
     if ckpt is not None:
         check_compatible(ckpt["model_config"], model_config(model), args.resume)
+    # (a run from before --freeze-bn-weight and --bn-bias-lr: one group of all parameters)
+    groups = optimizer_groups(
+        model, args.lr, args.weight_decay,
+        config.get("freeze_bn_weight", False), config.get("bn_bias_lr", 1.0),
+    )  # fmt: skip
     optimizer = optim.SGD(
-        list(model.parameters()), lr=args.lr, momentum=args.momentum,
+        groups, lr=args.lr, momentum=args.momentum,
         nesterov=args.nesterov, weight_decay=args.weight_decay,
     )  # fmt: skip
     flip = train_flip(config, len(train_set))
@@ -720,6 +752,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--whiten", action=argparse.BooleanOptionalAction,
         help="initialise the stem convolution from the data: its filters whiten the 3x3 patches "
         f"of {WHITENING_IMAGES:,} training images (on)",
+    )  # fmt: skip
+    t.add_argument(
+        "--freeze-bn-weight", action=argparse.BooleanOptionalAction,
+        help="keep batch norm's scales (its weight) at 1: they leave the optimizer (off)",
+    )  # fmt: skip
+    t.add_argument(
+        "--bn-bias-lr", type=_in(float, 0, 1000, open_low=True), metavar="FACTOR",
+        help="batch norm's biases learn at FACTOR x the learning rate, with the weight decay "
+        f"divided by FACTOR (the same decay per step) ({d['bn_bias_lr']:g})",
     )  # fmt: skip
     t.add_argument(
         "--low-res", type=_in(int, 8, 32), metavar="SIZE",

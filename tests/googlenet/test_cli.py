@@ -494,3 +494,87 @@ def test_train_whitens_by_default_records_it_and_keeps_it_on_resume(trained, tmp
         other = "--no-whiten" if whiten else "--whiten"
         status, _, err = main_in_process("train", "--resume", out / "last.npz", other)
         assert status == 2 and f"--whiten {not whiten} (the run has {whiten})" in err
+
+
+def _bn_params(model):
+    norms = [m for _, m in model.named_modules() if isinstance(m, md.nn.BatchNorm2d)]
+    return [bn.weight for bn in norms], [bn.bias for bn in norms]
+
+
+def test_optimizer_groups_default_is_one_group_of_every_parameter_in_order():
+    """Neither option: the single group the optimizer always had, so runs are unchanged."""
+    from googlenet import googlenet_cifar
+    from googlenet_cli import optimizer_groups
+
+    model = googlenet_cifar(0.0625)
+    groups = optimizer_groups(model, 0.1, 5e-4, freeze_bn_weight=False, bn_bias_lr=1.0)
+    assert len(groups) == 1 and set(groups[0]) == {"params"}
+    assert [id(p) for p in groups[0]["params"]] == [id(p) for p in model.parameters()]
+
+
+def test_frozen_bn_weights_leave_the_optimizer_and_biases_step_a_factor_faster():
+    """--freeze-bn-weight: batch norm's scales stay at 1 through SGD steps with weight decay.
+    --bn-bias-lr 8: from the same start and batch, the biases' first step is 8 times the
+    one-group step (they start at 0, so the divided weight decay plays no part), and every
+    other parameter steps exactly as in one group."""
+    from googlenet import googlenet_cifar
+    from googlenet_cli import optimizer_groups
+
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    y = md.Tensor(np.array([0, 1, 2, 3]))
+    stepped = {}
+    for freeze, factor in (False, 1.0), (True, 8.0):
+        md.nn.init.manual_seed(0)
+        model = googlenet_cifar(0.0625)
+        groups = optimizer_groups(model, 0.1, 5e-4, freeze_bn_weight=freeze, bn_bias_lr=factor)
+        optimizer = md.optim.SGD(groups, lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+        before = {n: p.data.copy() for n, p in model.named_parameters()}
+        np.random.seed(0)  # the same dropout mask
+        md.functional.cross_entropy(model(md.Tensor(x)), y).backward()
+        optimizer.step()
+        stepped[factor] = {n: p.data - before[n] for n, p in model.named_parameters()}
+        weights, biases = _bn_params(model)
+        assert len(weights) > 10
+        if freeze:
+            assert all(not w.requires_grad and w.grad is None for w in weights)
+            assert all(np.all(w.data == 1) for w in weights)
+            assert groups[1]["lr"] == pytest.approx(0.8)
+            assert groups[1]["weight_decay"] == pytest.approx(5e-4 / 8)
+            assert {id(p) for p in groups[1]["params"]} == {id(b) for b in biases}
+    for name, delta in stepped[8.0].items():
+        leaf = name.rsplit(".", 1)[-1]
+        is_bn = name.split(".")[-2] == "bn"
+        if is_bn and leaf == "bias":
+            np.testing.assert_allclose(delta, 8 * stepped[1.0][name], rtol=1e-5, atol=1e-9)
+            assert np.abs(delta).max() > 0, name
+        elif is_bn and leaf == "weight":
+            assert np.all(delta == 0) and np.abs(stepped[1.0][name]).max() > 0, name
+        else:
+            np.testing.assert_allclose(delta, stepped[1.0][name], rtol=1e-4, atol=1e-7)
+
+
+def test_train_freezes_bn_weights_records_both_options_and_keeps_them_on_resume(trained, tmp_path):
+    """A run with --freeze-bn-weight --bn-bias-lr 4 trains with batch norm's scales at 1 and
+    its biases moving, records both options and refuses either as a change on resume."""
+    data, _, _ = trained
+    out = tmp_path / "run"
+    status, _, err = main_in_process(
+        "train", "--data", data, "--out", out, *TINY, "--stop-after-epochs", 1,
+        "--freeze-bn-weight", "--bn-bias-lr", 4,
+    )  # fmt: skip
+    assert status == 0, err
+    ckpt = md.load(out / "last.npz")
+    assert ckpt["train_config"]["freeze_bn_weight"] is True
+    assert ckpt["train_config"]["bn_bias_lr"] == 4.0
+    rates = [group["lr"] for group in ckpt["optimizer"]["param_groups"]]
+    assert len(rates) == 2 and rates[1] == pytest.approx(4 * rates[0])  # OneCycle per group
+    state = {k: np.asarray(getattr(v, "data", v)) for k, v in ckpt["model"].items()}
+    scales = [k for k in state if k.endswith("bn.weight")]
+    biases = [k for k in state if k.endswith("bn.bias")]
+    assert scales and len(scales) == len(biases)
+    assert all(np.all(state[k] == 1) for k in scales)
+    assert any(np.abs(state[k]).max() > 0 for k in biases)
+    status, _, err = main_in_process("train", "--resume", out / "last.npz", "--bn-bias-lr", 1)
+    assert status == 2 and "--bn-bias-lr 1.0 (the run has 4.0)" in err
+    status, _, err = main_in_process("train", "--resume", out / "last.npz", "--no-freeze-bn-weight")
+    assert status == 2 and "--freeze-bn-weight False (the run has True)" in err
