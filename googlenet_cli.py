@@ -358,7 +358,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     # the stem convolution initialised to whiten the images' patches: +0.77 to +0.92 points
     # (six views) in three runs at 4 epochs (records/recipe.md, "The stem initialised ...")
     "whiten": True,
-    # batch norm's scales frozen at 1, and its biases' learning rate (a factor of --lr)
+    # batch norm's scales frozen at 1, and its biases' learning rate (a factor of --lr): off, as
+    # frozen scales with 16x biases gained +0.49 and +0.04 in two pairs (records/recipe.md)
     "freeze_bn_weight": False,
     "bn_bias_lr": 1.0,
     # progressive resizing: 24x24 crops for the first 70% of the schedule, the full 32x32 images
