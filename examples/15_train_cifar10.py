@@ -11,7 +11,7 @@ test images with the predicted and true labels, the confusion matrix, the first 
 before and after training, and what inception 3a's four branches make of one test image.
 
 The default run takes about a minute on a 2-core CPU and reaches roughly 35-45% test
-accuracy (chance is 10%); ``python googlenet.py train`` is the full recipe (91.4% in 87
+accuracy (chance is 10%); ``python googlenet.py train`` is the full recipe (91.8% in 88
 minutes on a 2-core CPU, records/README.md). ``--quick`` trains a tiny model on a few hundred
 images for a smoke test.
 
