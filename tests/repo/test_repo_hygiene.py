@@ -249,7 +249,7 @@ def test_readme_results_agree_with_the_records_they_link():
     assert _timed_command(folder) == train_command.group(1), folder
 
     short = re.search(
-        r"`--time-budget-min (\d+)` the best run reached \*\*(\d+\.\d)% in (\d+) minutes\*\*.*?"
+        r"`--time-budget-min (\d+)` the best run reached \*\*(\d+\.\d+)% in (\d+) minutes\*\*.*?"
         r"\]\(records/([\w-]+)/?\); (\d+\.\d)% at today's default.*?\]\(records/([\w-]+)/?\)",
         text,
     )
